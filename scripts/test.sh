@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# npm test: the whole suite. Static checks, then unit, native (root), integration (root +
+# fanotify on a loop ext4) and end-to-end tests (real S3 servers started by the harness).
+# Tests that need root fail (never skip) when CI=true or RECALL_REQUIRE_ROOT_TESTS=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ "${1:-}" == "--help" ]]; then
+  echo "usage: npm test   (as root for the native, integration and end-to-end tests)"
+  exit 0
+fi
+if [[ "${CI:-}" == "true" ]]; then export RECALL_REQUIRE_ROOT_TESTS=1; fi
+
+bash scripts/check.sh
+npx tsc -p tsconfig.build.json
+
+shopt -s nullglob
+files=(test/unit/*.test.ts test/native/*.test.ts test/integration/*.test.ts test/e2e/*.test.ts)
+exec node --import tsx --test --test-reporter=spec --test-concurrency=1 --test-timeout=900000 "${files[@]}"
