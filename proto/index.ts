@@ -11,3 +11,4 @@ export {
 export type { HealthCheckRequest, HealthCheckResponse } from "./gen/grpc/health/v1/health_pb.js";
 export * from "./grpc-adapter.js";
 export * from "./health-service.js";
+export * from "./fd-channel-wire.js";

@@ -1,0 +1,150 @@
+// admin-commands: `fanrecall archive|release|restore|status`. They run as root from any
+// terminal while the listener runs; archive, release and restore go through the listener's
+// admin socket (the recall service only ever sees fds the listener hands it), and status
+// reads the trusted stub state itself (lstat + lgetxattr: no open, so no recall).
+//
+// Owns: argument parsing, output and the exit code of these commands.
+import { lstatSync } from "node:fs";
+import { join } from "node:path";
+import * as native from "../native/index.js";
+import { RecallService, createClient } from "../proto/index.js";
+import { adminSocketPath } from "../listener/config.js";
+import { STUB_XATTR, decodeStubState, needsRecall } from "../listener/stub-state.js";
+import type { StubState } from "../listener/stub-state.js";
+import { AdminClient } from "./admin-client.js";
+import { walkFiles } from "./walk.js";
+import type { WalkProblem } from "./walk.js";
+
+type Op = "archive" | "release" | "restore";
+
+export interface FileStatus {
+  readonly path: string;
+  readonly state: string;
+  readonly size: number;
+  readonly populatedBytes: number;
+  readonly object: { bucket: string; key: string; versionId: string } | null;
+}
+
+interface CommonArgs {
+  readonly runDir: string;
+  readonly json: boolean;
+  readonly paths: string[];
+}
+
+export function adminUsage(op: Op | "status"): string {
+  const json = op === "status" ? " [--json]" : "";
+  return `Usage: fanrecall ${op}${json} [--run-dir DIR] PATH...\n\nPATH may be a file or a directory (walked recursively; symlinks are not followed).\n--run-dir defaults to FANRECALL_RUN_DIR or /run/fanrecall (fanrecall start uses STATE_DIR/run).\n`;
+}
+
+function parseArgs(argv: readonly string[], allowJson: boolean): CommonArgs {
+  let runDir = process.env.FANRECALL_RUN_DIR ?? "/run/fanrecall";
+  let json = false;
+  const paths: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--json" && allowJson) json = true;
+    else if (a === "--run-dir") runDir = argv[++i] ?? "";
+    else if (a.startsWith("--run-dir=")) runDir = a.slice("--run-dir=".length);
+    else if (a === "--") paths.push(...argv.slice(i + 1)), (i = argv.length);
+    else if (a.startsWith("-")) throw new Error(`unknown option '${a}'`);
+    else paths.push(a);
+  }
+  if (!runDir) throw new Error("--run-dir needs a value");
+  if (paths.length === 0) throw new Error("at least one PATH is required");
+  return { runDir, json, paths };
+}
+
+function readStub(path: string): StubState | null | "corrupt" {
+  const raw = native.lgetxattr(path, STUB_XATTR);
+  if (raw === null) return null;
+  try {
+    return decodeStubState(raw);
+  } catch {
+    return "corrupt";
+  }
+}
+
+export async function adminCommand(op: Op, argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv, false);
+  if (process.getuid?.() !== 0) throw new Error(`'fanrecall ${op}' must run as root`);
+  const problems: WalkProblem[] = [];
+  const client = new AdminClient(adminSocketPath(args.runDir));
+  let failed = 0;
+  try {
+    for (const path of walkFiles(args.paths, problems)) {
+      const stub = readStub(path);
+      // Archive and release have nothing to do for a stub; skipping it avoids opening it
+      // (an open of a stub is a whole-file recall where only FAN_OPEN_PERM is available).
+      if (stub !== null && stub !== "corrupt" && needsRecall(stub.state) && op !== "restore") {
+        process.stdout.write(`${op}: ${path}: already ${stub.state}\n`);
+        continue;
+      }
+      if (stub === null && op === "restore") {
+        process.stdout.write(`${op}: ${path}: resident\n`);
+        continue;
+      }
+      let reply;
+      try {
+        const size = lstatSync(path).size;
+        reply = await client.request(op, path, Math.max(180_000, (size / (2 * 1024 * 1024)) * 1000));
+      } catch (err: unknown) {
+        reply = { ok: false, reason: "protocol-error", error: err instanceof Error ? err.message : String(err) };
+      }
+      if (reply.ok) process.stdout.write(`${op}: ${path}: ${reply.state ?? "ok"}\n`);
+      else {
+        failed++;
+        process.stderr.write(`fanrecall ${op}: ${path}: ${reply.error ?? "failed"} (${reply.reason ?? "error"})\n`);
+      }
+    }
+  } finally {
+    client.close();
+  }
+  for (const p of problems) process.stderr.write(`fanrecall ${op}: ${p.path}: ${p.error}\n`);
+  return failed + problems.length > 0 ? 1 : 0;
+}
+
+function statusOf(path: string, stub: StubState | null | "corrupt"): FileStatus {
+  const st = lstatSync(path, { bigint: true });
+  const size = Number(st.size);
+  if (stub === null) return { path, state: "resident", size, populatedBytes: size, object: null };
+  if (stub === "corrupt") return { path, state: "corrupt", size, populatedBytes: 0, object: null };
+  const object = { bucket: stub.bucket, key: stub.key, versionId: stub.versionId };
+  let state: string = stub.state;
+  if (stub.state === "archived" && (size !== stub.size || st.mtimeNs !== stub.mtimeNs)) state = "dirty";
+  const populatedBytes = needsRecall(stub.state) ? Math.min(size, Number(st.blocks) * 512) : size;
+  return { path, state, size, populatedBytes, object };
+}
+
+export async function statusCommand(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv, true);
+  if (process.getuid?.() !== 0) throw new Error("'fanrecall status' must run as root (stub state is in trusted.* xattrs)");
+  const problems: WalkProblem[] = [];
+  const recall = createClient(RecallService, `unix://${join(args.runDir, "recall", "recall.sock")}`);
+  let storeReachable = true;
+  try {
+    for (const path of walkFiles(args.paths, problems)) {
+      let s: FileStatus;
+      try {
+        s = statusOf(path, readStub(path));
+      } catch (err: unknown) {
+        problems.push({ path, error: err instanceof Error ? err.message : String(err) });
+        continue;
+      }
+      if (s.object && storeReachable && s.state !== "dirty") {
+        try {
+          const r = await recall.client.statObject({ object: s.object }, { timeoutMs: 5_000 });
+          if (!r.exists && r.reason === 5 /* REASON_OBJECT_MISSING */) s = { ...s, state: "lost" };
+        } catch {
+          storeReachable = false;
+          process.stderr.write("fanrecall status: the recall service is not reachable; archived copies were not checked\n");
+        }
+      }
+      if (args.json) process.stdout.write(JSON.stringify(s) + "\n");
+      else process.stdout.write(`${s.state.padEnd(9)} ${String(s.size).padStart(14)} ${String(s.populatedBytes).padStart(14)}  ${s.path}\n`);
+    }
+  } finally {
+    recall.close();
+  }
+  for (const p of problems) process.stderr.write(`fanrecall status: ${p.path}: ${p.error}\n`);
+  return problems.length > 0 ? 1 : 0;
+}

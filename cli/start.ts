@@ -1,0 +1,193 @@
+// start: `fanrecall start`, everything in the foreground as root. A small supervisor that
+// starts, in order: the embedded S3 server (s3rver, as the recall user) when no endpoint is
+// configured; the recall service (as the recall user, via setpriv: no capabilities,
+// no_new_privs, no supplementary groups) with the S3 settings; the listener (root) without
+// them. SIGINT/SIGTERM stop the listener first, which answers every held event before its
+// group closes, then the recall service, then the store.
+//
+// Owns: the child processes and the state directory layout. Holds the S3 settings only to
+// pass them to the recall service's environment.
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { chownSync, existsSync, mkdirSync, chmodSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startEmbeddedS3 } from "./embedded-s3.js";
+import type { EmbeddedS3 } from "./embedded-s3.js";
+
+export const START_HELP = `Usage: fanrecall start --watch DIR [--watch DIR ...] [--state-dir DIR] [options]
+
+Runs fanrecall in the foreground as root: the listener, the recall service as an
+unprivileged user, and, when FANRECALL_S3_ENDPOINT is not set, an embedded demo S3 server
+(s3rver) on 127.0.0.1 with its data in STATE_DIR/s3. Stop it with Ctrl-C or SIGTERM.
+
+Options:
+  --watch DIR              a directory on a dedicated ext4/xfs/btrfs (range recall) or other
+                           filesystem (whole-file recall); repeatable
+  --state-dir DIR          default /var/lib/fanrecall; sockets go to STATE_DIR/run
+  --recall-user UID:GID    default FANRECALL_RECALL_USER or 65534:65534
+  --mode auto|range|whole  default auto
+  --recall-timeout-ms MS   default FANRECALL_RECALL_TIMEOUT_MS or 30000
+  --chunk-size BYTES       default FANRECALL_CHUNK_SIZE or 4194304
+
+S3 settings come from the environment: FANRECALL_S3_ENDPOINT, FANRECALL_S3_ACCESS_KEY,
+FANRECALL_S3_SECRET_KEY, FANRECALL_S3_BUCKET (default fanrecall), FANRECALL_S3_REGION
+(default us-east-1).
+
+Then, from another terminal (as root):
+  fanrecall archive|release|restore --run-dir STATE_DIR/run PATH...
+  fanrecall status [--json] --run-dir STATE_DIR/run PATH...
+`;
+
+interface StartArgs {
+  readonly watch: string[];
+  readonly stateDir: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly mode: string;
+  readonly timeoutMs: string;
+  readonly chunkSize: string;
+}
+
+function parseStartArgs(argv: readonly string[]): StartArgs {
+  const watch: string[] = [];
+  let stateDir = "/var/lib/fanrecall";
+  let user = process.env.FANRECALL_RECALL_USER ?? "65534:65534";
+  let mode = process.env.FANRECALL_MODE ?? "auto";
+  let timeoutMs = process.env.FANRECALL_RECALL_TIMEOUT_MS ?? "30000";
+  let chunkSize = process.env.FANRECALL_CHUNK_SIZE ?? String(4 * 1024 * 1024);
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]!);
+    if (!m) throw new Error(`unexpected argument '${argv[i]}'`);
+    const value = m[2] ?? argv[++i];
+    if (value === undefined) throw new Error(`option '--${m[1]}' needs a value`);
+    if (m[1] === "watch") watch.push(resolve(value));
+    else if (m[1] === "state-dir") stateDir = resolve(value);
+    else if (m[1] === "recall-user") user = value;
+    else if (m[1] === "mode") mode = value;
+    else if (m[1] === "recall-timeout-ms") timeoutMs = value;
+    else if (m[1] === "chunk-size") chunkSize = value;
+    else throw new Error(`unknown option '--${m[1]}'`);
+  }
+  if (watch.length === 0) throw new Error("at least one --watch DIR is required");
+  const u = /^(\d+)(?::(\d+))?$/.exec(user);
+  if (!u || Number(u[1]) === 0) throw new Error(`--recall-user must be a non-root UID[:GID], not '${user}'`);
+  return { watch, stateDir, uid: Number(u[1]), gid: Number(u[2] ?? u[1]), mode, timeoutMs, chunkSize };
+}
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "fanrecall.js");
+
+function binPath(): string {
+  // From dist/cli/start.js the package root is two levels up; from cli/start.ts (tsx), one.
+  if (existsSync(BIN)) return BIN;
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "bin", "fanrecall.js");
+}
+
+async function waitFor(path: string, child: ChildProcess, what: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!existsSync(path)) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited during start`);
+    if (Date.now() > deadline) throw new Error(`${what} did not become ready within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function stopChild(child: ChildProcess, ms: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolveStop) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), ms);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolveStop();
+    });
+    child.kill("SIGTERM");
+  });
+}
+
+function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) if (!k.startsWith("FANRECALL_S3_")) out[k] = v;
+  return out;
+}
+
+export async function startCommand(argv: readonly string[]): Promise<number> {
+  const args = parseStartArgs(argv);
+  if (process.getuid?.() !== 0) throw new Error("'fanrecall start' must run as root (the listener owns a fanotify group)");
+  const runDir = join(args.stateDir, "run");
+  mkdirSync(runDir, { recursive: true, mode: 0o755 });
+  chmodSync(args.stateDir, 0o755);
+  const recallDir = join(runDir, "recall");
+  mkdirSync(recallDir, { recursive: true, mode: 0o750 });
+  chownSync(recallDir, args.uid, args.gid);
+  chmodSync(recallDir, 0o750);
+
+  const log = (msg: string) => process.stderr.write(`fanrecall start: ${msg}\n`);
+  let store: EmbeddedS3 | null = null;
+  const s3Env: NodeJS.ProcessEnv = {};
+  if (!process.env.FANRECALL_S3_ENDPOINT) {
+    store = await startEmbeddedS3({ dataDir: join(args.stateDir, "s3"), uid: args.uid, gid: args.gid, log });
+    Object.assign(s3Env, {
+      FANRECALL_S3_ENDPOINT: store.endpoint,
+      FANRECALL_S3_ACCESS_KEY: store.accessKey,
+      FANRECALL_S3_SECRET_KEY: store.secretKey,
+      FANRECALL_S3_REGION: store.region,
+    });
+  }
+  const children: ChildProcess[] = [];
+  let stopping = false;
+  const stopAll = async () => {
+    stopping = true;
+    for (const child of [...children].reverse()) await stopChild(child, 10_000);
+    await store?.stop();
+  };
+  try {
+    const recall = spawn(
+      "setpriv",
+      [
+        `--reuid=${args.uid}`,
+        `--regid=${args.gid}`,
+        "--clear-groups",
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        process.execPath,
+        binPath(),
+        "recall-service",
+        "--run-dir",
+        runDir,
+        "--chunk-size",
+        args.chunkSize,
+      ],
+      { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, ...s3Env }, detached: true },
+    );
+    children.push(recall);
+    await waitFor(join(recallDir, "fd.sock"), recall, "the recall service");
+    await waitFor(join(recallDir, "recall.sock"), recall, "the recall service");
+    const listenerArgs = ["listener", "--run-dir", runDir, "--recall-uid", String(args.uid), "--mode", args.mode];
+    listenerArgs.push("--recall-timeout-ms", args.timeoutMs, ...args.watch.flatMap((w) => ["--watch", w]));
+    const listener = spawn(process.execPath, [binPath(), ...listenerArgs], {
+      stdio: ["ignore", "inherit", "inherit"],
+      env: withoutSecrets(process.env),
+      // Own process groups: a terminal's Ctrl-C reaches only the supervisor, which stops the
+      // listener first so it can answer every held event before the recall service goes.
+      detached: true,
+    });
+    children.push(listener);
+    await waitFor(join(runDir, "listener", "admin.sock"), listener, "the listener");
+  } catch (err: unknown) {
+    await stopAll();
+    throw err;
+  }
+  log(`ready: watching ${args.watch.join(", ")}; admin commands take --run-dir ${runDir}`);
+  const exited = new Promise<string>((resolveExit) => {
+    for (const child of children) child.once("exit", (code, signal) => resolveExit(`a child exited (${code ?? signal})`));
+  });
+  const signalled = new Promise<string>((resolveSig) => {
+    process.once("SIGINT", () => resolveSig("SIGINT"));
+    process.once("SIGTERM", () => resolveSig("SIGTERM"));
+  });
+  const why = await Promise.race([exited, signalled]);
+  log(`stopping: ${why}`);
+  await stopAll();
+  return stopping && why.startsWith("SIG") ? 0 : 1;
+}

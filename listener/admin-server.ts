@@ -1,0 +1,133 @@
+// admin-server: the root-only admin socket (SOCK_SEQPACKET in a root-owned 0700 directory)
+// that `fanrecall archive|release|restore` use. Each request is one JSON message of at most
+// 4 KiB with exactly one fd of the file; the peer must be uid 0 (SO_PEERCRED). One request
+// at a time per connection; anything malformed closes that connection only.
+//
+// Owns: the listening socket, accepted connections, and the request fd until the operation
+// ends. Must not own: what the operations do (admin-ops).
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Logger } from "pino";
+import * as native from "../native/index.js";
+import type { AdminOps, AdminResult } from "./admin-ops.js";
+import { AdminError } from "./admin-ops.js";
+
+const MAX_MESSAGE = 4096;
+
+interface Conn {
+  readonly fd: number;
+  readonly pid: number;
+  readonly poller: native.FdPoller;
+  busy: boolean;
+}
+
+type Request = { id: number; op: "archive" | "release" | "restore" };
+
+function parseRequest(data: Buffer): Request | null {
+  try {
+    const v = JSON.parse(data.toString("utf8")) as unknown;
+    if (typeof v !== "object" || v === null) return null;
+    const { id, op } = v as Record<string, unknown>;
+    if (typeof id !== "number" || !Number.isSafeInteger(id)) return null;
+    if (op !== "archive" && op !== "release" && op !== "restore") return null;
+    return { id, op };
+  } catch {
+    return null;
+  }
+}
+
+export class AdminServer {
+  private readonly listenFd: number;
+  private readonly poller: native.FdPoller;
+  private readonly conns = new Map<number, Conn>();
+
+  constructor(
+    private readonly path: string,
+    private readonly ops: AdminOps,
+    private readonly log: Logger,
+  ) {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    chmodSync(dirname(path), 0o700);
+    rmSync(path, { force: true });
+    this.listenFd = native.seqpacketListen(path, 16);
+    chmodSync(path, 0o600);
+    this.poller = new native.FdPoller(this.listenFd, () => this.acceptAll());
+    this.poller.start();
+  }
+
+  private acceptAll(): void {
+    for (;;) {
+      const fd = native.seqpacketAccept(this.listenFd);
+      if (fd < 0) return;
+      const cred = native.peerCred(fd);
+      if (cred.uid !== 0) {
+        this.log.warn({ peerUid: cred.uid, reason: "protocol-error" }, "admin peer refused");
+        native.close(fd);
+        continue;
+      }
+      const conn: Conn = { fd, pid: cred.pid, poller: new native.FdPoller(fd, () => this.readable(conn)), busy: false };
+      this.conns.set(fd, conn);
+      conn.poller.start();
+    }
+  }
+
+  private readable(conn: Conn): void {
+    const msg = native.recvWithFd(conn.fd, MAX_MESSAGE + 1);
+    if (msg === null) return;
+    if (msg.eof) return this.drop(conn);
+    const req = msg.truncated || msg.data.length > MAX_MESSAGE || msg.fds.length !== 1 || conn.busy ? null : parseRequest(msg.data);
+    if (req === null) {
+      for (const fd of msg.fds) native.close(fd);
+      this.log.warn({ reason: "protocol-error" }, "malformed admin request");
+      return this.drop(conn);
+    }
+    conn.busy = true;
+    void this.serve(conn, req, msg.fds[0]!).finally(() => {
+      conn.busy = false;
+    });
+  }
+
+  private async serve(conn: Conn, req: Request, fd: number): Promise<void> {
+    try {
+      const result = await this.run(conn, req, fd);
+      this.reply(conn, { id: req.id, ok: true, ...result });
+    } catch (err: unknown) {
+      const reason = err instanceof AdminError ? err.reason : "protocol-error";
+      const message = err instanceof Error ? err.message : String(err);
+      this.reply(conn, { id: req.id, ok: false, reason, error: message });
+    } finally {
+      native.close(fd);
+    }
+  }
+
+  private async run(conn: Conn, req: Request, fd: number): Promise<AdminResult> {
+    if (req.op === "archive") return this.ops.archive(fd);
+    const prepared = req.op === "release" ? await this.ops.prepareRelease(fd, conn.pid) : this.ops.prepareRestore(fd, conn.pid);
+    if (!("wait" in prepared)) return prepared;
+    this.reply(conn, { id: req.id, phase: "trigger" });
+    return prepared.wait;
+  }
+
+  private reply(conn: Conn, body: Record<string, unknown>): void {
+    if (!this.conns.has(conn.fd)) return;
+    try {
+      native.sendWithFd(conn.fd, Buffer.from(JSON.stringify(body)), -1);
+    } catch (err: unknown) {
+      this.log.warn({ err: String(err) }, "admin reply failed");
+      this.drop(conn);
+    }
+  }
+
+  private drop(conn: Conn): void {
+    if (!this.conns.delete(conn.fd)) return;
+    conn.poller.close();
+    native.close(conn.fd);
+  }
+
+  close(): void {
+    this.poller.close();
+    native.close(this.listenFd);
+    for (const c of [...this.conns.values()]) this.drop(c);
+    rmSync(this.path, { force: true });
+  }
+}

@@ -1,0 +1,92 @@
+// config: the listener's settings, from flags, the environment (FANRECALL_*) and/or a JSON
+// file (--config). It holds no S3 settings at all: the listener never talks to the store.
+//
+// Owns: parsing, validation, and the safety check that refuses to watch a filesystem the
+// listener itself reads from (its code, node, its run dir, its stdout), which would deadlock.
+import { readFileSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export interface ListenerConfig {
+  readonly watch: readonly string[];
+  readonly runDir: string;
+  readonly recallUid: number;
+  readonly mode: "auto" | "range" | "whole";
+  readonly recallTimeoutMs: number;
+  readonly maxInFlight: number;
+  readonly logLevel: string;
+}
+
+export const LISTENER_HELP = `Usage: fanrecall listener --watch DIR [--watch DIR ...] [options]
+
+Runs the root fanotify listener: marks the filesystems of the watched directories, holds
+accesses to stubs while the recall service brings their data back, and answers the kernel.
+It holds no S3 credentials and opens no network port.
+
+Settings (flag, environment variable, or key in the --config JSON file):
+  --watch DIR               FANRECALL_WATCH (DIR:DIR...)   watch        (required)
+  --run-dir DIR             FANRECALL_RUN_DIR              runDir       (default /run/fanrecall)
+  --recall-uid UID          FANRECALL_RECALL_UID           recallUid    (default 65534)
+  --mode auto|range|whole   FANRECALL_MODE                 mode         (default auto)
+  --recall-timeout-ms MS    FANRECALL_RECALL_TIMEOUT_MS    recallTimeoutMs (default 30000)
+  --log-level LEVEL         FANRECALL_LOG_LEVEL            logLevel     (default info)
+  --config FILE             FANRECALL_CONFIG
+`;
+
+const FLAGS = ["watch", "run-dir", "recall-uid", "mode", "recall-timeout-ms", "log-level", "config"];
+
+export function loadListenerConfig(argv: readonly string[], env: Record<string, string | undefined> = process.env): ListenerConfig {
+  const flags = new Map<string, string[]>();
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]!);
+    if (!m || !FLAGS.includes(m[1]!)) throw new Error(`unknown option '${argv[i]}'`);
+    const value = m[2] ?? argv[++i];
+    if (value === undefined) throw new Error(`option '--${m[1]}' needs a value`);
+    flags.set(m[1]!, [...(flags.get(m[1]!) ?? []), value]);
+  }
+  const configPath = flags.get("config")?.[0] ?? env.FANRECALL_CONFIG;
+  const file = configPath ? (JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>) : {};
+  const one = (flag: string, envName: string, key: string): string | undefined =>
+    flags.get(flag)?.at(-1) ?? env[envName] ?? (file[key] === undefined ? undefined : String(file[key]));
+  const watch =
+    flags.get("watch") ?? env.FANRECALL_WATCH?.split(":").filter(Boolean) ?? (Array.isArray(file.watch) ? file.watch.map(String) : []);
+  if (watch.length === 0) throw new Error("at least one --watch DIR is required");
+  const mode = one("mode", "FANRECALL_MODE", "mode") ?? "auto";
+  if (mode !== "auto" && mode !== "range" && mode !== "whole") throw new Error(`mode must be auto, range or whole, not '${mode}'`);
+  const timeout = Number(one("recall-timeout-ms", "FANRECALL_RECALL_TIMEOUT_MS", "recallTimeoutMs") ?? "30000");
+  if (!Number.isSafeInteger(timeout) || timeout < 100) throw new Error("recall timeout must be an integer of at least 100 ms");
+  const recallUid = Number(one("recall-uid", "FANRECALL_RECALL_UID", "recallUid") ?? "65534");
+  if (!Number.isSafeInteger(recallUid) || recallUid <= 0) throw new Error("recall uid must be a positive integer (never root)");
+  return {
+    watch: watch.map((w) => resolve(w)),
+    runDir: resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall"),
+    recallUid,
+    mode,
+    recallTimeoutMs: timeout,
+    maxInFlight: 4096,
+    logLevel: one("log-level", "FANRECALL_LOG_LEVEL", "logLevel") ?? "info",
+  };
+}
+
+/** Throws when a watched directory shares a filesystem with something the listener reads. */
+export function refuseSelfWatch(config: ListenerConfig): void {
+  const codeDir = join(dirname(fileURLToPath(import.meta.url)), "..");
+  const own: Array<[string, number]> = [
+    ["the listener's code", statSync(codeDir).dev],
+    ["the node binary", statSync(process.execPath).dev],
+    ["the run directory", statSync(config.runDir).dev],
+  ];
+  for (const dir of config.watch) {
+    const st = statSync(dir);
+    if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+    for (const [what, dev] of own) {
+      if (st.dev === dev) {
+        throw new Error(`${dir} is on the same filesystem as ${what}; fanrecall watches dedicated data filesystems only (the listener would wait on itself)`);
+      }
+    }
+  }
+}
+
+export function adminSocketPath(runDir: string): string {
+  return join(runDir, "listener", "admin.sock");
+}

@@ -1,0 +1,140 @@
+// fanotify-source: owns the fanotify group of the pre-content class. It marks the watched
+// filesystems (FAN_PRE_ACCESS range mode where the kernel and filesystem allow it, else
+// FAN_OPEN_PERM whole-file mode), reads events off the main loop without blocking it, and
+// writes responses and ignore marks.
+//
+// Owns: the group fd and its poller. Must not own: decisions about events (the dispatcher)
+// or the event fds (handed to onEvent, whose owner closes them after answering).
+import type { Logger } from "pino";
+import * as native from "../native/index.js";
+import { FAN } from "../native/index.js";
+import type { FanEvent } from "../native/index.js";
+
+export type WatchMode = "range" | "whole";
+
+export interface Watch {
+  readonly dir: string;
+  readonly dev: number;
+  readonly mode: WatchMode;
+}
+
+export interface FanotifySourceOptions {
+  readonly dirs: readonly string[];
+  readonly mode: "auto" | WatchMode;
+  readonly log: Logger;
+  readonly onEvent: (ev: FanEvent) => void;
+  /** Take over an existing group fd instead of creating one. */
+  readonly groupFd?: number;
+}
+
+export const INIT_FLAGS =
+  FAN.FAN_CLASS_PRE_CONTENT | FAN.FAN_CLOEXEC | FAN.FAN_NONBLOCK | FAN.FAN_UNLIMITED_QUEUE | FAN.FAN_UNLIMITED_MARKS | FAN_REPORT_TID();
+const EVENT_F_FLAGS = FAN.O_RDWR | FAN.O_LARGEFILE | FAN.O_CLOEXEC;
+
+function FAN_REPORT_TID(): number {
+  return 0x100;
+}
+
+export function maskFor(mode: WatchMode): number {
+  return mode === "range" ? FAN.FAN_PRE_ACCESS : FAN.FAN_OPEN_PERM;
+}
+
+export class FanotifySource {
+  readonly groupFd: number;
+  private poller: native.FdPoller | null = null;
+  readonly watches: Watch[] = [];
+
+  constructor(private readonly opts: FanotifySourceOptions) {
+    this.groupFd = opts.groupFd ?? native.fanotifyInit(INIT_FLAGS, EVENT_F_FLAGS);
+  }
+
+  /** Marks every watched directory's filesystem; throws with a clear message on failure. */
+  markAll(): Watch[] {
+    for (const dir of this.opts.dirs) this.watches.push(this.mark(dir));
+    return this.watches;
+  }
+
+  private mark(dir: string): Watch {
+    const dirFd = native.openPath(dir, FAN.O_RDONLY | 0o200000 /* O_DIRECTORY */);
+    let dev: number;
+    try {
+      dev = native.fstat(dirFd).dev;
+    } finally {
+      native.close(dirFd);
+    }
+    const tryMark = (flags: number, mode: WatchMode): boolean => {
+      try {
+        native.fanotifyMark(this.groupFd, FAN.FAN_MARK_ADD | flags, maskFor(mode), native.AT_FDCWD, dir);
+        return true;
+      } catch (err: unknown) {
+        if (native.isNativeError(err) && ["EOPNOTSUPP", "EINVAL", "EXDEV", "ENODEV"].includes(err.code)) return false;
+        throw err;
+      }
+    };
+    const modes: WatchMode[] = this.opts.mode === "auto" ? ["range", "whole"] : [this.opts.mode];
+    for (const mode of modes) {
+      if (tryMark(FAN.FAN_MARK_FILESYSTEM, mode) || tryMark(FAN.FAN_MARK_MOUNT, mode)) {
+        this.opts.log.info({ dir, mode }, "watching");
+        return { dir, dev, mode };
+      }
+    }
+    throw new Error(`cannot watch ${dir}: the kernel or filesystem refuses ${modes.join(" and ")} marks`);
+  }
+
+  start(): void {
+    this.poller = new native.FdPoller(this.groupFd, () => this.drain());
+    this.poller.start();
+  }
+
+  /** Stops reading events (pending ones stay with their owners). */
+  stop(): void {
+    this.poller?.close();
+    this.poller = null;
+  }
+
+  private drain(): void {
+    for (let batch = 0; batch < 16; batch++) {
+      const events = native.fanotifyReadEvents(this.groupFd);
+      if (events.length === 0) return;
+      for (const ev of events) this.opts.onEvent(ev);
+    }
+  }
+
+  respond(eventFd: number, verdict: "allow" | "deny", errno: number): void {
+    const response = verdict === "allow" ? FAN.FAN_ALLOW : native.denyErrno(errno);
+    try {
+      native.fanotifyRespond(this.groupFd, eventFd, response);
+    } catch (err: unknown) {
+      // An invalid response leaves the event pending forever: answer with a plain EIO deny.
+      if (native.isNativeError(err, "EINVAL") && response !== native.denyErrno(5)) {
+        native.fanotifyRespond(this.groupFd, eventFd, native.denyErrno(5));
+        return;
+      }
+      if (!native.isNativeError(err, "ENOENT")) throw err;
+    }
+  }
+
+  /** Evictable ignore mark: a file that is not a stub costs no further events. */
+  ignore(fd: number, mode: WatchMode): void {
+    const flags = FAN.FAN_MARK_ADD | FAN.FAN_MARK_IGNORE | FAN.FAN_MARK_IGNORED_SURV_MODIFY | FAN.FAN_MARK_EVICTABLE;
+    try {
+      native.fanotifyMark(this.groupFd, flags, maskFor(mode), fd, null);
+    } catch (err: unknown) {
+      this.opts.log.warn({ err: String(err) }, "ignore mark failed");
+    }
+  }
+
+  /** Removes an ignore mark so the file raises events again (before it becomes a stub). */
+  unignore(fd: number, mode: WatchMode): void {
+    try {
+      native.fanotifyMark(this.groupFd, FAN.FAN_MARK_REMOVE | FAN.FAN_MARK_IGNORE, maskFor(mode), fd, null);
+    } catch (err: unknown) {
+      if (!native.isNativeError(err, "ENOENT")) throw err;
+    }
+  }
+
+  close(): void {
+    this.stop();
+    native.close(this.groupFd);
+  }
+}

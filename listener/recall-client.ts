@@ -1,0 +1,55 @@
+// recall-client: the listener's gRPC client of the recall service. Every call carries a
+// deadline; transport failures become listener reasons (never exceptions to the caller).
+//
+// Owns: the gRPC channel. Must not own: fds (they travel on the fd channel).
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { status } from "@grpc/grpc-js";
+import type { ArchiveRequestSchema, ArchiveResponse, RecallRequestSchema, RecallResponse, VerifyRequestSchema, VerifyResponse } from "../proto/index.js";
+import { RecallService, RpcError, createClient } from "../proto/index.js";
+import type { ListenerReason } from "./failure-policy.js";
+
+export type RpcResult<T> = { ok: true; value: T } | { ok: false; reason: ListenerReason; message: string };
+
+function failure(err: unknown): { ok: false; reason: ListenerReason; message: string } {
+  if (err instanceof RpcError) {
+    const reason: ListenerReason = err.code === status.DEADLINE_EXCEEDED ? "timeout" : err.code === status.UNAVAILABLE ? "recall-unavailable" : "protocol-error";
+    return { ok: false, reason, message: err.message };
+  }
+  return { ok: false, reason: "protocol-error", message: String(err) };
+}
+
+export class RecallClient {
+  private readonly handle;
+
+  constructor(socketPath: string) {
+    this.handle = createClient(RecallService, `unix://${socketPath}`);
+  }
+
+  async recall(req: MessageInitShape<typeof RecallRequestSchema>, timeoutMs: number): Promise<RpcResult<RecallResponse>> {
+    try {
+      return { ok: true, value: await this.handle.client.recall(req, { timeoutMs }) };
+    } catch (err: unknown) {
+      return failure(err);
+    }
+  }
+
+  async archive(req: MessageInitShape<typeof ArchiveRequestSchema>, timeoutMs: number): Promise<RpcResult<ArchiveResponse>> {
+    try {
+      return { ok: true, value: await this.handle.client.archive(req, { timeoutMs }) };
+    } catch (err: unknown) {
+      return failure(err);
+    }
+  }
+
+  async verify(req: MessageInitShape<typeof VerifyRequestSchema>, timeoutMs: number): Promise<RpcResult<VerifyResponse>> {
+    try {
+      return { ok: true, value: await this.handle.client.verify(req, { timeoutMs }) };
+    } catch (err: unknown) {
+      return failure(err);
+    }
+  }
+
+  close(): void {
+    this.handle.close();
+  }
+}

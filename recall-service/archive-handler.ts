@@ -1,0 +1,147 @@
+// archive-handler: serves Archive and Verify. Archive reads the file through the fd the
+// listener sent, uploads it (multipart when large) with its checksums in object metadata,
+// and stores the chunk manifest beside it. Verify reads the stored object back and compares
+// it with the file, byte for byte, so a file is released only when its copy is proven equal.
+//
+// Owns: the request's fd for the duration of the call (closed in finally). Must not own:
+// stub state or paths; never opens a file.
+import { randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import type { Logger } from "pino";
+import * as native from "../native/index.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ArchiveRequest, ArchiveResponseSchema, VerifyRequest, VerifyResponseSchema } from "../proto/index.js";
+import { RecallError, errorMessage, reasonToProto, storeErrorReason } from "./errors.js";
+import type { FdInbox } from "./fd-inbox.js";
+import { ManifestBuilder, encodeManifest, manifestKey, sha256Hex } from "./manifest.js";
+import type { ObjectStore } from "./object-store.js";
+
+export interface ArchiveHandlerOptions {
+  readonly inbox: FdInbox;
+  readonly store: ObjectStore;
+  readonly bucket: string;
+  readonly keyPrefix: string;
+  readonly defaultChunkSize: number;
+  readonly log: Logger;
+  readonly fdWaitMs: number;
+}
+
+const READ_BYTES = 1024 * 1024;
+
+function fdReader(fd: number, size: number, onData: (b: Buffer) => void): Readable {
+  let pos = 0;
+  return Readable.from(
+    (function* () {
+      while (pos < size) {
+        const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, size - pos));
+        const n = native.pread(fd, buf, pos);
+        if (n <= 0) throw new RecallError("read-failed", `file shrank while archiving (at ${pos} of ${size})`);
+        const chunk = n === buf.length ? buf : buf.subarray(0, n);
+        pos += n;
+        onData(chunk);
+        yield chunk;
+      }
+    })(),
+    { objectMode: false },
+  );
+}
+
+export class ArchiveHandler {
+  constructor(private readonly opts: ArchiveHandlerOptions) {}
+
+  private async withFd<T>(requestId: bigint, fn: (fd: number) => Promise<T>): Promise<T> {
+    const fd = await this.opts.inbox.take(requestId, this.opts.fdWaitMs);
+    if (fd === null) throw new RecallError("fd-missing", "no fd arrived for the request");
+    try {
+      return await fn(fd);
+    } finally {
+      native.close(fd);
+    }
+  }
+
+  async archive(req: ArchiveRequest): Promise<MessageInitShape<typeof ArchiveResponseSchema>> {
+    try {
+      return await this.withFd(req.requestId, (fd) => this.archiveFd(fd, req));
+    } catch (err: unknown) {
+      const reason = err instanceof RecallError ? err.reason : storeErrorReason(err);
+      this.opts.log.warn({ reqId: req.requestId.toString(), reason, err: errorMessage(err) }, "archive failed");
+      return { requestId: req.requestId, reason: reasonToProto(reason), message: errorMessage(err) };
+    }
+  }
+
+  private async archiveFd(fd: number, req: ArchiveRequest): Promise<MessageInitShape<typeof ArchiveResponseSchema>> {
+    const before = native.fstat(fd);
+    if (req.file && (BigInt(before.ino) !== req.file.ino || BigInt(before.dev) !== req.file.dev)) {
+      throw new RecallError("protocol-error", "the fd is not the file the request names");
+    }
+    const chunkSize = Number(req.chunkSize) || this.opts.defaultChunkSize;
+    const bucket = req.bucket || this.opts.bucket;
+    const key = req.key || `${this.opts.keyPrefix}${randomUUID()}`;
+    await this.opts.store.ensureBucket(bucket);
+    const builder = new ManifestBuilder(chunkSize);
+    const body = fdReader(fd, before.size, (b) => builder.update(b));
+    const { versionId } = await this.opts.store.put(bucket, key, body, before.size, {
+      "x-amz-meta-fanrecall-size": String(before.size),
+      "x-amz-meta-fanrecall-chunk-size": String(chunkSize),
+    });
+    const manifest = builder.finish();
+    const after = native.fstat(fd);
+    if (after.size !== before.size || after.mtimeNs !== before.mtimeNs || manifest.size !== before.size) {
+      throw new RecallError("mismatch", "the file changed while it was being archived");
+    }
+    const encoded = encodeManifest(manifest);
+    await this.opts.store.put(bucket, manifestKey(key), encoded, encoded.length, {
+      "x-amz-meta-fanrecall-sha256": manifest.sha256,
+    });
+    this.opts.log.info({ reqId: req.requestId.toString(), bytes: before.size, key }, "archived");
+    return {
+      requestId: req.requestId,
+      reason: reasonToProto("archived"),
+      object: { bucket, key, versionId },
+      integrity: { contentSha256: manifest.sha256, manifestSha256: sha256Hex(encoded), chunkSize: BigInt(chunkSize) },
+      size: BigInt(before.size),
+    };
+  }
+
+  async verify(req: VerifyRequest, signal: AbortSignal): Promise<MessageInitShape<typeof VerifyResponseSchema>> {
+    try {
+      return await this.withFd(req.requestId, (fd) => this.verifyFd(fd, req, signal));
+    } catch (err: unknown) {
+      const reason = err instanceof RecallError ? err.reason : storeErrorReason(err);
+      return { requestId: req.requestId, equal: false, reason: reasonToProto(reason), message: errorMessage(err) };
+    }
+  }
+
+  private async verifyFd(fd: number, req: VerifyRequest, signal: AbortSignal): Promise<MessageInitShape<typeof VerifyResponseSchema>> {
+    if (!req.object || !req.integrity) throw new RecallError("protocol-error", "request lacks object or integrity");
+    const size = native.fstat(fd).size;
+    const stream = await this.opts.store.getStream(
+      { bucket: req.object.bucket, key: req.object.key, versionId: req.object.versionId },
+      signal,
+    );
+    const hash = createHash("sha256");
+    let pos = 0;
+    const local = Buffer.allocUnsafe(READ_BYTES);
+    for await (const part of stream) {
+      const remote = part as Buffer;
+      hash.update(remote);
+      for (let off = 0; off < remote.length; ) {
+        const want = Math.min(local.length, remote.length - off);
+        const n = native.pread(fd, local.subarray(0, want), pos);
+        if (n !== want || !local.subarray(0, n).equals(remote.subarray(off, off + n))) {
+          return { requestId: req.requestId, equal: false, reason: reasonToProto("mismatch"), message: `differs at byte ${pos}` };
+        }
+        off += n;
+        pos += n;
+      }
+    }
+    const equal = pos === size && hash.digest("hex") === req.integrity.contentSha256;
+    return {
+      requestId: req.requestId,
+      equal,
+      reason: reasonToProto(equal ? "verified" : "mismatch"),
+      message: equal ? "" : "size or checksum differs",
+    };
+  }
+}

@@ -1,0 +1,132 @@
+// config: the recall service's settings, from a JSON file (--config) and/or the environment
+// (FANRECALL_*), flags winning over the file and the environment over nothing.
+//
+// Owns: parsing and validation, with clear messages. Must not own: side effects. The S3
+// secret lives only here and in the store client; it is never logged (see main.ts redact).
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+export interface RecallServiceConfig {
+  readonly runDir: string;
+  readonly s3: { endpoint: string; accessKey: string; secretKey: string; region: string; bucket: string };
+  readonly keyPrefix: string;
+  readonly chunkSize: number;
+  readonly readaheadChunks: number;
+  readonly parallelFetches: number;
+  readonly cacheBytes: number;
+  readonly fetchTimeoutMs: number;
+  /** uid the fd-channel peer (the listener) must have. */
+  readonly listenerUid: number;
+  /** When started as root: the user to become before reading any input. */
+  readonly user: { uid: number; gid: number } | null;
+  readonly logLevel: string;
+}
+
+export const RECALL_SERVICE_HELP = `Usage: fanrecall recall-service [--config FILE] [--run-dir DIR] [--user UID:GID]
+
+Runs the unprivileged recall service: gRPC on RUN_DIR/recall/recall.sock, the fd channel
+on RUN_DIR/recall/fd.sock. Started as root, it becomes --user (default 65534:65534) before it
+reads any input.
+
+Settings (flag, environment variable, or key in the --config JSON file):
+  --run-dir DIR          FANRECALL_RUN_DIR          runDir        (default /run/fanrecall)
+  --s3-endpoint URL      FANRECALL_S3_ENDPOINT      s3Endpoint    (e.g. http://127.0.0.1:9000)
+  --s3-access-key KEY    FANRECALL_S3_ACCESS_KEY    s3AccessKey
+  --s3-secret-key KEY    FANRECALL_S3_SECRET_KEY    s3SecretKey
+  --s3-bucket NAME       FANRECALL_S3_BUCKET        s3Bucket      (default fanrecall)
+  --s3-region NAME       FANRECALL_S3_REGION        s3Region      (default us-east-1)
+  --chunk-size BYTES     FANRECALL_CHUNK_SIZE       chunkSize     (default 4194304)
+  --user UID:GID         FANRECALL_RECALL_USER      user          (default 65534:65534)
+  --listener-uid UID     FANRECALL_LISTENER_UID     listenerUid   (default 0)
+  --log-level LEVEL      FANRECALL_LOG_LEVEL        logLevel      (default info)
+`;
+
+type Source = Record<string, string | undefined>;
+
+const KEYS: Record<string, { env: string; file: string }> = {
+  "run-dir": { env: "FANRECALL_RUN_DIR", file: "runDir" },
+  "s3-endpoint": { env: "FANRECALL_S3_ENDPOINT", file: "s3Endpoint" },
+  "s3-access-key": { env: "FANRECALL_S3_ACCESS_KEY", file: "s3AccessKey" },
+  "s3-secret-key": { env: "FANRECALL_S3_SECRET_KEY", file: "s3SecretKey" },
+  "s3-bucket": { env: "FANRECALL_S3_BUCKET", file: "s3Bucket" },
+  "s3-region": { env: "FANRECALL_S3_REGION", file: "s3Region" },
+  "chunk-size": { env: "FANRECALL_CHUNK_SIZE", file: "chunkSize" },
+  user: { env: "FANRECALL_RECALL_USER", file: "user" },
+  "listener-uid": { env: "FANRECALL_LISTENER_UID", file: "listenerUid" },
+  "log-level": { env: "FANRECALL_LOG_LEVEL", file: "logLevel" },
+};
+
+/** Parses `--name value` flags into a map; throws on unknown flags or a missing value. */
+export function parseFlags(argv: readonly string[], known: readonly string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
+    if (!m || !known.includes(m[1]!)) throw new Error(`unknown option '${arg}'`);
+    const value = m[2] ?? argv[++i];
+    if (value === undefined) throw new Error(`option '--${m[1]}' needs a value`);
+    out.set(m[1]!, value);
+  }
+  return out;
+}
+
+function positiveInt(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, not '${value}'`);
+  return n;
+}
+
+function parseUser(value: string): { uid: number; gid: number } {
+  const m = /^(\d+)(?::(\d+))?$/.exec(value);
+  if (!m) throw new Error(`user must be UID or UID:GID, not '${value}'`);
+  const uid = Number(m[1]);
+  if (uid === 0) throw new Error("the recall service must not run as root (user 0)");
+  return { uid, gid: Number(m[2] ?? m[1]) };
+}
+
+export function loadRecallServiceConfig(argv: readonly string[], env: Source = process.env): RecallServiceConfig {
+  const flags = parseFlags(argv, [...Object.keys(KEYS), "config"]);
+  let file: Record<string, unknown> = {};
+  const configPath = flags.get("config") ?? env.FANRECALL_CONFIG;
+  if (configPath) file = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+  const get = (name: string): string | undefined => {
+    const k = KEYS[name]!;
+    const fromFile = file[k.file];
+    return flags.get(name) ?? env[k.env] ?? (fromFile === undefined ? undefined : String(fromFile));
+  };
+  const endpoint = get("s3-endpoint");
+  const accessKey = get("s3-access-key");
+  const secretKey = get("s3-secret-key");
+  if (!endpoint || !accessKey || !secretKey) {
+    throw new Error("the S3 endpoint, access key and secret key are required (FANRECALL_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY)");
+  }
+  new URL(endpoint);
+  const chunkSize = positiveInt("chunk size", get("chunk-size") ?? String(4 * 1024 * 1024));
+  if (chunkSize % 4096 !== 0) throw new Error("chunk size must be a multiple of 4096");
+  const runDir = get("run-dir") ?? "/run/fanrecall";
+  return {
+    runDir,
+    s3: {
+      endpoint,
+      accessKey,
+      secretKey,
+      region: get("s3-region") ?? "us-east-1",
+      bucket: get("s3-bucket") ?? "fanrecall",
+    },
+    keyPrefix: "fanrecall/",
+    chunkSize,
+    readaheadChunks: 8,
+    parallelFetches: 4,
+    cacheBytes: 256 * 1024 * 1024,
+    fetchTimeoutMs: 30_000,
+    listenerUid: Number(get("listener-uid") ?? "0"),
+    user: process.getuid?.() === 0 ? parseUser(get("user") ?? "65534:65534") : null,
+    logLevel: get("log-level") ?? "info",
+  };
+}
+
+/** The recall service's sockets live in RUN_DIR/recall, a directory its own user owns. */
+export function recallSocketPaths(runDir: string): { dir: string; grpc: string; fd: string } {
+  const dir = join(runDir, "recall");
+  return { dir, grpc: join(dir, "recall.sock"), fd: join(dir, "fd.sock") };
+}

@@ -1,0 +1,166 @@
+// fd-inbox: the recall service's end of the fd channel. It listens on a SOCK_SEQPACKET
+// unix socket, accepts only peers whose uid is the listener's (root), and files each
+// received fd under the requestId of its header until the matching RPC takes it.
+//
+// Owns: the listening socket, accepted connections, and every fd received but not yet
+// taken (closed on expiry, on a protocol error, and at close()). Must not own: what the
+// fds are used for. A malformed message closes that connection (and the fds it sent) only.
+import { rmSync } from "node:fs";
+import type { Logger } from "pino";
+import * as native from "../native/index.js";
+import { FD_CHANNEL_HEADER_BYTES, decodeFdHeader } from "../proto/index.js";
+
+interface Parked {
+  readonly fd: number;
+  readonly expires: ReturnType<typeof setTimeout>;
+}
+
+interface Waiter {
+  readonly resolve: (fd: number | null) => void;
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
+export interface FdInboxOptions {
+  readonly path: string;
+  /** uid the peer must have (the listener runs as root: 0). */
+  readonly peerUid: number;
+  /** How long an unclaimed fd is kept. */
+  readonly parkMs: number;
+  readonly log: Logger;
+}
+
+export class FdInbox {
+  private readonly listenFd: number;
+  private readonly listenPoller: native.FdPoller;
+  private readonly conns = new Map<number, native.FdPoller>();
+  private readonly parked = new Map<bigint, Parked>();
+  private readonly waiters = new Map<bigint, Waiter>();
+  private onConnectionChange: (connected: number) => void = () => {};
+
+  constructor(private readonly opts: FdInboxOptions) {
+    rmSync(opts.path, { force: true });
+    this.listenFd = native.seqpacketListen(opts.path, 16);
+    this.listenPoller = new native.FdPoller(this.listenFd, () => this.acceptAll());
+    this.listenPoller.start();
+  }
+
+  /** Called with the number of accepted listener connections whenever it changes. */
+  watchConnections(cb: (connected: number) => void): void {
+    this.onConnectionChange = cb;
+  }
+
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  private acceptAll(): void {
+    for (;;) {
+      const fd = native.seqpacketAccept(this.listenFd);
+      if (fd < 0) return;
+      const cred = native.peerCred(fd);
+      if (cred.uid !== this.opts.peerUid) {
+        this.opts.log.warn({ peerUid: cred.uid, peerPid: cred.pid, reason: "protocol-error" }, "fd channel peer refused");
+        native.close(fd);
+        continue;
+      }
+      const poller = new native.FdPoller(fd, () => this.drain(fd));
+      this.conns.set(fd, poller);
+      poller.start();
+      this.opts.log.info({ peerPid: cred.pid }, "fd channel connected");
+      this.onConnectionChange(this.conns.size);
+    }
+  }
+
+  private drain(conn: number): void {
+    for (let i = 0; i < 64; i++) {
+      let msg: native.RecvResult | null;
+      try {
+        msg = native.recvWithFd(conn, FD_CHANNEL_HEADER_BYTES + 1);
+      } catch (err: unknown) {
+        this.drop(conn, `recv failed: ${String(err)}`);
+        return;
+      }
+      if (msg === null) return;
+      if (msg.eof) {
+        this.drop(conn, "peer closed");
+        return;
+      }
+      const header = msg.truncated ? "truncated message" : decodeFdHeader(msg.data);
+      if (typeof header === "string" || msg.fds.length !== 1) {
+        for (const fd of msg.fds) native.close(fd);
+        this.drop(conn, typeof header === "string" ? header : `expected 1 fd, got ${msg.fds.length}`);
+        return;
+      }
+      this.park(header.requestId, msg.fds[0]!);
+    }
+  }
+
+  private park(requestId: bigint, fd: number): void {
+    const waiter = this.waiters.get(requestId);
+    if (waiter) {
+      this.waiters.delete(requestId);
+      clearTimeout(waiter.timer);
+      waiter.resolve(fd);
+      return;
+    }
+    const old = this.parked.get(requestId);
+    if (old) {
+      clearTimeout(old.expires);
+      native.close(old.fd);
+    }
+    const expires = setTimeout(() => {
+      if (this.parked.get(requestId)?.fd === fd) {
+        this.parked.delete(requestId);
+        native.close(fd);
+      }
+    }, this.opts.parkMs);
+    expires.unref();
+    this.parked.set(requestId, { fd, expires });
+  }
+
+  private drop(conn: number, why: string): void {
+    const poller = this.conns.get(conn);
+    if (!poller) return;
+    poller.close();
+    this.conns.delete(conn);
+    native.close(conn);
+    const level = why === "peer closed" ? "info" : "warn";
+    this.opts.log[level]({ reason: why === "peer closed" ? "shutdown" : "protocol-error", why }, "fd channel closed");
+    this.onConnectionChange(this.conns.size);
+  }
+
+  /** Takes the fd for a request, waiting up to waitMs for it to arrive; null when it never does. */
+  take(requestId: bigint, waitMs: number): Promise<number | null> {
+    const p = this.parked.get(requestId);
+    if (p) {
+      this.parked.delete(requestId);
+      clearTimeout(p.expires);
+      return Promise.resolve(p.fd);
+    }
+    if (this.waiters.has(requestId)) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(requestId);
+        resolve(null);
+      }, waitMs);
+      this.waiters.set(requestId, { resolve, timer });
+    });
+  }
+
+  close(): void {
+    this.listenPoller.close();
+    native.close(this.listenFd);
+    for (const conn of [...this.conns.keys()]) this.drop(conn, "peer closed");
+    for (const [, p] of this.parked) {
+      clearTimeout(p.expires);
+      native.close(p.fd);
+    }
+    this.parked.clear();
+    for (const [, w] of this.waiters) {
+      clearTimeout(w.timer);
+      w.resolve(null);
+    }
+    this.waiters.clear();
+    rmSync(this.opts.path, { force: true });
+  }
+}

@@ -1,0 +1,92 @@
+// server: wires the recall service together: store client, fd inbox, handlers, and the
+// gRPC server (RecallService + grpc.health.v1) on a unix socket.
+//
+// Owns: the gRPC server, the fd inbox (and so every fd received), the store client.
+// Must not own: configuration parsing or privilege changes (main.ts does those first).
+import { chmodSync, rmSync } from "node:fs";
+import type { Logger } from "pino";
+import { Health, HealthStatus, RecallService, ServingStatus, startServer, toHandlers, toServiceDefinition } from "../proto/index.js";
+import type { RunningServer } from "../proto/index.js";
+import { ArchiveHandler } from "./archive-handler.js";
+import { ChunkCache } from "./chunk-cache.js";
+import type { RecallServiceConfig } from "./config.js";
+import { recallSocketPaths } from "./config.js";
+import { errorMessage, reasonToProto, storeErrorReason } from "./errors.js";
+import { FdInbox } from "./fd-inbox.js";
+import { ManifestLoader } from "./manifest-loader.js";
+import { MinioStore } from "./minio-store.js";
+import type { ObjectStore } from "./object-store.js";
+import { RecallHandler } from "./recall-handler.js";
+
+export interface RecallServer {
+  readonly chunks: ChunkCache;
+  readonly health: HealthStatus;
+  stop(): Promise<void>;
+}
+
+export async function startRecallServer(config: RecallServiceConfig, log: Logger, store?: ObjectStore): Promise<RecallServer> {
+  const paths = recallSocketPaths(config.runDir);
+  const objectStore = store ?? new MinioStore(config.s3);
+  const inbox = new FdInbox({ path: paths.fd, peerUid: config.listenerUid, parkMs: 60_000, log: log.child({ component: "fd-inbox" }) });
+  chmodSync(paths.fd, 0o660);
+  const chunks = new ChunkCache({
+    store: objectStore,
+    log: log.child({ component: "chunks" }),
+    maxBytes: config.cacheBytes,
+    fetchTimeoutMs: config.fetchTimeoutMs,
+  });
+  const recall = new RecallHandler({
+    inbox,
+    chunks,
+    manifests: new ManifestLoader(objectStore),
+    log: log.child({ component: "recall" }),
+    readaheadChunks: config.readaheadChunks,
+    parallelFetches: config.parallelFetches,
+    fdWaitMs: 5_000,
+  });
+  const archive = new ArchiveHandler({
+    inbox,
+    store: objectStore,
+    bucket: config.s3.bucket,
+    keyPrefix: config.keyPrefix,
+    defaultChunkSize: config.chunkSize,
+    log: log.child({ component: "archive" }),
+    fdWaitMs: 5_000,
+  });
+  const health = new HealthStatus();
+  health.set("", ServingStatus.SERVING);
+  health.set("recall.v1.RecallService", ServingStatus.SERVING);
+  rmSync(paths.grpc, { force: true });
+  const server: RunningServer = await startServer(`unix://${paths.grpc}`, [
+    {
+      definition: toServiceDefinition(RecallService),
+      handlers: toHandlers(RecallService, {
+        recall: (req, ctx) => recall.handle(req, ctx.signal),
+        archive: (req) => archive.archive(req),
+        verify: (req, ctx) => archive.verify(req, ctx.signal),
+        statObject: async (req) => {
+          const o = req.object;
+          if (!o) return { exists: false, reason: reasonToProto("protocol-error") };
+          try {
+            const st = await objectStore.stat({ bucket: o.bucket, key: o.key, versionId: o.versionId }, AbortSignal.timeout(10_000));
+            return st ? { exists: true, size: BigInt(st.size), reason: reasonToProto("recalled") } : { exists: false, reason: reasonToProto("object-missing") };
+          } catch (err: unknown) {
+            log.warn({ reason: storeErrorReason(err), err: errorMessage(err) }, "stat failed");
+            return { exists: false, reason: reasonToProto(storeErrorReason(err)) };
+          }
+        },
+      }),
+    },
+    { definition: toServiceDefinition(Health), handlers: toHandlers(Health, health.impl()) },
+  ]);
+  chmodSync(paths.grpc, 0o660);
+  log.info({ grpc: paths.grpc, fdChannel: paths.fd }, "recall service ready");
+  return {
+    chunks,
+    health,
+    stop: async () => {
+      inbox.close();
+      await server.stop(2000);
+    },
+  };
+}
