@@ -7,8 +7,7 @@
 import * as native from "../native/index.js";
 import { FAN } from "../native/index.js";
 
-const O_NOFOLLOW = 0o400000;
-const O_NOATIME = 0o1000000;
+const { O_NOFOLLOW, O_NOATIME } = FAN;
 
 export interface AdminReply {
   readonly ok: boolean;

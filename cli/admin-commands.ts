@@ -103,6 +103,28 @@ export async function adminCommand(op: Op, argv: readonly string[]): Promise<num
   return failed + problems.length > 0 ? 1 : 0;
 }
 
+/**
+ * Bytes present in a partly recalled file, by SEEK_DATA/SEEK_HOLE. `partial` exists only in
+ * range mode, where an open raises no event, so opening the file here recalls nothing.
+ */
+function partialBytes(path: string, size: number): number {
+  const fd = native.openPath(path, native.FAN.O_RDONLY | native.FAN.O_NOFOLLOW | native.FAN.O_NOATIME);
+  try {
+    let total = 0;
+    for (let pos = 0; pos < size; ) {
+      const data = native.seekData(fd, pos);
+      if (data === -1 || data >= size) break;
+      const hole = native.seekHole(fd, data);
+      const end = hole === -1 ? size : Math.min(hole, size);
+      total += end - data;
+      pos = end;
+    }
+    return total;
+  } finally {
+    native.close(fd);
+  }
+}
+
 function statusOf(path: string, stub: StubState | null | "corrupt"): FileStatus {
   const st = lstatSync(path, { bigint: true });
   const size = Number(st.size);
@@ -111,7 +133,7 @@ function statusOf(path: string, stub: StubState | null | "corrupt"): FileStatus 
   const object = { bucket: stub.bucket, key: stub.key, versionId: stub.versionId };
   let state: string = stub.state;
   if (stub.state === "archived" && (size !== stub.size || st.mtimeNs !== stub.mtimeNs)) state = "dirty";
-  const populatedBytes = needsRecall(stub.state) ? Math.min(size, Number(st.blocks) * 512) : size;
+  const populatedBytes = stub.state === "released" ? 0 : stub.state === "partial" ? partialBytes(path, size) : size;
   return { path, state, size, populatedBytes, object };
 }
 

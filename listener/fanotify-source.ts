@@ -28,12 +28,8 @@ export interface FanotifySourceOptions {
 }
 
 export const INIT_FLAGS =
-  FAN.FAN_CLASS_PRE_CONTENT | FAN.FAN_CLOEXEC | FAN.FAN_NONBLOCK | FAN.FAN_UNLIMITED_QUEUE | FAN.FAN_UNLIMITED_MARKS | FAN_REPORT_TID();
+  FAN.FAN_CLASS_PRE_CONTENT | FAN.FAN_CLOEXEC | FAN.FAN_NONBLOCK | FAN.FAN_UNLIMITED_QUEUE | FAN.FAN_UNLIMITED_MARKS | FAN.FAN_REPORT_TID;
 const EVENT_F_FLAGS = FAN.O_RDWR | FAN.O_LARGEFILE | FAN.O_CLOEXEC;
-
-function FAN_REPORT_TID(): number {
-  return 0x100;
-}
 
 export function maskFor(mode: WatchMode): number {
   return mode === "range" ? FAN.FAN_PRE_ACCESS : FAN.FAN_OPEN_PERM;
@@ -55,7 +51,7 @@ export class FanotifySource {
   }
 
   private mark(dir: string): Watch {
-    const dirFd = native.openPath(dir, FAN.O_RDONLY | 0o200000 /* O_DIRECTORY */);
+    const dirFd = native.openPath(dir, FAN.O_RDONLY | FAN.O_DIRECTORY);
     let dev: number;
     try {
       dev = native.fstat(dirFd).dev;

@@ -5,12 +5,14 @@
 // Owns: the process: logger, privilege drop, signals. Holds no fds itself.
 import { mkdirSync } from "node:fs";
 import { pino } from "pino";
+import * as native from "../native/index.js";
 import { RECALL_SERVICE_HELP, loadRecallServiceConfig, recallSocketPaths } from "./config.js";
 import type { RecallServiceConfig } from "./config.js";
 import { errorMessage } from "./errors.js";
 import { startRecallServer } from "./server.js";
 
 function dropPrivileges(config: RecallServiceConfig): void {
+  native.setNoNewPrivs();
   if (!config.user) return;
   const { dir } = recallSocketPaths(config.runDir);
   mkdirSync(dir, { recursive: true, mode: 0o750 });

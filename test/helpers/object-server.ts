@@ -26,6 +26,8 @@ export interface ObjectServer {
   secretKey: string;
   region: string;
   kind: "swift" | "s3rver";
+  /** Where the server keeps its data and logs (Swift: logs/proxy.log has one line per request). */
+  dir: string;
   /** Stops the servers and deletes their data. */
   stop(): Promise<void>;
   /** SIGSTOP the S3 front end (Swift proxy / s3rver): requests hang until resume(). */
@@ -137,6 +139,7 @@ export async function startSwift(opts: { port?: number } = {}): Promise<ObjectSe
     secretKey: env.get("FANRECALL_S3_SECRET_KEY") ?? "testing",
     region: env.get("FANRECALL_S3_REGION") ?? "us-east-1",
     kind: "swift",
+    dir,
     stop: async () => {
       if (running) await kill();
       await rm(dir, { recursive: true, force: true });
@@ -169,6 +172,7 @@ export async function startS3rver(opts: { port?: number } = {}): Promise<ObjectS
     secretKey: s3.secretKey,
     region: s3.region,
     kind: "s3rver",
+    dir: dataDir,
     stop: async () => {
       await kill();
       await rm(dataDir, { recursive: true, force: true });

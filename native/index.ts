@@ -1,0 +1,362 @@
+// native/index.ts: typed facade over the fanrecall_native addon, and its loader.
+//
+// Owns: loading build/Release/fanrecall_native.node (found by walking up to the directory
+// that holds package.json, so it works from native/ under tsx and from dist/native/ after
+// tsc), the TypeScript types of every binding, the FAN constants, and the two encodings
+// that belong next to them (denyErrno, responseFor).
+// Must not: hold policy, logging, timers or state; every function is a thin, synchronous
+// syscall wrapper. Errors are NativeError (code/errno/syscall), like Node's system errors.
+// Fds: none held here. Functions that return fds (fanotifyInit, events, seqpacket*,
+// recvWithFd, openPath, dup) hand ownership to the caller, who must close() them. A poller
+// must be close()d before the fd it watches.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export type NativeError = Error & { code: string; errno: number; syscall: string };
+
+export type FanEvent = {
+  mask: number;
+  /** Event fd (owned by the caller), FAN_NOFD, or -errno under FAN_REPORT_FD_ERROR. */
+  fd: number;
+  pid: number;
+  range: { offset: number; count: number } | null;
+};
+
+export type PeerCred = { pid: number; uid: number; gid: number };
+
+export type RecvResult = { data: Buffer; fds: number[]; truncated: boolean; eof: boolean };
+
+export type FdStat = {
+  dev: number;
+  ino: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  size: number;
+  blocks: number;
+  blksize: number;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+};
+
+export type Verdict = "allow" | "deny";
+
+type NativePoller = { start(): void; stop(): void; close(): void; ref(): void; unref(): void };
+
+type NativeBinding = {
+  constants: Record<string, number>;
+  fanotifyInit(flags: number, eventFFlags: number): number;
+  fanotifyMark(groupFd: number, flags: number, mask: number, dirFd: number, path: string | null): void;
+  fanotifyReadEvents(groupFd: number): FanEvent[];
+  fanotifyRespond(groupFd: number, eventFd: number, response: number): void;
+  seqpacketListen(path: string, backlog?: number): number;
+  seqpacketAccept(listenFd: number): number;
+  seqpacketConnect(path: string): number;
+  socketpairSeqpacket(): [number, number];
+  peerCred(sockFd: number): PeerCred;
+  sendWithFds(sockFd: number, data: Uint8Array, fds: number[]): boolean;
+  recvWithFd(sockFd: number, maxLen: number): RecvResult | null;
+  fstat(fd: number): FdStat;
+  fgetxattr(fd: number, name: string): Buffer | null;
+  lgetxattr(path: string, name: string): Buffer | null;
+  setNoNewPrivs(): void;
+  fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void;
+  fremovexattr(fd: number, name: string): boolean;
+  pread(fd: number, buf: Uint8Array, position: number): number;
+  pwrite(fd: number, buf: Uint8Array, position: number): number;
+  fsync(fd: number): void;
+  fdatasync(fd: number): void;
+  fallocate(fd: number, mode: number, offset: number, length: number): void;
+  seek(fd: number, offset: number, whence: number): number;
+  futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
+  close(fd: number): void;
+  openPath(path: string, flags: number, mode?: number): number;
+  dup(fd: number): number;
+  FdPoller: new (fd: number, onReadable: (err?: NativeError) => void) => NativePoller;
+};
+
+function packageRoot(start: string): string {
+  for (let dir = start; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "package.json"))) return dir;
+    if (dirname(dir) === dir) throw new Error(`fanrecall: no package.json above ${start}`);
+  }
+}
+
+const moduleDir = dirname(fileURLToPath(import.meta.url));
+const addonPath = join(packageRoot(moduleDir), "native", "build", "Release", "fanrecall_native.node");
+const binding = createRequire(import.meta.url)(addonPath) as NativeBinding;
+
+const FAN_KEYS = [
+  "FAN_CLASS_PRE_CONTENT",
+  "FAN_CLOEXEC",
+  "FAN_NONBLOCK",
+  "FAN_UNLIMITED_QUEUE",
+  "FAN_UNLIMITED_MARKS",
+  "FAN_REPORT_FD_ERROR",
+  "FAN_REPORT_TID",
+  "FAN_PRE_ACCESS",
+  "FAN_OPEN_PERM",
+  "FAN_ACCESS_PERM",
+  "FAN_OPEN_EXEC_PERM",
+  "FAN_CLOSE_WRITE",
+  "FAN_MODIFY",
+  "FAN_Q_OVERFLOW",
+  "FAN_MARK_ADD",
+  "FAN_MARK_REMOVE",
+  "FAN_MARK_FLUSH",
+  "FAN_MARK_INODE",
+  "FAN_MARK_MOUNT",
+  "FAN_MARK_FILESYSTEM",
+  "FAN_MARK_EVICTABLE",
+  "FAN_MARK_IGNORE",
+  "FAN_MARK_IGNORED_MASK",
+  "FAN_MARK_IGNORED_SURV_MODIFY",
+  "FAN_ALLOW",
+  "FAN_DENY",
+  "FAN_NOFD",
+  "O_RDONLY",
+  "O_WRONLY",
+  "O_RDWR",
+  "O_CREAT",
+  "O_EXCL",
+  "O_TRUNC",
+  "O_LARGEFILE",
+  "O_CLOEXEC",
+  "O_DIRECTORY",
+  "O_NOFOLLOW",
+  "O_NOATIME",
+  "FALLOC_FL_KEEP_SIZE",
+  "FALLOC_FL_PUNCH_HOLE",
+  "XATTR_CREATE",
+  "XATTR_REPLACE",
+] as const;
+
+export type FanConstant = (typeof FAN_KEYS)[number];
+
+function pickConstants(): Readonly<Record<FanConstant, number>> {
+  const out: Partial<Record<FanConstant, number>> = {};
+  for (const key of FAN_KEYS) {
+    const value = binding.constants[key];
+    if (typeof value !== "number") throw new Error(`fanrecall native: constant ${key} missing`);
+    out[key] = value;
+  }
+  return Object.freeze(out as Record<FanConstant, number>);
+}
+
+/** fanotify, open, fallocate and xattr constants, read from the C headers at build time. */
+export const FAN = pickConstants();
+
+/** The dirFd value meaning "relative to the current directory". */
+export const AT_FDCWD: number = requiredConstant("AT_FDCWD");
+const SEEK_DATA = requiredConstant("SEEK_DATA");
+const SEEK_HOLE = requiredConstant("SEEK_HOLE");
+
+function requiredConstant(name: string): number {
+  const value = binding.constants[name];
+  if (typeof value !== "number") throw new Error(`fanrecall native: constant ${name} missing`);
+  return value;
+}
+
+export function isNativeError(err: unknown, code?: string): err is NativeError {
+  if (!(err instanceof Error)) return false;
+  const e = err as Partial<NativeError>;
+  if (typeof e.code !== "string" || typeof e.errno !== "number" || typeof e.syscall !== "string") return false;
+  return code === undefined || e.code === code;
+}
+
+// ---- fanotify -------------------------------------------------------------------------------
+
+/** FAN_DENY_ERRNO(errno): the reader's syscall fails with this errno (pre-content groups only). */
+export function denyErrno(errno: number): number {
+  if (!Number.isInteger(errno) || errno < 0 || errno > 255) throw new RangeError(`bad errno ${errno}`);
+  return (FAN.FAN_DENY | (errno << 24)) >>> 0;
+}
+
+/** Maps a verdict to a fanotify response; a deny with an errno uses FAN_DENY_ERRNO. */
+export function responseFor(verdict: Verdict, errno?: number): number {
+  if (verdict === "allow") return FAN.FAN_ALLOW;
+  return errno === undefined ? FAN.FAN_DENY : denyErrno(errno);
+}
+
+export function fanotifyInit(flags: number, eventFFlags: number): number {
+  return binding.fanotifyInit(flags, eventFFlags);
+}
+
+/** dirFd AT_FDCWD with a path, or any fd with path null to mark that fd's own object. */
+export function fanotifyMark(groupFd: number, flags: number, mask: number, dirFd: number, path: string | null): void {
+  binding.fanotifyMark(groupFd, flags, mask, dirFd, path);
+}
+
+/** One non-blocking read of up to 64 KiB of events; [] when the queue is empty. */
+export function fanotifyReadEvents(groupFd: number): FanEvent[] {
+  return binding.fanotifyReadEvents(groupFd);
+}
+
+/** Throws (EINVAL for a rejected response, ENOENT for an unknown fd); the event then stays pending. */
+export function fanotifyRespond(groupFd: number, eventFd: number, response: number): void {
+  binding.fanotifyRespond(groupFd, eventFd, response);
+}
+
+// ---- poller ---------------------------------------------------------------------------------
+
+/** Level-triggered readability watcher on the main loop (uv_poll). Close it before the fd. */
+export class FdPoller {
+  readonly #native: NativePoller;
+
+  constructor(fd: number, onReadable: (err?: NativeError) => void) {
+    this.#native = new binding.FdPoller(fd, onReadable);
+  }
+
+  start(): void {
+    this.#native.start();
+  }
+
+  stop(): void {
+    this.#native.stop();
+  }
+
+  close(): void {
+    this.#native.close();
+  }
+
+  ref(): void {
+    this.#native.ref();
+  }
+
+  unref(): void {
+    this.#native.unref();
+  }
+}
+
+// ---- seqpacket sockets and fd passing -------------------------------------------------------
+
+/** Non-blocking, close-on-exec listening socket; never unlinks `path`. */
+export function seqpacketListen(path: string, backlog?: number): number {
+  return binding.seqpacketListen(path, backlog);
+}
+
+/** Accepted fd (non-blocking, close-on-exec), or -1 when no connection is pending. */
+export function seqpacketAccept(listenFd: number): number {
+  return binding.seqpacketAccept(listenFd);
+}
+
+/** Blocking connect, then the fd is switched to non-blocking. */
+export function seqpacketConnect(path: string): number {
+  return binding.seqpacketConnect(path);
+}
+
+export function socketpairSeqpacket(): [number, number] {
+  return binding.socketpairSeqpacket();
+}
+
+export function peerCred(sockFd: number): PeerCred {
+  return binding.peerCred(sockFd);
+}
+
+/** Sends one message with one fd (-1: none). False on EAGAIN. `data` must not be empty. */
+export function sendWithFd(sockFd: number, data: Uint8Array, fd: number): boolean {
+  return binding.sendWithFds(sockFd, data, fd < 0 ? [] : [fd]);
+}
+
+/** Sends one message with up to 8 fds (for tests and fd holders). False on EAGAIN. */
+export function sendWithFds(sockFd: number, data: Uint8Array, fds: number[]): boolean {
+  return binding.sendWithFds(sockFd, data, fds);
+}
+
+/**
+ * Receives one message; null on EAGAIN. Every fd received is returned (room for 4) and is
+ * owned by the caller, also when the message is rejected. `truncated` reports MSG_TRUNC or
+ * MSG_CTRUNC; `eof` a closed peer.
+ */
+export function recvWithFd(sockFd: number, maxLen: number): RecvResult | null {
+  return binding.recvWithFd(sockFd, maxLen);
+}
+
+// ---- file operations on fds -----------------------------------------------------------------
+
+export function fstat(fd: number): FdStat {
+  return binding.fstat(fd);
+}
+
+/** null when the attribute does not exist (ENODATA). */
+export function fgetxattr(fd: number, name: string): Buffer | null {
+  return binding.fgetxattr(fd, name);
+}
+
+/** Reads an xattr by path without following a final symlink and without opening the file; null when absent. */
+export function lgetxattr(path: string, name: string): Buffer | null {
+  return binding.lgetxattr(path, name);
+}
+
+/** prctl(PR_SET_NO_NEW_PRIVS, 1): no later exec can gain privileges. */
+export function setNoNewPrivs(): void {
+  binding.setNoNewPrivs();
+}
+
+export function fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void {
+  binding.fsetxattr(fd, name, value, flags);
+}
+
+/** false when the attribute did not exist (ENODATA). */
+export function fremovexattr(fd: number, name: string): boolean {
+  return binding.fremovexattr(fd, name);
+}
+
+/** One pread (EINTR retried); returns the byte count, 0 at EOF. */
+export function pread(fd: number, buf: Uint8Array, position: number): number {
+  return binding.pread(fd, buf, position);
+}
+
+/** Writes all of `buf` at `position` (loops over short writes). */
+export function pwrite(fd: number, buf: Uint8Array, position: number): number {
+  return binding.pwrite(fd, buf, position);
+}
+
+export function fdatasync(fd: number): void {
+  binding.fdatasync(fd);
+}
+
+export function fsync(fd: number): void {
+  binding.fsync(fd);
+}
+
+export function fallocate(fd: number, mode: number, offset: number, length: number): void {
+  binding.fallocate(fd, mode, offset, length);
+}
+
+/** Deallocates a range without changing the file size. */
+export function punchHole(fd: number, offset: number, length: number): void {
+  binding.fallocate(fd, FAN.FALLOC_FL_PUNCH_HOLE | FAN.FALLOC_FL_KEEP_SIZE, offset, length);
+}
+
+/** Offset of the next data at or after `offset`, or -1 if there is none (ENXIO). */
+export function seekData(fd: number, offset: number): number {
+  return binding.seek(fd, offset, SEEK_DATA);
+}
+
+/** Offset of the next hole at or after `offset` (EOF counts), or -1 past EOF (ENXIO). */
+export function seekHole(fd: number, offset: number): number {
+  return binding.seek(fd, offset, SEEK_HOLE);
+}
+
+export function futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): void {
+  binding.futimens(fd, atimeNs, mtimeNs);
+}
+
+export function close(fd: number): void {
+  binding.close(fd);
+}
+
+/** openat(AT_FDCWD) with O_CLOEXEC always added; admin/CLI side only (mode for O_CREAT). */
+export function openPath(path: string, flags: number, mode?: number): number {
+  return binding.openPath(path, flags, mode);
+}
+
+/** Close-on-exec duplicate. */
+export function dup(fd: number): number {
+  return binding.dup(fd);
+}

@@ -1,0 +1,213 @@
+// fileops.cc: file operations on fds (event fds, fds received over SCM_RIGHTS, admin fds).
+//
+// Owns: fstat, f{get,set,remove}xattr, pread/pwrite, fsync/fdatasync, fallocate, lseek
+// SEEK_DATA/SEEK_HOLE, futimens, close, dup and openat (the only path-based call, for the
+// admin/CLI side: never use it on a watched filesystem from the listener).
+// Must not: interpret xattrs or stat results, buffer data, or decide anything.
+// Fds: openPath and dup create fds (always O_CLOEXEC) that JS owns; close() releases one.
+// All other calls only borrow the fd they are given.
+#include "fileops.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/prctl.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "args.h"
+#include "errno-error.h"
+#include "register.h"
+
+namespace fanrecall {
+namespace {
+
+constexpr size_t kXattrMax = 64 * 1024;  // XATTR_SIZE_MAX
+constexpr int64_t kNsPerSec = 1000000000;
+
+Napi::BigInt Nanos(Napi::Env env, const timespec& ts) {
+  return Napi::BigInt::New(env, static_cast<int64_t>(ts.tv_sec) * kNsPerSec + ts.tv_nsec);
+}
+
+Napi::Value Fstat(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct stat st;
+  if (fstat(ArgInt(info, 0, "fd"), &st) < 0) ThrowErrno(env, errno, "fstat");
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("dev", Napi::Number::New(env, static_cast<double>(st.st_dev)));
+  out.Set("ino", Napi::Number::New(env, static_cast<double>(st.st_ino)));
+  out.Set("mode", Napi::Number::New(env, st.st_mode));
+  out.Set("nlink", Napi::Number::New(env, static_cast<double>(st.st_nlink)));
+  out.Set("uid", Napi::Number::New(env, st.st_uid));
+  out.Set("gid", Napi::Number::New(env, st.st_gid));
+  out.Set("size", Napi::Number::New(env, static_cast<double>(st.st_size)));
+  out.Set("blocks", Napi::Number::New(env, static_cast<double>(st.st_blocks)));
+  out.Set("blksize", Napi::Number::New(env, static_cast<double>(st.st_blksize)));
+  out.Set("atimeNs", Nanos(env, st.st_atim));
+  out.Set("mtimeNs", Nanos(env, st.st_mtim));
+  out.Set("ctimeNs", Nanos(env, st.st_ctim));
+  return out;
+}
+
+Napi::Value Fgetxattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<char> buf(kXattrMax);
+  ssize_t n = fgetxattr(ArgInt(info, 0, "fd"), ArgString(info, 1, "name").c_str(), buf.data(), buf.size());
+  if (n < 0) {
+    if (errno == ENODATA) return env.Null();
+    ThrowErrno(env, errno, "fgetxattr");
+  }
+  return Napi::Buffer<char>::Copy(env, buf.data(), static_cast<size_t>(n));
+}
+
+// By path, without following a final symlink and without opening the file: status reads
+// stub state this way so that looking at a stub never raises an open or access event.
+Napi::Value Lgetxattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<char> buf(kXattrMax);
+  ssize_t n = lgetxattr(ArgString(info, 0, "path").c_str(), ArgString(info, 1, "name").c_str(), buf.data(), buf.size());
+  if (n < 0) {
+    if (errno == ENODATA) return env.Null();
+    ThrowErrno(env, errno, "lgetxattr");
+  }
+  return Napi::Buffer<char>::Copy(env, buf.data(), static_cast<size_t>(n));
+}
+
+// prctl(PR_SET_NO_NEW_PRIVS): this process and its children can never gain privileges.
+Napi::Value SetNoNewPrivs(const Napi::CallbackInfo& info) {
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) ThrowErrno(info.Env(), errno, "prctl");
+  return info.Env().Undefined();
+}
+
+Napi::Value Fsetxattr(const Napi::CallbackInfo& info) {
+  Bytes value = ArgBytes(info, 2, "value");
+  int flags = ArgInt(info, 3, "flags");
+  if (fsetxattr(ArgInt(info, 0, "fd"), ArgString(info, 1, "name").c_str(), value.data, value.len, flags) < 0) {
+    ThrowErrno(info.Env(), errno, "fsetxattr");
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Fremovexattr(const Napi::CallbackInfo& info) {
+  if (fremovexattr(ArgInt(info, 0, "fd"), ArgString(info, 1, "name").c_str()) < 0) {
+    if (errno == ENODATA) return Napi::Boolean::New(info.Env(), false);
+    ThrowErrno(info.Env(), errno, "fremovexattr");
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+Napi::Value Pread(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0, "fd");
+  Bytes buf = ArgBytes(info, 1, "buf");
+  off_t pos = ArgInt64(info, 2, "position");
+  ssize_t n;
+  do n = pread(fd, buf.data, buf.len, pos);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) ThrowErrno(info.Env(), errno, "pread");
+  return Napi::Number::New(info.Env(), static_cast<double>(n));
+}
+
+Napi::Value Pwrite(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0, "fd");
+  Bytes buf = ArgBytes(info, 1, "buf");
+  off_t pos = ArgInt64(info, 2, "position");
+  size_t done = 0;
+  while (done < buf.len) {
+    ssize_t n = pwrite(fd, buf.data + done, buf.len - done, pos + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) ThrowErrno(info.Env(), errno, "pwrite");
+    if (n == 0) ThrowErrno(info.Env(), EIO, "pwrite", "wrote 0 bytes");
+    done += static_cast<size_t>(n);
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(done));
+}
+
+Napi::Value Fsync(const Napi::CallbackInfo& info) {
+  if (fsync(ArgInt(info, 0, "fd")) < 0) ThrowErrno(info.Env(), errno, "fsync");
+  return info.Env().Undefined();
+}
+
+Napi::Value Fdatasync(const Napi::CallbackInfo& info) {
+  if (fdatasync(ArgInt(info, 0, "fd")) < 0) ThrowErrno(info.Env(), errno, "fdatasync");
+  return info.Env().Undefined();
+}
+
+Napi::Value Fallocate(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0, "fd");
+  int mode = ArgInt(info, 1, "mode");
+  if (fallocate(fd, mode, ArgInt64(info, 2, "offset"), ArgInt64(info, 3, "length")) < 0) {
+    ThrowErrno(info.Env(), errno, "fallocate");
+  }
+  return info.Env().Undefined();
+}
+
+// lseek(fd, offset, whence) for SEEK_DATA/SEEK_HOLE; -1 on ENXIO (no data/hole at or after offset).
+Napi::Value Seek(const Napi::CallbackInfo& info) {
+  off_t r = lseek(ArgInt(info, 0, "fd"), ArgInt64(info, 1, "offset"), ArgInt(info, 2, "whence"));
+  if (r < 0) {
+    if (errno == ENXIO) return Napi::Number::New(info.Env(), -1);
+    ThrowErrno(info.Env(), errno, "lseek");
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(r));
+}
+
+timespec ArgTimespec(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (!info[i].IsBigInt()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a bigint");
+  bool lossless = false;
+  int64_t ns = info[i].As<Napi::BigInt>().Int64Value(&lossless);
+  if (!lossless) throw Napi::RangeError::New(info.Env(), std::string(what) + " out of range");
+  int64_t sec = ns / kNsPerSec, rem = ns % kNsPerSec;
+  if (rem < 0) {
+    rem += kNsPerSec;
+    sec -= 1;
+  }
+  return timespec{static_cast<time_t>(sec), static_cast<long>(rem)};
+}
+
+Napi::Value Futimens(const Napi::CallbackInfo& info) {
+  timespec times[2] = {ArgTimespec(info, 1, "atimeNs"), ArgTimespec(info, 2, "mtimeNs")};
+  if (futimens(ArgInt(info, 0, "fd"), times) < 0) ThrowErrno(info.Env(), errno, "futimens");
+  return info.Env().Undefined();
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  // On Linux the fd is released even when close() reports EINTR, so never retry.
+  if (close(ArgInt(info, 0, "fd")) < 0 && errno != EINTR) ThrowErrno(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
+Napi::Value OpenPath(const Napi::CallbackInfo& info) {
+  std::string path = ArgString(info, 0, "path");
+  int flags = ArgInt(info, 1, "flags") | O_CLOEXEC;
+  mode_t mode = info[2].IsUndefined() ? 0600 : static_cast<mode_t>(ArgUint32(info, 2, "mode"));
+  int fd;
+  do fd = openat(AT_FDCWD, path.c_str(), flags, mode);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) ThrowErrno(info.Env(), errno, "openat");
+  return Napi::Number::New(info.Env(), fd);
+}
+
+Napi::Value Dup(const Napi::CallbackInfo& info) {
+  int fd = fcntl(ArgInt(info, 0, "fd"), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(info.Env(), errno, "dup");
+  return Napi::Number::New(info.Env(), fd);
+}
+
+}  // namespace
+
+void RegisterFileops(Napi::Env env, Napi::Object exports, Napi::Object constants) {
+  SetFunctions(env, exports,
+               {{"fstat", Fstat}, {"fgetxattr", Fgetxattr}, {"lgetxattr", Lgetxattr}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr}, {"fremovexattr", Fremovexattr},
+                {"pread", Pread}, {"pwrite", Pwrite}, {"fsync", Fsync}, {"fdatasync", Fdatasync},
+                {"fallocate", Fallocate}, {"seek", Seek}, {"futimens", Futimens}, {"close", Close},
+                {"openPath", OpenPath}, {"dup", Dup}});
+#define C FANRECALL_CONSTANT
+  SetConstants(env, constants,
+               {C(O_RDONLY), C(O_WRONLY), C(O_RDWR), C(O_CREAT), C(O_EXCL), C(O_TRUNC), C(O_LARGEFILE),
+                C(O_CLOEXEC), C(FALLOC_FL_KEEP_SIZE), C(FALLOC_FL_PUNCH_HOLE), C(XATTR_CREATE), C(XATTR_REPLACE),
+                C(SEEK_DATA), C(SEEK_HOLE), C(O_DIRECTORY), C(O_NOFOLLOW), C(O_NOATIME)});
+#undef C
+}
+
+}  // namespace fanrecall

@@ -1,0 +1,83 @@
+// test/helpers/child.ts: spawning test children, optionally as an unprivileged user.
+//
+// Owns: the setpriv command line that drops to uid/gid 65534 with no groups, no inheritable
+// or bounding capabilities and no_new_privs; collecting stdout/stderr; a hard timeout that
+// SIGKILLs. setpriv execs the target, so the child's pid is the target program's pid.
+// Must not: leave children behind: every spawned process has a timeout and kill().
+// Fds: only the child's stdio pipes, closed when the child exits.
+import { spawn, type ChildProcess } from "node:child_process";
+
+export const NOBODY = 65534;
+
+export const SETPRIV_NOBODY = [
+  "setpriv",
+  `--reuid=${NOBODY}`,
+  `--regid=${NOBODY}`,
+  "--clear-groups",
+  "--inh-caps=-all",
+  "--bounding-set=-all",
+  "--no-new-privs",
+] as const;
+
+export type ChildResult = { code: number | null; signal: NodeJS.Signals | null; stdout: Buffer; stderr: string };
+
+export type SpawnOptions = { timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv };
+
+export type Spawned = { child: ChildProcess; pid: number; result: Promise<ChildResult>; kill(): void };
+
+export function spawnChild(argv: readonly string[], options: SpawnOptions = {}): Spawned {
+  const [cmd, ...args] = argv;
+  if (cmd === undefined) throw new Error("spawnChild: empty argv");
+  const child = spawn(cmd, args, {
+    cwd: options.cwd,
+    env: options.env ?? process.env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  child.stdout?.on("data", (b: Buffer) => stdout.push(b));
+  child.stderr?.on("data", (b: Buffer) => stderr.push(b));
+  const kill = (): void => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  };
+  const timer = setTimeout(kill, options.timeoutMs ?? 15_000);
+  const result = new Promise<ChildResult>((resolve, reject) => {
+    child.on("error", (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString() });
+    });
+  });
+  if (child.pid === undefined) {
+    result.catch(() => undefined);
+    throw new Error(`spawnChild: could not spawn ${cmd}`);
+  }
+  return { child, pid: child.pid, result, kill };
+}
+
+/** Spawns argv as uid/gid 65534 without capabilities. */
+export function spawnAsNobody(argv: readonly string[], options: SpawnOptions = {}): Spawned {
+  return spawnChild([...SETPRIV_NOBODY, ...argv], options);
+}
+
+export function runAsNobody(argv: readonly string[], options: SpawnOptions = {}): Promise<ChildResult> {
+  return spawnAsNobody(argv, options).result;
+}
+
+export function runChild(argv: readonly string[], options: SpawnOptions = {}): Promise<ChildResult> {
+  return spawnChild(argv, options).result;
+}
+
+/** Absolute URL of the tsx loader, so `--import` works whatever the child's cwd is. */
+export const TSX_LOADER_URL = import.meta.resolve("tsx");
+
+/** URL of the native facade source, for child scripts run under tsx. */
+export const NATIVE_FACADE_URL = new URL("../../native/index.ts", import.meta.url).href;
+
+/** argv running an ES module source text under node + tsx. */
+export function nodeEvalArgv(source: string): string[] {
+  return [process.execPath, "--import", TSX_LOADER_URL, "--input-type=module", "-e", source];
+}

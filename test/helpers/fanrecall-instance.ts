@@ -1,0 +1,105 @@
+// test/helpers/fanrecall-instance.ts: runs a real `fanrecall start` (compiled, from dist/)
+// for end-to-end tests, and the admin commands against it.
+//
+// Owns: one supervisor child process (and through it the listener, the recall service and
+// maybe the embedded s3rver), its state directory, and its captured output.
+// Must not: leave processes behind (stop() sends SIGTERM, then SIGKILL to the process group).
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { ObjectServer } from "./object-server.js";
+import { runChild } from "./child.js";
+import type { ChildResult } from "./child.js";
+
+export const BIN = fileURLToPath(new URL("../../bin/fanrecall.js", import.meta.url));
+
+export interface FanrecallInstance {
+  readonly stateDir: string;
+  readonly runDir: string;
+  readonly child: ChildProcess;
+  output(): string;
+  cli(args: readonly string[], timeoutMs?: number): Promise<ChildResult>;
+  /** Runs `fanrecall status --json` and returns one object per file. */
+  status(paths: readonly string[]): Promise<Array<{ path: string; state: string; size: number; populatedBytes: number; object: { key: string } | null }>>;
+  stop(): Promise<number | null>;
+}
+
+export interface StartOptions {
+  readonly watch: readonly string[];
+  /** A real S3 server; without it the embedded s3rver starts. */
+  readonly server?: ObjectServer;
+  readonly bucket?: string;
+  readonly extraArgs?: readonly string[];
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export async function startFanrecall(opts: StartOptions): Promise<FanrecallInstance> {
+  const stateDir = mkdtempSync(join(tmpdir(), "fanrecall-state-"));
+  const runDir = join(stateDir, "run");
+  const env: NodeJS.ProcessEnv = { ...process.env, FANRECALL_LOG_LEVEL: "info", ...opts.env };
+  for (const k of Object.keys(env)) if (k.startsWith("FANRECALL_S3_")) delete env[k];
+  if (opts.server) {
+    Object.assign(env, {
+      FANRECALL_S3_ENDPOINT: opts.server.endpoint,
+      FANRECALL_S3_ACCESS_KEY: opts.server.accessKey,
+      FANRECALL_S3_SECRET_KEY: opts.server.secretKey,
+      FANRECALL_S3_REGION: opts.server.region,
+      FANRECALL_S3_BUCKET: opts.bucket ?? "fanrecall-e2e",
+    });
+  }
+  const args = ["start", "--state-dir", stateDir, ...opts.watch.flatMap((w) => ["--watch", w]), ...(opts.extraArgs ?? [])];
+  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  let out = "";
+  child.stdout?.setEncoding("utf8").on("data", (s: string) => (out += s));
+  child.stderr?.setEncoding("utf8").on("data", (s: string) => (out += s));
+  const deadline = Date.now() + 30_000;
+  while (!out.includes("fanrecall start: ready")) {
+    if (child.exitCode !== null) throw new Error(`fanrecall start exited ${child.exitCode}:\n${out}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`fanrecall start not ready in 30 s:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const cli = (cliArgs: readonly string[], timeoutMs = 120_000) =>
+    runChild([process.execPath, BIN, ...cliArgs], { timeoutMs, env: { ...process.env, FANRECALL_RUN_DIR: runDir } });
+  return {
+    stateDir,
+    runDir,
+    child,
+    output: () => out,
+    cli,
+    status: async (paths) => {
+      const r = await cli(["status", "--json", ...paths]);
+      if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
+      return r.stdout
+        .toString()
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { path: string; state: string; size: number; populatedBytes: number; object: { key: string } | null });
+    },
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+        child.kill("SIGTERM");
+        const timer = setTimeout(() => {
+          try {
+            process.kill(-child.pid!, "SIGKILL");
+          } catch {
+            // already gone
+          }
+        }, 20_000);
+        const code = await exited;
+        clearTimeout(timer);
+        if (existsSync(stateDir)) rmSync(stateDir, { recursive: true, force: true });
+        return code;
+      }
+      rmSync(stateDir, { recursive: true, force: true });
+      return child.exitCode;
+    },
+  };
+}

@@ -1,0 +1,232 @@
+// fd-level file operations on a scratch file under os.tmpdir() (ext4 here; no root needed
+// except for trusted.* xattrs).
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import {
+  FAN,
+  close,
+  dup,
+  fallocate,
+  fdatasync,
+  fgetxattr,
+  fremovexattr,
+  fsetxattr,
+  fstat,
+  fsync,
+  futimens,
+  isNativeError,
+  openPath,
+  pread,
+  punchHole,
+  pwrite,
+  seekData,
+  seekHole,
+} from "../../native/index.js";
+import { rootTest } from "../helpers/root.js";
+
+const MiB = 1024 * 1024;
+let dir = "";
+let seq = 0;
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), "fanrecall-fileops-"));
+});
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function withFile(fn: (fd: number, path: string) => void, flags = FAN.O_RDWR | FAN.O_CREAT | FAN.O_EXCL): void {
+  const path = join(dir, `f${seq++}`);
+  const fd = openPath(path, flags, 0o644);
+  try {
+    fn(fd, path);
+  } finally {
+    close(fd);
+  }
+}
+
+test("openPath creates with mode, sets O_CLOEXEC and reports ENOENT/EEXIST", () => {
+  withFile((fd, path) => {
+    assert.equal(statSync(path).mode & 0o777, 0o644 & ~process.umask());
+    assert.throws(
+      () => openPath(path, FAN.O_RDWR | FAN.O_CREAT | FAN.O_EXCL),
+      (e: unknown) => isNativeError(e, "EEXIST") && e.syscall === "openat",
+    );
+    assert.ok(fd >= 0);
+  });
+  assert.throws(
+    () => openPath(join(dir, "missing"), FAN.O_RDONLY),
+    (e: unknown) => isNativeError(e, "ENOENT"),
+  );
+});
+
+test("pwrite writes everything, pread reads it back, EOF reads 0", () => {
+  withFile((fd) => {
+    const data = Buffer.alloc(3 * MiB + 17, "abc");
+    assert.equal(pwrite(fd, data, 100), data.length);
+    const back = Buffer.alloc(data.length);
+    assert.equal(pread(fd, back, 100), data.length);
+    assert.deepEqual(back, data);
+    assert.equal(pread(fd, Buffer.alloc(10), 100 + data.length), 0);
+    // Uint8Array views honour their byteOffset.
+    const view = new Uint8Array(new ArrayBuffer(16), 8, 4);
+    assert.equal(pread(fd, view, 100), 4);
+    assert.deepEqual(Buffer.from(view), Buffer.from("abca"));
+  });
+});
+
+test("pread/pwrite errors: EBADF on a read-only fd", () => {
+  withFile((_fd, path) => {
+    const ro = openPath(path, FAN.O_RDONLY);
+    try {
+      assert.throws(
+        () => pwrite(ro, Buffer.from("x"), 0),
+        (e: unknown) => isNativeError(e, "EBADF") && e.syscall === "pwrite",
+      );
+    } finally {
+      close(ro);
+    }
+  });
+});
+
+test("fstat reports size, mode, ids and ns times; futimens restores times", () => {
+  withFile((fd, path) => {
+    pwrite(fd, Buffer.alloc(5000, 1), 0);
+    const st = fstat(fd);
+    const ref = statSync(path, { bigint: true });
+    assert.equal(st.size, 5000);
+    assert.equal(BigInt(st.ino), ref.ino);
+    assert.equal(BigInt(st.dev), ref.dev);
+    assert.equal(st.mode, Number(ref.mode));
+    assert.equal(st.nlink, 1);
+    assert.equal(st.uid, process.getuid?.());
+    assert.equal(st.gid, process.getgid?.());
+    assert.equal(st.mtimeNs, ref.mtimeNs);
+    assert.equal(st.ctimeNs, ref.ctimeNs);
+    assert.ok(st.blksize > 0);
+    const atime = 1_600_000_000_123_456_789n;
+    const mtime = 1_700_000_000_987_654_321n;
+    futimens(fd, atime, mtime);
+    const st2 = fstat(fd);
+    assert.equal(st2.atimeNs, atime);
+    assert.equal(st2.mtimeNs, mtime);
+    assert.throws(() => futimens(fd, 1n << 70n, 0n), RangeError);
+  });
+});
+
+test("fsync and fdatasync succeed on files; errors carry the syscall", () => {
+  withFile((fd) => {
+    pwrite(fd, Buffer.from("data"), 0);
+    fdatasync(fd);
+    fsync(fd);
+  });
+  const devnull = openPath("/dev/null", FAN.O_RDWR);
+  try {
+    assert.throws(
+      () => fsync(devnull),
+      (e: unknown) => isNativeError(e, "EINVAL") && e.syscall === "fsync",
+    );
+  } finally {
+    close(devnull);
+  }
+  assert.throws(
+    () => fdatasync(-1),
+    (e: unknown) => isNativeError(e, "EBADF") && e.syscall === "fdatasync",
+  );
+});
+
+test("fallocate extends; punchHole keeps the size and frees blocks", () => {
+  withFile((fd) => {
+    fallocate(fd, 0, 0, 2 * MiB);
+    assert.equal(fstat(fd).size, 2 * MiB);
+    pwrite(fd, Buffer.alloc(2 * MiB, 7), 0);
+    fdatasync(fd);
+    const before = fstat(fd);
+    assert.ok(before.blocks >= (2 * MiB) / 512, `blocks ${before.blocks}`);
+    punchHole(fd, 0, MiB);
+    const afterPunch = fstat(fd);
+    assert.equal(afterPunch.size, 2 * MiB);
+    assert.ok(afterPunch.blocks <= before.blocks - MiB / 512, `blocks ${before.blocks} -> ${afterPunch.blocks}`);
+    const buf = Buffer.alloc(4096, 1);
+    pread(fd, buf, 4096);
+    assert.ok(buf.every((b) => b === 0));
+    fallocate(fd, FAN.FALLOC_FL_KEEP_SIZE, 2 * MiB, MiB);
+    assert.equal(fstat(fd).size, 2 * MiB);
+    assert.throws(
+      () => fallocate(fd, 0, 0, 0),
+      (e: unknown) => isNativeError(e, "EINVAL") && e.syscall === "fallocate",
+    );
+  });
+});
+
+test("seekData/seekHole find the data in a sparse file, -1 past the end", () => {
+  withFile((fd) => {
+    pwrite(fd, Buffer.alloc(4096, 9), 512 * 1024);
+    pwrite(fd, Buffer.alloc(1), MiB - 1);
+    punchHole(fd, MiB - 4096, 4096);
+    fdatasync(fd);
+    assert.equal(fstat(fd).size, MiB);
+    assert.equal(seekHole(fd, 0), 0);
+    assert.equal(seekData(fd, 0), 512 * 1024);
+    assert.equal(seekHole(fd, 512 * 1024), 512 * 1024 + 4096);
+    assert.equal(seekData(fd, 512 * 1024 + 4096), -1);
+    assert.equal(seekHole(fd, MiB + 10), -1);
+  });
+});
+
+test("dup returns an independent close-on-exec fd for the same file", () => {
+  withFile((fd) => {
+    const copy = dup(fd);
+    try {
+      assert.notEqual(copy, fd);
+      assert.equal(fstat(copy).ino, fstat(fd).ino);
+    } finally {
+      close(copy);
+    }
+  });
+});
+
+test("user.* xattrs: get/set/remove, ENODATA as null/false, XATTR_CREATE/REPLACE", () => {
+  withFile((fd) => {
+    assert.equal(fgetxattr(fd, "user.fanrecall.test"), null);
+    assert.equal(fremovexattr(fd, "user.fanrecall.test"), false);
+    assert.throws(
+      () => fsetxattr(fd, "user.fanrecall.test", Buffer.from("x"), FAN.XATTR_REPLACE),
+      (e: unknown) => isNativeError(e, "ENODATA") && e.syscall === "fsetxattr",
+    );
+    fsetxattr(fd, "user.fanrecall.test", Buffer.from("stub:v1"), FAN.XATTR_CREATE);
+    assert.deepEqual(fgetxattr(fd, "user.fanrecall.test"), Buffer.from("stub:v1"));
+    assert.throws(
+      () => fsetxattr(fd, "user.fanrecall.test", Buffer.from("x"), FAN.XATTR_CREATE),
+      (e: unknown) => isNativeError(e, "EEXIST"),
+    );
+    fsetxattr(fd, "user.fanrecall.test", new Uint8Array(0), FAN.XATTR_REPLACE);
+    assert.deepEqual(fgetxattr(fd, "user.fanrecall.test"), Buffer.alloc(0));
+    assert.equal(fremovexattr(fd, "user.fanrecall.test"), true);
+    assert.equal(fgetxattr(fd, "user.fanrecall.test"), null);
+  });
+});
+
+rootTest("trusted.* xattrs need root and work on fds", () => {
+  withFile((fd) => {
+    fsetxattr(fd, "trusted.fanrecall", Buffer.from([1, 2, 3]), 0);
+    assert.deepEqual(fgetxattr(fd, "trusted.fanrecall"), Buffer.from([1, 2, 3]));
+    assert.equal(fremovexattr(fd, "trusted.fanrecall"), true);
+  });
+});
+
+test("file ops on a file written outside the facade", () => {
+  const path = join(dir, "plain");
+  writeFileSync(path, "hello");
+  const fd = openPath(path, FAN.O_RDONLY);
+  try {
+    const buf = Buffer.alloc(16);
+    assert.equal(pread(fd, buf, 0), 5);
+    assert.equal(buf.subarray(0, 5).toString(), "hello");
+  } finally {
+    close(fd);
+  }
+});
