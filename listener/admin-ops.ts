@@ -44,6 +44,8 @@ export interface AdminOpsOptions {
   readonly recallTimeoutMs: number;
 }
 
+/** A multiple of every block size in use (ext4/xfs/btrfs/tmpfs). */
+const PUNCH_ALIGN = 1024 * 1024;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 
@@ -139,8 +141,14 @@ export class AdminOps {
     }
     // State first: if anything below fails half way, the file is a stub that recalls correctly.
     this.opts.dispatcher.writeStub(fd, { ...withState(verified, "released"), atimeNs: st.atimeNs });
-    if (st.size > 0) native.punchHole(fd, 0, st.size);
+    // Punch whole blocks past EOF too: punching part of a block only zeroes it and keeps it
+    // allocated, which would later look like recalled data.
+    if (st.size > 0) native.punchHole(fd, 0, Math.ceil(st.size / PUNCH_ALIGN) * PUNCH_ALIGN);
     native.futimens(fd, st.atimeNs, st.mtimeNs);
+    const left = native.seekData(fd, 0);
+    if (left !== -1 && left < st.size) {
+      throw new AdminError("write-failed", `data remains at byte ${left} after punching; the file is a stub, reads recall it`);
+    }
     this.opts.log.info({ ino: st.ino, bytes: st.size, key: verified.key }, "released");
     return { state: "released", object: objectOf(verified) };
   }

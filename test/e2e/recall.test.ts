@@ -130,7 +130,7 @@ describe("range-mode recall end to end (ext4 + Swift s3api)", { skip: !isRoot() 
     const sha = writeRandom(path, 16 * MiB + 100);
     assert.equal((await fr.cli(["release", path])).code, 0);
     const py = "import mmap,hashlib,sys\nf=open(sys.argv[1],'rb')\nm=mmap.mmap(f.fileno(),0,access=mmap.ACCESS_READ)\nprint(hashlib.sha256(m[:]).hexdigest())";
-    const r = await runAsNobody(["python3", "-c", py, path]);
+    const r = await runAsNobody(["/usr/bin/python3", "-c", py, path]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString().trim(), sha);
     const path2 = join(fs.dir, "skipped.bin");
@@ -212,7 +212,7 @@ describe("range-mode recall end to end (ext4 + Swift s3api)", { skip: !isRoot() 
     chmodSync(path, 0o666);
     assert.equal((await fr.cli(["release", path])).code, 0);
     const py = "import os,sys\nfd=os.open(sys.argv[1],os.O_WRONLY|os.O_TRUNC)\nos.pwrite(fd,b'NEW',1048576)\nos.close(fd)";
-    const r = await runAsNobody(["python3", "-c", py, path]);
+    const r = await runAsNobody(["/usr/bin/python3", "-c", py, path]);
     assert.equal(r.code, 0, r.stderr);
     const after = readFileSync(path);
     assert.equal(after.length, 1048576 + 3);

@@ -68,7 +68,7 @@ describe("whole-file mode on tmpfs", () => {
     assert.ok(dd.stdout.equals(contents.get(big)!.subarray(100 * 4096, 102 * 4096)));
     assert.equal((await fr.cli(["release", big])).code, 0);
     const py = "import mmap,hashlib,sys\nf=open(sys.argv[1],'rb')\nm=mmap.mmap(f.fileno(),0,access=mmap.ACCESS_READ)\nprint(hashlib.sha256(m[:]).hexdigest())";
-    const mm = await runAsNobody(["python3", "-c", py, big]);
+    const mm = await runAsNobody(["/usr/bin/python3", "-c", py, big]);
     assert.equal(mm.stdout.toString().trim(), sha256(contents.get(big)!));
     assert.equal(sha256(readFileSync(big)), sha256(contents.get(big)!));
   }, { timeout: 180_000 });
