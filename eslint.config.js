@@ -4,7 +4,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "dist/", "native/build/", "proto/gen/", "eslint.config.js", "bin/"] },
+  { ignores: ["node_modules/", "dist/", "native/build/", "proto/gen/", "eslint.config.js", "bin/", "scripts/*.mjs"] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -25,7 +25,10 @@ export default tseslint.config(
           patterns: [
             { group: ["minio", "minio/*", "s3rver"], message: "The root listener holds no S3 client." },
             { group: ["**/recall-service/**"], message: "listener/ never imports recall-service/." },
-            { group: ["node:net", "net", "node:http", "http", "node:https", "https"], message: "The listener opens no network port." },
+            {
+              group: ["node:net", "net", "node:http", "http", "node:https", "https"],
+              message: "The listener opens no network port.",
+            },
           ],
         },
       ],
@@ -34,7 +37,10 @@ export default tseslint.config(
   {
     files: ["recall-service/**/*.ts"],
     rules: {
-      "no-restricted-imports": ["error", { patterns: [{ group: ["**/listener/**"], message: "recall-service/ never imports listener/." }] }],
+      "no-restricted-imports": [
+        "error",
+        { patterns: [{ group: ["**/listener/**"], message: "recall-service/ never imports listener/." }] },
+      ],
     },
   },
   {

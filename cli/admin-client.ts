@@ -25,7 +25,10 @@ export class AdminClient {
     try {
       this.sock = native.seqpacketConnect(socketPath);
     } catch (err: unknown) {
-      throw new Error(`cannot reach the fanrecall listener at ${socketPath} (is 'fanrecall start' or 'fanrecall listener' running?): ${String(err)}`);
+      throw new Error(
+        `cannot reach the fanrecall listener at ${socketPath} (is 'fanrecall start' or 'fanrecall listener' running?): ${String(err)}`,
+        { cause: err },
+      );
     }
     if (native.peerCred(this.sock).uid !== 0) {
       native.close(this.sock);
@@ -37,14 +40,15 @@ export class AdminClient {
     const fd = native.openPath(path, FAN.O_RDONLY | O_NOFOLLOW | O_NOATIME);
     try {
       const id = this.nextId++;
-      if (!native.sendWithFd(this.sock, Buffer.from(JSON.stringify({ id, op })), fd)) throw new Error("admin socket is full");
+      if (!native.sendWithFd(this.sock, Buffer.from(JSON.stringify({ id, op })), fd))
+        throw new Error("admin socket is full");
       for (;;) {
         const reply = await this.receive(timeoutMs);
         if (reply.phase === "trigger") {
           this.trigger(path);
           continue;
         }
-        return reply as AdminReply;
+        return reply;
       }
     } finally {
       native.close(fd);

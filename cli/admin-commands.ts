@@ -7,7 +7,7 @@
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import * as native from "../native/index.js";
-import { RecallService, createClient } from "../proto/index.js";
+import { Reason, RecallService, createClient } from "../proto/index.js";
 import { adminSocketPath } from "../listener/config.js";
 import { STUB_XATTR, decodeStubState, needsRecall } from "../listener/stub-state.js";
 import type { StubState } from "../listener/stub-state.js";
@@ -41,12 +41,14 @@ function parseArgs(argv: readonly string[], allowJson: boolean): CommonArgs {
   let json = false;
   const paths: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    const a = argv[i];
     if (a === "--json" && allowJson) json = true;
     else if (a === "--run-dir") runDir = argv[++i] ?? "";
     else if (a.startsWith("--run-dir=")) runDir = a.slice("--run-dir=".length);
-    else if (a === "--") paths.push(...argv.slice(i + 1)), (i = argv.length);
-    else if (a.startsWith("-")) throw new Error(`unknown option '${a}'`);
+    else if (a === "--") {
+      paths.push(...argv.slice(i + 1));
+      break;
+    } else if (a.startsWith("-")) throw new Error(`unknown option '${a}'`);
     else paths.push(a);
   }
   if (!runDir) throw new Error("--run-dir needs a value");
@@ -111,7 +113,7 @@ function partialBytes(path: string, size: number): number {
   const fd = native.openPath(path, native.FAN.O_RDONLY | native.FAN.O_NOFOLLOW | native.FAN.O_NOATIME);
   try {
     let total = 0;
-    for (let pos = 0; pos < size; ) {
+    for (let pos = 0; pos < size;) {
       const data = native.seekData(fd, pos);
       if (data === -1 || data >= size) break;
       const hole = native.seekHole(fd, data);
@@ -139,7 +141,8 @@ function statusOf(path: string, stub: StubState | null | "corrupt"): FileStatus 
 
 export async function statusCommand(argv: readonly string[]): Promise<number> {
   const args = parseArgs(argv, true);
-  if (process.getuid?.() !== 0) throw new Error("'fanrecall status' must run as root (stub state is in trusted.* xattrs)");
+  if (process.getuid?.() !== 0)
+    throw new Error("'fanrecall status' must run as root (stub state is in trusted.* xattrs)");
   const problems: WalkProblem[] = [];
   const recall = createClient(RecallService, `unix://${join(args.runDir, "recall", "recall.sock")}`);
   let storeReachable = true;
@@ -155,14 +158,19 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
       if (s.object && storeReachable && s.state !== "dirty") {
         try {
           const r = await recall.client.statObject({ object: s.object }, { timeoutMs: 5_000 });
-          if (!r.exists && r.reason === 5 /* REASON_OBJECT_MISSING */) s = { ...s, state: "lost" };
+          if (!r.exists && r.reason === Reason.OBJECT_MISSING) s = { ...s, state: "lost" };
         } catch {
           storeReachable = false;
-          process.stderr.write("fanrecall status: the recall service is not reachable; archived copies were not checked\n");
+          process.stderr.write(
+            "fanrecall status: the recall service is not reachable; archived copies were not checked\n",
+          );
         }
       }
       if (args.json) process.stdout.write(JSON.stringify(s) + "\n");
-      else process.stdout.write(`${s.state.padEnd(9)} ${String(s.size).padStart(14)} ${String(s.populatedBytes).padStart(14)}  ${s.path}\n`);
+      else
+        process.stdout.write(
+          `${s.state.padEnd(9)} ${String(s.size).padStart(14)} ${String(s.populatedBytes).padStart(14)}  ${s.path}\n`,
+        );
     }
   } finally {
     recall.close();

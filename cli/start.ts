@@ -57,7 +57,7 @@ function parseStartArgs(argv: readonly string[]): StartArgs {
   let timeoutMs = process.env.FANRECALL_RECALL_TIMEOUT_MS ?? "30000";
   let chunkSize = process.env.FANRECALL_CHUNK_SIZE ?? String(4 * 1024 * 1024);
   for (let i = 0; i < argv.length; i++) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]!);
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
     if (!m) throw new Error(`unexpected argument '${argv[i]}'`);
     const value = m[2] ?? argv[++i];
     if (value === undefined) throw new Error(`option '--${m[1]}' needs a value`);
@@ -112,7 +112,8 @@ function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 export async function startCommand(argv: readonly string[]): Promise<number> {
   const args = parseStartArgs(argv);
-  if (process.getuid?.() !== 0) throw new Error("'fanrecall start' must run as root (the listener owns a fanotify group)");
+  if (process.getuid?.() !== 0)
+    throw new Error("'fanrecall start' must run as root (the listener owns a fanotify group)");
   const runDir = join(args.stateDir, "run");
   mkdirSync(runDir, { recursive: true, mode: 0o755 });
   chmodSync(args.stateDir, 0o755);
@@ -180,7 +181,8 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   }
   log(`ready: watching ${args.watch.join(", ")}; admin commands take --run-dir ${runDir}`);
   const exited = new Promise<string>((resolveExit) => {
-    for (const child of children) child.once("exit", (code, signal) => resolveExit(`a child exited (${code ?? signal})`));
+    for (const child of children)
+      child.once("exit", (code, signal) => resolveExit(`a child exited (${code ?? signal})`));
   });
   const signalled = new Promise<string>((resolveSig) => {
     process.once("SIGINT", () => resolveSig("SIGINT"));

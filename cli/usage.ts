@@ -45,9 +45,7 @@ export const COMMANDS: readonly CommandHelp[] = [
 
 export function mainUsage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
-  const lines = COMMANDS.map(
-    (c) => `  ${c.name.padEnd(width)}  ${c.summary}${c.built ? "" : " [not built yet]"}`,
-  );
+  const lines = COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}${c.built ? "" : " [not built yet]"}`);
   return [
     "fanrecall: a hierarchical storage manager for Linux on fanotify pre-content events",
     "",

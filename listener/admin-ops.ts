@@ -124,12 +124,22 @@ export class AdminOps {
     const requestId = this.opts.dispatcher.newRequestId();
     this.opts.channel.send(requestId, fd);
     const reply = await this.opts.recall.verify(
-      { requestId, object: objectOf(stub), integrity: { contentSha256: stub.contentSha256, manifestSha256: stub.manifestSha256, chunkSize: BigInt(stub.chunkSize) } },
+      {
+        requestId,
+        object: objectOf(stub),
+        integrity: {
+          contentSha256: stub.contentSha256,
+          manifestSha256: stub.manifestSha256,
+          chunkSize: BigInt(stub.chunkSize),
+        },
+      },
       Math.max(120_000, (st.size / (5 * 1024 * 1024)) * 1000),
     );
     if (!reply.ok) throw new AdminError(reply.reason, reply.message);
-    if (!reply.value.equal) throw new AdminError("mismatch", `archived copy differs from the file: ${reply.value.message}`);
-    if (!sameContentVersion(native.fstat(fd), stub)) throw new AdminError("stub-changed", "the file changed during verification");
+    if (!reply.value.equal)
+      throw new AdminError("mismatch", `archived copy differs from the file: ${reply.value.message}`);
+    if (!sameContentVersion(native.fstat(fd), stub))
+      throw new AdminError("stub-changed", "the file changed during verification");
     this.opts.source.unignore(fd, mode);
     return { wait: this.expect(st, peerPid, (evFd, evSt) => this.releaseOn(evFd, evSt, stub)) };
   }
@@ -147,7 +157,10 @@ export class AdminOps {
     native.futimens(fd, st.atimeNs, st.mtimeNs);
     const left = native.seekData(fd, 0);
     if (left !== -1 && left < st.size) {
-      throw new AdminError("write-failed", `data remains at byte ${left} after punching; the file is a stub, reads recall it`);
+      throw new AdminError(
+        "write-failed",
+        `data remains at byte ${left} after punching; the file is a stub, reads recall it`,
+      );
     }
     this.opts.log.info({ ino: st.ino, bytes: st.size, key: verified.key }, "released");
     return { state: "released", object: objectOf(verified) };
@@ -157,7 +170,8 @@ export class AdminOps {
   prepareRestore(fd: number, peerPid: number): { wait: Promise<AdminResult> } | AdminResult {
     const { st } = this.check(fd);
     const stub = this.stubOf(fd);
-    if (!stub || !needsRecall(stub.state)) return { state: stub?.state ?? "resident", ...(stub ? { object: objectOf(stub) } : {}) };
+    if (!stub || !needsRecall(stub.state))
+      return { state: stub?.state ?? "resident", ...(stub ? { object: objectOf(stub) } : {}) };
     return {
       wait: this.expect(st, peerPid, async (evFd, evSt) => {
         const cur = this.stubOf(evFd);
@@ -169,7 +183,11 @@ export class AdminOps {
     };
   }
 
-  private expect(st: FdStat, pid: number, work: (fd: number, st: FdStat) => AdminResult | Promise<AdminResult>): Promise<AdminResult> {
+  private expect(
+    st: FdStat,
+    pid: number,
+    work: (fd: number, st: FdStat) => AdminResult | Promise<AdminResult>,
+  ): Promise<AdminResult> {
     const key = inodeKey(st);
     return new Promise<AdminResult>((resolve, reject) => {
       const trigger: Trigger = {

@@ -75,14 +75,17 @@ export class AdminServer {
     const msg = native.recvWithFd(conn.fd, MAX_MESSAGE + 1);
     if (msg === null) return;
     if (msg.eof) return this.drop(conn);
-    const req = msg.truncated || msg.data.length > MAX_MESSAGE || msg.fds.length !== 1 || conn.busy ? null : parseRequest(msg.data);
+    const req =
+      msg.truncated || msg.data.length > MAX_MESSAGE || msg.fds.length !== 1 || conn.busy
+        ? null
+        : parseRequest(msg.data);
     if (req === null) {
       for (const fd of msg.fds) native.close(fd);
       this.log.warn({ reason: "protocol-error" }, "malformed admin request");
       return this.drop(conn);
     }
     conn.busy = true;
-    void this.serve(conn, req, msg.fds[0]!).finally(() => {
+    void this.serve(conn, req, msg.fds[0]).finally(() => {
       conn.busy = false;
     });
   }
@@ -102,7 +105,8 @@ export class AdminServer {
 
   private async run(conn: Conn, req: Request, fd: number): Promise<AdminResult> {
     if (req.op === "archive") return this.ops.archive(fd);
-    const prepared = req.op === "release" ? await this.ops.prepareRelease(fd, conn.pid) : this.ops.prepareRestore(fd, conn.pid);
+    const prepared =
+      req.op === "release" ? await this.ops.prepareRelease(fd, conn.pid) : this.ops.prepareRestore(fd, conn.pid);
     if (!("wait" in prepared)) return prepared;
     this.reply(conn, { id: req.id, phase: "trigger" });
     return prepared.wait;

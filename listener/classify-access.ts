@@ -24,12 +24,12 @@ function mmapIsReadOnly(tid: number): boolean {
   // /proc/TID/syscall: "9 addr len prot flags fd off ..." for mmap.
   const sys = readProc(`/proc/${tid}/syscall`)?.trim().split(/\s+/);
   if (!sys || sys[0] !== "9" || sys.length < 7) return false;
-  const flags = Number.parseInt(sys[4]!, 16);
+  const flags = Number.parseInt(sys[4], 16);
   if ((flags & MAP_SHARED) === 0) return true;
-  const fd = Number.parseInt(sys[5]!, 16);
+  const fd = Number.parseInt(sys[5], 16);
   const info = readProc(`/proc/${tid}/fdinfo/${fd}`);
   const m = info ? /^flags:\s+([0-7]+)/m.exec(info) : null;
-  return m !== null && (Number.parseInt(m[1]!, 8) & O_ACCMODE) === 0;
+  return m !== null && (Number.parseInt(m[1], 8) & O_ACCMODE) === 0;
 }
 
 /** Classifies the access of the blocked thread `tid`. */

@@ -35,28 +35,43 @@ Settings (flag, environment variable, or key in the --config JSON file):
 
 const FLAGS = ["watch", "run-dir", "recall-uid", "mode", "recall-timeout-ms", "log-level", "config"];
 
-export function loadListenerConfig(argv: readonly string[], env: Record<string, string | undefined> = process.env): ListenerConfig {
+/** A config-file value as a string; objects and arrays are refused. */
+function scalar(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return String(v);
+  throw new Error("config values must be strings, numbers or booleans");
+}
+
+export function loadListenerConfig(
+  argv: readonly string[],
+  env: Record<string, string | undefined> = process.env,
+): ListenerConfig {
   const flags = new Map<string, string[]>();
   for (let i = 0; i < argv.length; i++) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]!);
-    if (!m || !FLAGS.includes(m[1]!)) throw new Error(`unknown option '${argv[i]}'`);
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
+    if (!m || !FLAGS.includes(m[1])) throw new Error(`unknown option '${argv[i]}'`);
     const value = m[2] ?? argv[++i];
     if (value === undefined) throw new Error(`option '--${m[1]}' needs a value`);
-    flags.set(m[1]!, [...(flags.get(m[1]!) ?? []), value]);
+    flags.set(m[1], [...(flags.get(m[1]) ?? []), value]);
   }
   const configPath = flags.get("config")?.[0] ?? env.FANRECALL_CONFIG;
   const file = configPath ? (JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>) : {};
   const one = (flag: string, envName: string, key: string): string | undefined =>
-    flags.get(flag)?.at(-1) ?? env[envName] ?? (file[key] === undefined ? undefined : String(file[key]));
+    flags.get(flag)?.at(-1) ?? env[envName] ?? scalar(file[key]);
   const watch =
-    flags.get("watch") ?? env.FANRECALL_WATCH?.split(":").filter(Boolean) ?? (Array.isArray(file.watch) ? file.watch.map(String) : []);
+    flags.get("watch") ??
+    env.FANRECALL_WATCH?.split(":").filter(Boolean) ??
+    (Array.isArray(file.watch) ? file.watch.map(String) : []);
   if (watch.length === 0) throw new Error("at least one --watch DIR is required");
   const mode = one("mode", "FANRECALL_MODE", "mode") ?? "auto";
-  if (mode !== "auto" && mode !== "range" && mode !== "whole") throw new Error(`mode must be auto, range or whole, not '${mode}'`);
+  if (mode !== "auto" && mode !== "range" && mode !== "whole")
+    throw new Error(`mode must be auto, range or whole, not '${mode}'`);
   const timeout = Number(one("recall-timeout-ms", "FANRECALL_RECALL_TIMEOUT_MS", "recallTimeoutMs") ?? "30000");
-  if (!Number.isSafeInteger(timeout) || timeout < 100) throw new Error("recall timeout must be an integer of at least 100 ms");
+  if (!Number.isSafeInteger(timeout) || timeout < 100)
+    throw new Error("recall timeout must be an integer of at least 100 ms");
   const recallUid = Number(one("recall-uid", "FANRECALL_RECALL_UID", "recallUid") ?? "65534");
-  if (!Number.isSafeInteger(recallUid) || recallUid <= 0) throw new Error("recall uid must be a positive integer (never root)");
+  if (!Number.isSafeInteger(recallUid) || recallUid <= 0)
+    throw new Error("recall uid must be a positive integer (never root)");
   return {
     watch: watch.map((w) => resolve(w)),
     runDir: resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall"),
@@ -81,7 +96,9 @@ export function refuseSelfWatch(config: ListenerConfig): void {
     if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
     for (const [what, dev] of own) {
       if (st.dev === dev) {
-        throw new Error(`${dir} is on the same filesystem as ${what}; fanrecall watches dedicated data filesystems only (the listener would wait on itself)`);
+        throw new Error(
+          `${dir} is on the same filesystem as ${what}; fanrecall watches dedicated data filesystems only (the listener would wait on itself)`,
+        );
       }
     }
   }

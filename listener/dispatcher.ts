@@ -182,7 +182,11 @@ export class Dispatcher {
         requestId,
         file: { dev: BigInt(st.dev), ino: BigInt(st.ino), size: BigInt(st.size), mtimeNs: st.mtimeNs },
         object: { bucket: stub.bucket, key: stub.key, versionId: stub.versionId },
-        integrity: { contentSha256: stub.contentSha256, manifestSha256: stub.manifestSha256, chunkSize: BigInt(stub.chunkSize) },
+        integrity: {
+          contentSha256: stub.contentSha256,
+          manifestSha256: stub.manifestSha256,
+          chunkSize: BigInt(stub.chunkSize),
+        },
         mode: range === null ? RecallMode.WHOLE : RecallMode.RANGE,
         ranges: range === null ? [] : [{ offset: BigInt(range.offset), length: BigInt(range.count) }],
         deadlineUnixMs: BigInt(Date.now() + this.opts.recallTimeoutMs),
@@ -250,4 +254,3 @@ export class Dispatcher {
     return this.queue.size;
   }
 }
-

@@ -5,6 +5,7 @@
 //
 // Owns: the group fd and its poller. Must not own: decisions about events (the dispatcher)
 // or the event fds (handed to onEvent, whose owner closes them after answering).
+import { statSync } from "node:fs";
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import { FAN } from "../native/index.js";
@@ -28,7 +29,12 @@ export interface FanotifySourceOptions {
 }
 
 export const INIT_FLAGS =
-  FAN.FAN_CLASS_PRE_CONTENT | FAN.FAN_CLOEXEC | FAN.FAN_NONBLOCK | FAN.FAN_UNLIMITED_QUEUE | FAN.FAN_UNLIMITED_MARKS | FAN.FAN_REPORT_TID;
+  FAN.FAN_CLASS_PRE_CONTENT |
+  FAN.FAN_CLOEXEC |
+  FAN.FAN_NONBLOCK |
+  FAN.FAN_UNLIMITED_QUEUE |
+  FAN.FAN_UNLIMITED_MARKS |
+  FAN.FAN_REPORT_TID;
 const EVENT_F_FLAGS = FAN.O_RDWR | FAN.O_LARGEFILE | FAN.O_CLOEXEC;
 
 export function maskFor(mode: WatchMode): number {
@@ -51,13 +57,8 @@ export class FanotifySource {
   }
 
   private mark(dir: string): Watch {
-    const dirFd = native.openPath(dir, FAN.O_RDONLY | FAN.O_DIRECTORY);
-    let dev: number;
-    try {
-      dev = native.fstat(dirFd).dev;
-    } finally {
-      native.close(dirFd);
-    }
+    // stat, not open: the listener never opens anything on a watched filesystem.
+    const dev = statSync(dir).dev;
     const tryMark = (flags: number, mode: WatchMode): boolean => {
       try {
         native.fanotifyMark(this.groupFd, FAN.FAN_MARK_ADD | flags, maskFor(mode), native.AT_FDCWD, dir);

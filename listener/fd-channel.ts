@@ -38,7 +38,10 @@ export class FdChannel {
     const cred = native.peerCred(fd);
     if (cred.uid !== this.opts.recallUid) {
       native.close(fd);
-      this.opts.log.error({ peerUid: cred.uid, expectedUid: this.opts.recallUid, reason: "protocol-error" }, "fd channel peer refused");
+      this.opts.log.error(
+        { peerUid: cred.uid, expectedUid: this.opts.recallUid, reason: "protocol-error" },
+        "fd channel peer refused",
+      );
       throw new FdChannelError(`fd channel peer has uid ${cred.uid}, expected ${this.opts.recallUid}`);
     }
     this.opts.log.info({ peerPid: cred.pid }, "fd channel connected");
@@ -56,7 +59,8 @@ export class FdChannel {
         throw new FdChannelError("fd channel is full");
       } catch (err: unknown) {
         this.reset();
-        if (err instanceof FdChannelError || attempt === 1) throw err instanceof FdChannelError ? err : new FdChannelError(String(err));
+        if (err instanceof FdChannelError || attempt === 1)
+          throw err instanceof FdChannelError ? err : new FdChannelError(String(err));
       }
     }
   }

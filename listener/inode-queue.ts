@@ -15,14 +15,13 @@ export class InodeQueue {
   run<T>(key: string, work: () => Promise<T>): Promise<T> {
     this.queued++;
     const prev = this.tails.get(key) ?? Promise.resolve();
-    const result = prev.then(work);
+    const result = prev.then(work).finally(() => this.queued--);
     const tail = result.then(
       () => undefined,
       () => undefined,
     );
     this.tails.set(key, tail);
     void tail.then(() => {
-      this.queued--;
       if (this.tails.get(key) === tail) this.tails.delete(key);
     });
     return result;

@@ -4,7 +4,14 @@
 // Owns: the gRPC channel. Must not own: fds (they travel on the fd channel).
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
-import type { ArchiveRequestSchema, ArchiveResponse, RecallRequestSchema, RecallResponse, VerifyRequestSchema, VerifyResponse } from "../proto/index.js";
+import type {
+  ArchiveRequestSchema,
+  ArchiveResponse,
+  RecallRequestSchema,
+  RecallResponse,
+  VerifyRequestSchema,
+  VerifyResponse,
+} from "../proto/index.js";
 import { RecallService, RpcError, createClient } from "../proto/index.js";
 import type { ListenerReason } from "./failure-policy.js";
 
@@ -12,7 +19,12 @@ export type RpcResult<T> = { ok: true; value: T } | { ok: false; reason: Listene
 
 function failure(err: unknown): { ok: false; reason: ListenerReason; message: string } {
   if (err instanceof RpcError) {
-    const reason: ListenerReason = err.code === status.DEADLINE_EXCEEDED ? "timeout" : err.code === status.UNAVAILABLE ? "recall-unavailable" : "protocol-error";
+    const reason: ListenerReason =
+      err.code === status.DEADLINE_EXCEEDED
+        ? "timeout"
+        : err.code === status.UNAVAILABLE
+          ? "recall-unavailable"
+          : "protocol-error";
     return { ok: false, reason, message: err.message };
   }
   return { ok: false, reason: "protocol-error", message: String(err) };
@@ -25,7 +37,10 @@ export class RecallClient {
     this.handle = createClient(RecallService, `unix://${socketPath}`);
   }
 
-  async recall(req: MessageInitShape<typeof RecallRequestSchema>, timeoutMs: number): Promise<RpcResult<RecallResponse>> {
+  async recall(
+    req: MessageInitShape<typeof RecallRequestSchema>,
+    timeoutMs: number,
+  ): Promise<RpcResult<RecallResponse>> {
     try {
       return { ok: true, value: await this.handle.client.recall(req, { timeoutMs }) };
     } catch (err: unknown) {
@@ -33,7 +48,10 @@ export class RecallClient {
     }
   }
 
-  async archive(req: MessageInitShape<typeof ArchiveRequestSchema>, timeoutMs: number): Promise<RpcResult<ArchiveResponse>> {
+  async archive(
+    req: MessageInitShape<typeof ArchiveRequestSchema>,
+    timeoutMs: number,
+  ): Promise<RpcResult<ArchiveResponse>> {
     try {
       return { ok: true, value: await this.handle.client.archive(req, { timeoutMs }) };
     } catch (err: unknown) {
@@ -41,7 +59,10 @@ export class RecallClient {
     }
   }
 
-  async verify(req: MessageInitShape<typeof VerifyRequestSchema>, timeoutMs: number): Promise<RpcResult<VerifyResponse>> {
+  async verify(
+    req: MessageInitShape<typeof VerifyRequestSchema>,
+    timeoutMs: number,
+  ): Promise<RpcResult<VerifyResponse>> {
     try {
       return { ok: true, value: await this.handle.client.verify(req, { timeoutMs }) };
     } catch (err: unknown) {

@@ -113,7 +113,10 @@ export function toHandlers<T extends GenServiceMethods>(
     const outputSchema = method.output;
     if (method.methodKind === "unary") {
       const unary = fn as (req: unknown, ctx: CallContext) => Promise<MessageInitShape<DescMessage>>;
-      handlers[method.localName] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      handlers[method.localName] = (
+        call: grpc.ServerUnaryCall<unknown, unknown>,
+        callback: grpc.sendUnaryData<unknown>,
+      ) => {
         const { ctx, controller } = callContext(call);
         unary(call.request, ctx).then(
           (reply) => callback(null, create(outputSchema, reply)),
@@ -178,7 +181,7 @@ export async function startServer(
 export interface ClientHandle<T extends GenServiceMethods> {
   readonly client: ServiceClient<T>;
   readonly raw: grpc.Client;
-  close(): void;
+  readonly close: () => void;
 }
 
 /** Creates a typed promise client. Every call gets a deadline (timeoutMs, default 30 s). */

@@ -3,8 +3,8 @@
 //
 // Owns: the status table and the open Watch streams. Must not own: deciding health (the
 // recall service decides from the store and the listener connection). Holds no fds.
-import type { HealthCheckResponse_ServingStatus } from "./gen/grpc/health/v1/health_pb.js";
-import { Health, HealthCheckResponse_ServingStatus as Status } from "./gen/grpc/health/v1/health_pb.js";
+import type { HealthCheckResponse_ServingStatus, Health } from "./gen/grpc/health/v1/health_pb.js";
+import { HealthCheckResponse_ServingStatus as Status } from "./gen/grpc/health/v1/health_pb.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
 import { RpcError } from "./grpc-adapter.js";
 import { status as grpcStatus } from "@grpc/grpc-js";
@@ -36,7 +36,10 @@ export class HealthStatus {
       },
       watch: (request, send, ctx) =>
         new Promise<void>((resolve) => {
-          const watcher = { service: request.service, send: (status: HealthCheckResponse_ServingStatus) => send({ status }) };
+          const watcher = {
+            service: request.service,
+            send: (status: HealthCheckResponse_ServingStatus) => send({ status }),
+          };
           watcher.send(this.statuses.get(request.service) ?? Status.SERVICE_UNKNOWN);
           this.watchers.add(watcher);
           ctx.signal.addEventListener("abort", () => {
@@ -44,6 +47,6 @@ export class HealthStatus {
             resolve();
           });
         }),
-    } as ServiceImpl<HealthMethods>;
+    };
   }
 }

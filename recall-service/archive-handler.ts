@@ -113,7 +113,11 @@ export class ArchiveHandler {
     }
   }
 
-  private async verifyFd(fd: number, req: VerifyRequest, signal: AbortSignal): Promise<MessageInitShape<typeof VerifyResponseSchema>> {
+  private async verifyFd(
+    fd: number,
+    req: VerifyRequest,
+    signal: AbortSignal,
+  ): Promise<MessageInitShape<typeof VerifyResponseSchema>> {
     if (!req.object || !req.integrity) throw new RecallError("protocol-error", "request lacks object or integrity");
     const size = native.fstat(fd).size;
     const stream = await this.opts.store.getStream(
@@ -126,11 +130,16 @@ export class ArchiveHandler {
     for await (const part of stream) {
       const remote = part as Buffer;
       hash.update(remote);
-      for (let off = 0; off < remote.length; ) {
+      for (let off = 0; off < remote.length;) {
         const want = Math.min(local.length, remote.length - off);
         const n = native.pread(fd, local.subarray(0, want), pos);
         if (n !== want || !local.subarray(0, n).equals(remote.subarray(off, off + n))) {
-          return { requestId: req.requestId, equal: false, reason: reasonToProto("mismatch"), message: `differs at byte ${pos}` };
+          return {
+            requestId: req.requestId,
+            equal: false,
+            reason: reasonToProto("mismatch"),
+            message: `differs at byte ${pos}`,
+          };
         }
         off += n;
         pos += n;

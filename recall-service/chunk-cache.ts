@@ -126,14 +126,21 @@ export class ChunkCache {
         lastErr = err;
         const reason = storeErrorReason(err);
         if (reason === "object-missing" || reason === "checksum-mismatch") break;
-        this.opts.log.warn({ reason, attempt, key: c.loc.key, chunk: c.index, err: errorMessage(err) }, "chunk fetch failed");
+        this.opts.log.warn(
+          { reason, attempt, key: c.loc.key, chunk: c.index, err: errorMessage(err) },
+          "chunk fetch failed",
+        );
         await sleep(Math.min(2000, 100 * 2 ** attempt));
       }
     }
     if (lastErr instanceof RecallError) throw lastErr;
     const reason = lastErr === undefined ? "timeout" : storeErrorReason(lastErr);
-    throw new RecallError(reason === "timeout" ? "store-unavailable" : reason, errorMessage(lastErr ?? "fetch timed out"), {
-      cause: lastErr,
-    });
+    throw new RecallError(
+      reason === "timeout" ? "store-unavailable" : reason,
+      errorMessage(lastErr ?? "fetch timed out"),
+      {
+        cause: lastErr,
+      },
+    );
   }
 }

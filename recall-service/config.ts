@@ -60,12 +60,12 @@ const KEYS: Record<string, { env: string; file: string }> = {
 export function parseFlags(argv: readonly string[], known: readonly string[]): Map<string, string> {
   const out = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
+    const arg = argv[i];
     const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
-    if (!m || !known.includes(m[1]!)) throw new Error(`unknown option '${arg}'`);
+    if (!m || !known.includes(m[1])) throw new Error(`unknown option '${arg}'`);
     const value = m[2] ?? argv[++i];
     if (value === undefined) throw new Error(`option '--${m[1]}' needs a value`);
-    out.set(m[1]!, value);
+    out.set(m[1], value);
   }
   return out;
 }
@@ -84,21 +84,30 @@ function parseUser(value: string): { uid: number; gid: number } {
   return { uid, gid: Number(m[2] ?? m[1]) };
 }
 
+/** A config-file value as a string; objects and arrays are refused. */
+function scalar(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return String(v);
+  throw new Error("config values must be strings, numbers or booleans");
+}
+
 export function loadRecallServiceConfig(argv: readonly string[], env: Source = process.env): RecallServiceConfig {
   const flags = parseFlags(argv, [...Object.keys(KEYS), "config"]);
   let file: Record<string, unknown> = {};
   const configPath = flags.get("config") ?? env.FANRECALL_CONFIG;
   if (configPath) file = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
   const get = (name: string): string | undefined => {
-    const k = KEYS[name]!;
+    const k = KEYS[name];
     const fromFile = file[k.file];
-    return flags.get(name) ?? env[k.env] ?? (fromFile === undefined ? undefined : String(fromFile));
+    return flags.get(name) ?? env[k.env] ?? scalar(fromFile);
   };
   const endpoint = get("s3-endpoint");
   const accessKey = get("s3-access-key");
   const secretKey = get("s3-secret-key");
   if (!endpoint || !accessKey || !secretKey) {
-    throw new Error("the S3 endpoint, access key and secret key are required (FANRECALL_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY)");
+    throw new Error(
+      "the S3 endpoint, access key and secret key are required (FANRECALL_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY)",
+    );
   }
   new URL(endpoint);
   const chunkSize = positiveInt("chunk size", get("chunk-size") ?? String(4 * 1024 * 1024));

@@ -62,7 +62,7 @@ export function errorMessage(err: unknown): string {
 
 function errCode(err: unknown): string | undefined {
   if (typeof err === "object" && err !== null && "code" in err) {
-    const code = (err as { code: unknown }).code;
+    const code = err.code;
     return typeof code === "string" ? code : undefined;
   }
   return undefined;

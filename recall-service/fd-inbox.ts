@@ -59,7 +59,10 @@ export class FdInbox {
       if (fd < 0) return;
       const cred = native.peerCred(fd);
       if (cred.uid !== this.opts.peerUid) {
-        this.opts.log.warn({ peerUid: cred.uid, peerPid: cred.pid, reason: "protocol-error" }, "fd channel peer refused");
+        this.opts.log.warn(
+          { peerUid: cred.uid, peerPid: cred.pid, reason: "protocol-error" },
+          "fd channel peer refused",
+        );
         native.close(fd);
         continue;
       }
@@ -91,7 +94,7 @@ export class FdInbox {
         this.drop(conn, typeof header === "string" ? header : `expected 1 fd, got ${msg.fds.length}`);
         return;
       }
-      this.park(header.requestId, msg.fds[0]!);
+      this.park(header.requestId, msg.fds[0]);
     }
   }
 

@@ -34,7 +34,11 @@ export function encodeManifest(m: Manifest): Buffer {
 }
 
 /** Parses a manifest and checks it against the sha256 the trusted stub state holds. */
-export function decodeManifest(raw: Buffer, expectedSha256: string, expected: { size: number; chunkSize: number }): Manifest {
+export function decodeManifest(
+  raw: Buffer,
+  expectedSha256: string,
+  expected: { size: number; chunkSize: number },
+): Manifest {
   if (sha256Hex(raw) !== expectedSha256) {
     throw new RecallError("checksum-mismatch", "manifest does not match the stub's checksum");
   }
@@ -82,6 +86,12 @@ export class ManifestBuilder {
 
   finish(): Manifest {
     if (this.inChunk > 0) this.closeChunk();
-    return { version: 1, size: this.size, chunkSize: this.chunkSize, sha256: this.whole.digest("hex"), chunks: this.chunks };
+    return {
+      version: 1,
+      size: this.size,
+      chunkSize: this.chunkSize,
+      sha256: this.whole.digest("hex"),
+      chunks: this.chunks,
+    };
   }
 }

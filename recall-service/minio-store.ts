@@ -34,7 +34,7 @@ async function readAll(stream: Readable, signal: AbortSignal, expected: number):
       total += b.length;
       if (total > expected) throw new Error(`store returned more than the ${expected} bytes asked for`);
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, total);
   } finally {
     signal.removeEventListener("abort", onAbort);
   }

@@ -49,7 +49,7 @@ function chunksFor(req: RecallRequest, m: Manifest): number[] {
 async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
+    while (next < items.length) await fn(items[next++]);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
@@ -60,22 +60,25 @@ export class RecallHandler {
   async handle(req: RecallRequest, signal: AbortSignal): Promise<Reply> {
     const started = Date.now();
     const fd = await this.opts.inbox.take(req.requestId, this.opts.fdWaitMs);
-    if (fd === null) return this.deny(req, "fd-missing", "no fd arrived for the request");
+    if (fd === null) return this.deny(req, "fd-missing");
     const log = this.opts.log.child({ reqId: req.requestId.toString() });
     try {
       const reply = await this.recallThrough(fd, req, signal);
-      log.debug({ reason: "recalled", durationMs: Date.now() - started, bytes: Number(reply.bytesWritten) }, "recall done");
+      log.debug(
+        { reason: "recalled", durationMs: Date.now() - started, bytes: Number(reply.bytesWritten) },
+        "recall done",
+      );
       return reply;
     } catch (err: unknown) {
       const reason: ReasonName = err instanceof RecallError ? err.reason : "write-failed";
       log.warn({ reason, err: errorMessage(err), durationMs: Date.now() - started }, "recall failed");
-      return this.deny(req, reason, errorMessage(err));
+      return this.deny(req, reason);
     } finally {
       native.close(fd);
     }
   }
 
-  private deny(req: RecallRequest, reason: ReasonName, _message: string): Reply {
+  private deny(req: RecallRequest, reason: ReasonName): Reply {
     return { requestId: req.requestId, verdict: Verdict.DENY, errno: errnoFor(reason), reason: reasonToProto(reason) };
   }
 
@@ -83,7 +86,8 @@ export class RecallHandler {
     const file = req.file;
     const integrity = req.integrity;
     const object = req.object;
-    if (!file || !integrity || !object) throw new RecallError("protocol-error", "request lacks file, object or integrity");
+    if (!file || !integrity || !object)
+      throw new RecallError("protocol-error", "request lacks file, object or integrity");
     const st = native.fstat(fd);
     if (BigInt(st.dev) !== file.dev || BigInt(st.ino) !== file.ino) {
       throw new RecallError("protocol-error", "the fd is not the file the request names");
@@ -94,7 +98,8 @@ export class RecallHandler {
     const manifest = await this.opts.manifests.get(loc, integrity, size, signal);
     const wanted = chunksFor(req, manifest);
     const missing = wanted.filter((i) => !isPopulated(fd, i * manifest.chunkSize, this.chunkLength(manifest, i)));
-    if (req.mode === RecallMode.RANGE && wanted.length > 0) this.readahead(fd, loc, manifest, wanted[wanted.length - 1]!);
+    if (req.mode === RecallMode.RANGE && wanted.length > 0)
+      this.readahead(fd, loc, manifest, wanted[wanted.length - 1]);
     let written = 0;
     await forEachLimited(missing, this.opts.parallelFetches, async (index) => {
       const data = await this.opts.chunks.get({ loc, manifest, index }, signal);
@@ -131,7 +136,8 @@ export class RecallHandler {
     const total = Math.ceil(manifest.size / manifest.chunkSize);
     const ahead: ChunkRef[] = [];
     for (let i = last + 1; i < Math.min(total, last + 1 + this.opts.readaheadChunks); i++) {
-      if (!isPopulated(fd, i * manifest.chunkSize, this.chunkLength(manifest, i))) ahead.push({ loc, manifest, index: i });
+      if (!isPopulated(fd, i * manifest.chunkSize, this.chunkLength(manifest, i)))
+        ahead.push({ loc, manifest, index: i });
     }
     this.opts.chunks.prefetch(ahead);
   }

@@ -5,7 +5,15 @@
 // Must not own: configuration parsing or privilege changes (main.ts does those first).
 import { chmodSync, rmSync } from "node:fs";
 import type { Logger } from "pino";
-import { Health, HealthStatus, RecallService, ServingStatus, startServer, toHandlers, toServiceDefinition } from "../proto/index.js";
+import {
+  Health,
+  HealthStatus,
+  RecallService,
+  ServingStatus,
+  startServer,
+  toHandlers,
+  toServiceDefinition,
+} from "../proto/index.js";
 import type { RunningServer } from "../proto/index.js";
 import { ArchiveHandler } from "./archive-handler.js";
 import { ChunkCache } from "./chunk-cache.js";
@@ -24,10 +32,19 @@ export interface RecallServer {
   stop(): Promise<void>;
 }
 
-export async function startRecallServer(config: RecallServiceConfig, log: Logger, store?: ObjectStore): Promise<RecallServer> {
+export async function startRecallServer(
+  config: RecallServiceConfig,
+  log: Logger,
+  store?: ObjectStore,
+): Promise<RecallServer> {
   const paths = recallSocketPaths(config.runDir);
   const objectStore = store ?? new MinioStore(config.s3);
-  const inbox = new FdInbox({ path: paths.fd, peerUid: config.listenerUid, parkMs: 60_000, log: log.child({ component: "fd-inbox" }) });
+  const inbox = new FdInbox({
+    path: paths.fd,
+    peerUid: config.listenerUid,
+    parkMs: 60_000,
+    log: log.child({ component: "fd-inbox" }),
+  });
   chmodSync(paths.fd, 0o660);
   const chunks = new ChunkCache({
     store: objectStore,
@@ -68,8 +85,13 @@ export async function startRecallServer(config: RecallServiceConfig, log: Logger
           const o = req.object;
           if (!o) return { exists: false, reason: reasonToProto("protocol-error") };
           try {
-            const st = await objectStore.stat({ bucket: o.bucket, key: o.key, versionId: o.versionId }, AbortSignal.timeout(10_000));
-            return st ? { exists: true, size: BigInt(st.size), reason: reasonToProto("recalled") } : { exists: false, reason: reasonToProto("object-missing") };
+            const st = await objectStore.stat(
+              { bucket: o.bucket, key: o.key, versionId: o.versionId },
+              AbortSignal.timeout(10_000),
+            );
+            return st
+              ? { exists: true, size: BigInt(st.size), reason: reasonToProto("recalled") }
+              : { exists: false, reason: reasonToProto("object-missing") };
           } catch (err: unknown) {
             log.warn({ reason: storeErrorReason(err), err: errorMessage(err) }, "stat failed");
             return { exists: false, reason: reasonToProto(storeErrorReason(err)) };

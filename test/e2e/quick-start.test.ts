@@ -16,38 +16,51 @@ describe("quick start on the embedded s3rver", () => {
   let fs: Ext4;
   let fr: FanrecallInstance;
 
-  before(async () => {
-    if (!isRoot()) return;
-    fs = await makeExt4(256);
-    fr = await startFanrecall({ watch: [fs.dir] });
-    assert.match(fr.output(), /embedded-s3: demo object store/);
-  }, { timeout: 60_000 });
+  before(
+    async () => {
+      if (!isRoot()) return;
+      fs = await makeExt4(256);
+      fr = await startFanrecall({ watch: [fs.dir] });
+      assert.match(fr.output(), /embedded-s3: demo object store/);
+    },
+    { timeout: 60_000 },
+  );
 
-  after(async () => {
-    if (!isRoot()) return;
-    const code = await fr?.stop();
-    assert.equal(code, 0, "fanrecall start exits 0 on SIGTERM");
-    await fs?.cleanup();
-  }, { timeout: 60_000 });
+  after(
+    async () => {
+      if (!isRoot()) return;
+      const code = await fr?.stop();
+      assert.equal(code, 0, "fanrecall start exits 0 on SIGTERM");
+      await fs?.cleanup();
+    },
+    { timeout: 60_000 },
+  );
 
-  rootTest("archive, release, read back, status", async () => {
-    const path = join(fs.dir, "notes.txt");
-    const data = randomBytes(3 * 1024 * 1024 + 17);
-    writeFileSync(path, data);
-    chmodSync(path, 0o644);
-    const a = await fr.cli(["archive", path]);
-    assert.equal(a.code, 0, a.stderr);
-    assert.equal((await fr.status([path]))[0]!.state, "archived");
-    const r = await fr.cli(["release", path]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.ok(statSync(path).blocks * 512 <= 8192, "data blocks freed (an xattr block may remain)");
-    const s = (await fr.status([path]))[0]!;
-    assert.deepEqual([s.state, s.size, s.populatedBytes], ["released", data.length, 0]);
-    const cat = await runAsNobody(["cat", path]);
-    assert.equal(cat.code, 0, cat.stderr);
-    assert.equal(createHash("sha256").update(cat.stdout).digest("hex"), createHash("sha256").update(data).digest("hex"));
-    assert.equal((await fr.status([path]))[0]!.state, "archived");
-  }, { timeout: 60_000 });
+  rootTest(
+    "archive, release, read back, status",
+    async () => {
+      const path = join(fs.dir, "notes.txt");
+      const data = randomBytes(3 * 1024 * 1024 + 17);
+      writeFileSync(path, data);
+      chmodSync(path, 0o644);
+      const a = await fr.cli(["archive", path]);
+      assert.equal(a.code, 0, a.stderr);
+      assert.equal((await fr.status([path]))[0].state, "archived");
+      const r = await fr.cli(["release", path]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(statSync(path).blocks * 512 <= 8192, "data blocks freed (an xattr block may remain)");
+      const s = (await fr.status([path]))[0];
+      assert.deepEqual([s.state, s.size, s.populatedBytes], ["released", data.length, 0]);
+      const cat = await runAsNobody(["cat", path]);
+      assert.equal(cat.code, 0, cat.stderr);
+      assert.equal(
+        createHash("sha256").update(cat.stdout).digest("hex"),
+        createHash("sha256").update(data).digest("hex"),
+      );
+      assert.equal((await fr.status([path]))[0].state, "archived");
+    },
+    { timeout: 60_000 },
+  );
 
   rootTest("admin commands fail clearly on a missing path and exit non-zero", async () => {
     const r = await fr.cli(["release", join(fs.dir, "nope")]);

@@ -22,54 +22,70 @@ describe("whole-file mode on tmpfs", () => {
   let swift: ObjectServer;
   let fr: FanrecallInstance;
 
-  before(async () => {
-    if (!isRoot()) return;
-    dir = mkdtempSync(join(tmpdir(), "fanrecall-tmpfs-"));
-    const m = await runChild(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0755", "tmpfs", dir]);
-    assert.equal(m.code, 0, m.stderr);
-    swift = await startSwift();
-    fr = await startFanrecall({ watch: [dir], server: swift, bucket: "fanrecall-whole" });
-    assert.match(fr.output(), /"mode":"whole"/);
-  }, { timeout: 120_000 });
+  before(
+    async () => {
+      if (!isRoot()) return;
+      dir = mkdtempSync(join(tmpdir(), "fanrecall-tmpfs-"));
+      const m = await runChild(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0755", "tmpfs", dir]);
+      assert.equal(m.code, 0, m.stderr);
+      swift = await startSwift();
+      fr = await startFanrecall({ watch: [dir], server: swift, bucket: "fanrecall-whole" });
+      assert.match(fr.output(), /"mode":"whole"/);
+    },
+    { timeout: 120_000 },
+  );
 
-  after(async () => {
-    if (!isRoot()) return;
-    await fr?.stop();
-    await swift?.stop();
-    await runChild(["umount", "-l", dir]);
-    rmSync(dir, { recursive: true, force: true });
-  }, { timeout: 60_000 });
+  after(
+    async () => {
+      if (!isRoot()) return;
+      await fr?.stop();
+      await swift?.stop();
+      await runChild(["umount", "-l", dir]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+    { timeout: 60_000 },
+  );
 
-  rootTest("released files of 0 B, 1 B, 4 KiB and 20 MiB read back exactly through cat, dd and python mmap", async () => {
-    const contents = new Map<string, Buffer>();
-    for (const [name, size] of [["empty", 0], ["one", 1], ["page", 4096], ["big", 20 * MiB + 3]] as const) {
-      const p = join(dir, `${name}.bin`);
-      const b = randomBytes(size);
-      writeFileSync(p, b);
-      chmodSync(p, 0o644);
-      contents.set(p, b);
-    }
-    const r = await fr.cli(["release", dir]);
-    assert.equal(r.code, 0, r.stderr + fr.output().slice(-3000));
-    for (const [p, b] of contents) {
-      assert.equal(statSync(p).size, b.length);
-      if (b.length > 0) assert.ok(statSync(p).blocks * 512 <= 8192, `${p} released`);
-    }
-    const status = await fr.status([dir]);
-    for (const s of status) assert.equal(s.state, "released");
-    for (const [p, b] of contents) {
-      const cat = await runAsNobody(["cat", p]);
-      assert.equal(cat.code, 0, cat.stderr);
-      assert.equal(sha256(cat.stdout), sha256(b), `${p} via cat`);
-    }
-    const big = join(dir, "big.bin");
-    assert.equal((await fr.cli(["release", big])).code, 0);
-    const dd = await runAsNobody(["dd", `if=${big}`, "bs=4096", "skip=100", "count=2", "status=none"]);
-    assert.ok(dd.stdout.equals(contents.get(big)!.subarray(100 * 4096, 102 * 4096)));
-    assert.equal((await fr.cli(["release", big])).code, 0);
-    const py = "import mmap,hashlib,sys\nf=open(sys.argv[1],'rb')\nm=mmap.mmap(f.fileno(),0,access=mmap.ACCESS_READ)\nprint(hashlib.sha256(m[:]).hexdigest())";
-    const mm = await runAsNobody(["/usr/bin/python3", "-c", py, big]);
-    assert.equal(mm.stdout.toString().trim(), sha256(contents.get(big)!));
-    assert.equal(sha256(readFileSync(big)), sha256(contents.get(big)!));
-  }, { timeout: 180_000 });
+  rootTest(
+    "released files of 0 B, 1 B, 4 KiB and 20 MiB read back exactly through cat, dd and python mmap",
+    async () => {
+      const contents = new Map<string, Buffer>();
+      for (const [name, size] of [
+        ["empty", 0],
+        ["one", 1],
+        ["page", 4096],
+        ["big", 20 * MiB + 3],
+      ] as const) {
+        const p = join(dir, `${name}.bin`);
+        const b = randomBytes(size);
+        writeFileSync(p, b);
+        chmodSync(p, 0o644);
+        contents.set(p, b);
+      }
+      const r = await fr.cli(["release", dir]);
+      assert.equal(r.code, 0, r.stderr + fr.output().slice(-3000));
+      for (const [p, b] of contents) {
+        assert.equal(statSync(p).size, b.length);
+        if (b.length > 0) assert.ok(statSync(p).blocks * 512 <= 8192, `${p} released`);
+      }
+      const status = await fr.status([dir]);
+      for (const s of status) assert.equal(s.state, "released");
+      for (const [p, b] of contents) {
+        const cat = await runAsNobody(["cat", p]);
+        assert.equal(cat.code, 0, cat.stderr);
+        assert.equal(sha256(cat.stdout), sha256(b), `${p} via cat`);
+      }
+      const big = join(dir, "big.bin");
+      assert.equal((await fr.cli(["release", big])).code, 0);
+      const dd = await runAsNobody(["dd", `if=${big}`, "bs=4096", "skip=100", "count=2", "status=none"]);
+      assert.ok(dd.stdout.equals(contents.get(big)!.subarray(100 * 4096, 102 * 4096)));
+      assert.equal((await fr.cli(["release", big])).code, 0);
+      const py =
+        "import mmap,hashlib,sys\nf=open(sys.argv[1],'rb')\nm=mmap.mmap(f.fileno(),0,access=mmap.ACCESS_READ)\nprint(hashlib.sha256(m[:]).hexdigest())";
+      const mm = await runAsNobody(["/usr/bin/python3", "-c", py, big]);
+      assert.equal(mm.stdout.toString().trim(), sha256(contents.get(big)!));
+      assert.equal(sha256(readFileSync(big)), sha256(contents.get(big)!));
+    },
+    { timeout: 180_000 },
+  );
 });

@@ -23,7 +23,11 @@ export interface FanrecallInstance {
   output(): string;
   cli(args: readonly string[], timeoutMs?: number): Promise<ChildResult>;
   /** Runs `fanrecall status --json` and returns one object per file. */
-  status(paths: readonly string[]): Promise<Array<{ path: string; state: string; size: number; populatedBytes: number; object: { key: string } | null }>>;
+  status(
+    paths: readonly string[],
+  ): Promise<
+    Array<{ path: string; state: string; size: number; populatedBytes: number; object: { key: string } | null }>
+  >;
   stop(): Promise<number | null>;
 }
 
@@ -50,7 +54,13 @@ export async function startFanrecall(opts: StartOptions): Promise<FanrecallInsta
       FANRECALL_S3_BUCKET: opts.bucket ?? "fanrecall-e2e",
     });
   }
-  const args = ["start", "--state-dir", stateDir, ...opts.watch.flatMap((w) => ["--watch", w]), ...(opts.extraArgs ?? [])];
+  const args = [
+    "start",
+    "--state-dir",
+    stateDir,
+    ...opts.watch.flatMap((w) => ["--watch", w]),
+    ...(opts.extraArgs ?? []),
+  ];
   const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let out = "";
   child.stdout?.setEncoding("utf8").on("data", (s: string) => (out += s));
@@ -80,7 +90,16 @@ export async function startFanrecall(opts: StartOptions): Promise<FanrecallInsta
         .trim()
         .split("\n")
         .filter(Boolean)
-        .map((l) => JSON.parse(l) as { path: string; state: string; size: number; populatedBytes: number; object: { key: string } | null });
+        .map(
+          (l) =>
+            JSON.parse(l) as {
+              path: string;
+              state: string;
+              size: number;
+              populatedBytes: number;
+              object: { key: string } | null;
+            },
+        );
     },
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {

@@ -1,7 +1,8 @@
 // fd-level file operations on a scratch file under os.tmpdir() (ext4 here; no root needed
 // except for trusted.* xattrs).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -18,6 +19,7 @@ import {
   fsync,
   futimens,
   isNativeError,
+  lgetxattr,
   openPath,
   pread,
   punchHole,
@@ -229,4 +231,36 @@ test("file ops on a file written outside the facade", () => {
   } finally {
     close(fd);
   }
+});
+
+test("lgetxattr reads by path without following a symlink; null when absent", () => {
+  const path = join(dir, "lget");
+  writeFileSync(path, "x");
+  const fd = openPath(path, FAN.O_RDWR);
+  try {
+    fsetxattr(fd, "user.fanrecall-test", Buffer.from("v1"), 0);
+  } finally {
+    close(fd);
+  }
+  assert.equal(lgetxattr(path, "user.fanrecall-test")?.toString(), "v1");
+  assert.equal(lgetxattr(path, "user.absent"), null);
+  const link = join(dir, "lget-link");
+  symlinkSync(path, link);
+  assert.equal(lgetxattr(link, "user.fanrecall-test"), null, "the symlink itself has no such xattr");
+  assert.throws(
+    () => lgetxattr(join(dir, "missing"), "user.x"),
+    (err: unknown) => isNativeError(err, "ENOENT"),
+  );
+});
+
+test("setNoNewPrivs sets no_new_privs for the process (checked in a child)", () => {
+  const script = `import { setNoNewPrivs } from ${JSON.stringify(new URL("../../native/index.ts", import.meta.url).href)};
+import { readFileSync } from "node:fs";
+setNoNewPrivs();
+process.stdout.write(/NoNewPrivs:\\s+1/.test(readFileSync("/proc/self/status", "utf8")) ? "yes" : "no");`;
+  const r = spawnSync(process.execPath, ["--import", import.meta.resolve("tsx"), "--input-type=module", "-e", script], {
+    encoding: "utf8",
+    timeout: 20_000,
+  });
+  assert.equal(r.stdout, "yes", r.stderr);
 });

@@ -103,7 +103,10 @@ describe("grpc adapter over a unix socket", () => {
     try {
       const started = Date.now();
       await assert.rejects(
-        client.recall({ requestId: 7n, object: { key: "slow" }, ranges: [{ offset: 0n, length: 1n }] }, { timeoutMs: 200 }),
+        client.recall(
+          { requestId: 7n, object: { key: "slow" }, ranges: [{ offset: 0n, length: 1n }] },
+          { timeoutMs: 200 },
+        ),
         (err: unknown) => err instanceof RpcError && err.code === status.DEADLINE_EXCEEDED,
       );
       const elapsed = Date.now() - started;
@@ -134,7 +137,10 @@ describe("grpc adapter over a unix socket", () => {
       assert.equal((await client.check({ service: "" })).status, ServingStatus.SERVING);
       health.set("", ServingStatus.NOT_SERVING);
       assert.equal((await client.check({ service: "" })).status, ServingStatus.NOT_SERVING);
-      await assert.rejects(client.check({ service: "nope" }), (err: unknown) => err instanceof RpcError && err.code === status.NOT_FOUND);
+      await assert.rejects(
+        client.check({ service: "nope" }),
+        (err: unknown) => err instanceof RpcError && err.code === status.NOT_FOUND,
+      );
     } finally {
       health.set("", ServingStatus.SERVING);
       close();

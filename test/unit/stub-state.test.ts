@@ -1,0 +1,46 @@
+// Stub state: round trip, and every malformed or forged value is refused.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { decodeStubState, encodeStubState, needsRecall, StubStateError } from "../../listener/stub-state.js";
+import type { StubState } from "../../listener/stub-state.js";
+
+const base: StubState = {
+  version: 1,
+  state: "released",
+  bucket: "b",
+  key: "fanrecall/0b7c",
+  versionId: "",
+  size: 2 ** 40 + 3,
+  mtimeNs: 1_700_000_000_123_456_789n,
+  atimeNs: 1_700_000_001_000_000_000n,
+  chunkSize: 4 * 1024 * 1024,
+  contentSha256: "a".repeat(64),
+  manifestSha256: "b".repeat(64),
+};
+
+test("a stub state survives encode and decode, including 64-bit sizes and ns times", () => {
+  assert.deepEqual(decodeStubState(encodeStubState(base)), base);
+});
+
+test("malformed stub states are refused, never guessed", () => {
+  const bad = [
+    "not json",
+    "[]",
+    JSON.stringify({ v: 2 }),
+    JSON.stringify({ ...JSON.parse(encodeStubState(base).toString()), st: "resident" }),
+    JSON.stringify({ ...JSON.parse(encodeStubState(base).toString()), sha: "zz" }),
+    JSON.stringify({ ...JSON.parse(encodeStubState(base).toString()), cs: 1000 }),
+    JSON.stringify({ ...JSON.parse(encodeStubState(base).toString()), sz: -1 }),
+    JSON.stringify({ ...JSON.parse(encodeStubState(base).toString()), mt: "1e9" }),
+    JSON.stringify({ ...JSON.parse(encodeStubState(base).toString()), k: "" }),
+    "x".repeat(5000),
+  ];
+  for (const raw of bad) assert.throws(() => decodeStubState(Buffer.from(raw)), StubStateError, raw.slice(0, 40));
+});
+
+test("only released and partial files need a recall", () => {
+  assert.deepEqual(
+    (["archived", "released", "partial", "dirty"] as const).map((s) => needsRecall(s)),
+    [false, true, true, false],
+  );
+});
