@@ -24,7 +24,9 @@ unprivileged user, and, when FANRECALL_S3_ENDPOINT is not set, an embedded demo 
 Options:
   --watch DIR              a directory on a dedicated ext4/xfs/btrfs (range recall) or other
                            filesystem (whole-file recall); repeatable
-  --state-dir DIR          default /var/lib/fanrecall; sockets go to STATE_DIR/run
+  --state-dir DIR          default /var/lib/fanrecall (with sockets in /run/fanrecall);
+                           when given, sockets go to STATE_DIR/run
+  --run-dir DIR            where the sockets go (default as above, or FANRECALL_RUN_DIR)
   --recall-user UID:GID    default FANRECALL_RECALL_USER or 65534:65534
   --mode auto|range|whole  default auto
   --recall-timeout-ms MS   default FANRECALL_RECALL_TIMEOUT_MS or 30000
@@ -35,13 +37,14 @@ FANRECALL_S3_SECRET_KEY, FANRECALL_S3_BUCKET (default fanrecall), FANRECALL_S3_R
 (default us-east-1).
 
 Then, from another terminal (as root):
-  fanrecall archive|release|restore --run-dir STATE_DIR/run PATH...
-  fanrecall status [--json] --run-dir STATE_DIR/run PATH...
+  fanrecall archive|release|restore [--run-dir RUN_DIR] PATH...
+  fanrecall status [--json] [--run-dir RUN_DIR] PATH...
 `;
 
 interface StartArgs {
   readonly watch: string[];
   readonly stateDir: string;
+  readonly runDir: string;
   readonly uid: number;
   readonly gid: number;
   readonly mode: string;
@@ -51,7 +54,8 @@ interface StartArgs {
 
 function parseStartArgs(argv: readonly string[]): StartArgs {
   const watch: string[] = [];
-  let stateDir = "/var/lib/fanrecall";
+  let stateDir: string | null = null;
+  let runDir: string | null = process.env.FANRECALL_RUN_DIR ?? null;
   let user = process.env.FANRECALL_RECALL_USER ?? "65534:65534";
   let mode = process.env.FANRECALL_MODE ?? "auto";
   let timeoutMs = process.env.FANRECALL_RECALL_TIMEOUT_MS ?? "30000";
@@ -63,6 +67,7 @@ function parseStartArgs(argv: readonly string[]): StartArgs {
     if (value === undefined) throw new Error(`option '--${m[1]}' needs a value`);
     if (m[1] === "watch") watch.push(resolve(value));
     else if (m[1] === "state-dir") stateDir = resolve(value);
+    else if (m[1] === "run-dir") runDir = resolve(value);
     else if (m[1] === "recall-user") user = value;
     else if (m[1] === "mode") mode = value;
     else if (m[1] === "recall-timeout-ms") timeoutMs = value;
@@ -72,7 +77,19 @@ function parseStartArgs(argv: readonly string[]): StartArgs {
   if (watch.length === 0) throw new Error("at least one --watch DIR is required");
   const u = /^(\d+)(?::(\d+))?$/.exec(user);
   if (!u || Number(u[1]) === 0) throw new Error(`--recall-user must be a non-root UID[:GID], not '${user}'`);
-  return { watch, stateDir, uid: Number(u[1]), gid: Number(u[2] ?? u[1]), mode, timeoutMs, chunkSize };
+  // Without --state-dir: /var/lib/fanrecall and /run/fanrecall (the admin commands' default).
+  // With it: everything under it, sockets in STATE_DIR/run.
+  runDir ??= stateDir === null ? "/run/fanrecall" : join(stateDir, "run");
+  return {
+    watch,
+    stateDir: stateDir ?? "/var/lib/fanrecall",
+    runDir,
+    uid: Number(u[1]),
+    gid: Number(u[2] ?? u[1]),
+    mode,
+    timeoutMs,
+    chunkSize,
+  };
 }
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "fanrecall.js");
@@ -114,7 +131,8 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   const args = parseStartArgs(argv);
   if (process.getuid?.() !== 0)
     throw new Error("'fanrecall start' must run as root (the listener owns a fanotify group)");
-  const runDir = join(args.stateDir, "run");
+  const runDir = args.runDir;
+  mkdirSync(args.stateDir, { recursive: true, mode: 0o755 });
   mkdirSync(runDir, { recursive: true, mode: 0o755 });
   chmodSync(args.stateDir, 0o755);
   const recallDir = join(runDir, "recall");
