@@ -18,7 +18,7 @@ watch=""
 if [[ "${1:-}" == "--watch" ]]; then watch="${2:?--watch needs a directory}"; fi
 
 bash scripts/setup-system.sh
-[[ -d node_modules && -f dist/cli/main.js ]] || npm ci
+if [[ -d node_modules ]]; then npx tsc -p tsconfig.build.json; else npm ci; fi
 
 if [[ -z "$watch" ]]; then
   watch=/mnt/fanrecall-demo
