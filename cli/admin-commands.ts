@@ -112,16 +112,7 @@ export async function adminCommand(op: Op, argv: readonly string[]): Promise<num
 function partialBytes(path: string, size: number): number {
   const fd = native.openPath(path, native.FAN.O_RDONLY | native.FAN.O_NOFOLLOW | native.FAN.O_NOATIME);
   try {
-    let total = 0;
-    for (let pos = 0; pos < size;) {
-      const data = native.seekData(fd, pos);
-      if (data === -1 || data >= size) break;
-      const hole = native.seekHole(fd, data);
-      const end = hole === -1 ? size : Math.min(hole, size);
-      total += end - data;
-      pos = end;
-    }
-    return total;
+    return native.dataBytes(fd, size);
   } finally {
     native.close(fd);
   }

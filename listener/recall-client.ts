@@ -37,37 +37,24 @@ export class RecallClient {
     this.handle = createClient(RecallService, `unix://${socketPath}`);
   }
 
-  async recall(
-    req: MessageInitShape<typeof RecallRequestSchema>,
-    timeoutMs: number,
-  ): Promise<RpcResult<RecallResponse>> {
+  private async call<T>(fn: () => Promise<T>): Promise<RpcResult<T>> {
     try {
-      return { ok: true, value: await this.handle.client.recall(req, { timeoutMs }) };
+      return { ok: true, value: await fn() };
     } catch (err: unknown) {
       return failure(err);
     }
   }
 
-  async archive(
-    req: MessageInitShape<typeof ArchiveRequestSchema>,
-    timeoutMs: number,
-  ): Promise<RpcResult<ArchiveResponse>> {
-    try {
-      return { ok: true, value: await this.handle.client.archive(req, { timeoutMs }) };
-    } catch (err: unknown) {
-      return failure(err);
-    }
+  recall(req: MessageInitShape<typeof RecallRequestSchema>, timeoutMs: number): Promise<RpcResult<RecallResponse>> {
+    return this.call(() => this.handle.client.recall(req, { timeoutMs }));
   }
 
-  async verify(
-    req: MessageInitShape<typeof VerifyRequestSchema>,
-    timeoutMs: number,
-  ): Promise<RpcResult<VerifyResponse>> {
-    try {
-      return { ok: true, value: await this.handle.client.verify(req, { timeoutMs }) };
-    } catch (err: unknown) {
-      return failure(err);
-    }
+  archive(req: MessageInitShape<typeof ArchiveRequestSchema>, timeoutMs: number): Promise<RpcResult<ArchiveResponse>> {
+    return this.call(() => this.handle.client.archive(req, { timeoutMs }));
+  }
+
+  verify(req: MessageInitShape<typeof VerifyRequestSchema>, timeoutMs: number): Promise<RpcResult<VerifyResponse>> {
+    return this.call(() => this.handle.client.verify(req, { timeoutMs }));
   }
 
   close(): void {

@@ -343,6 +343,20 @@ export function seekHole(fd: number, offset: number): number {
   return binding.seek(fd, offset, SEEK_HOLE);
 }
 
+/** Bytes below `size` that hold data (SEEK_DATA/SEEK_HOLE walk; lseek raises no fanotify event). */
+export function dataBytes(fd: number, size: number): number {
+  let total = 0;
+  for (let pos = 0; pos < size;) {
+    const data = seekData(fd, pos);
+    if (data === -1 || data >= size) break;
+    const hole = seekHole(fd, data);
+    const end = hole === -1 ? size : Math.min(hole, size);
+    total += end - data;
+    pos = end;
+  }
+  return total;
+}
+
 export function futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): void {
   binding.futimens(fd, atimeNs, mtimeNs);
 }

@@ -11,18 +11,3 @@ export function isPopulated(fd: number, offset: number, length: number): boolean
   const hole = native.seekHole(fd, offset);
   return hole === -1 || hole >= offset + length;
 }
-
-/** Number of bytes below `size` that hold data. */
-export function populatedBytes(fd: number, size: number): number {
-  let total = 0;
-  let pos = 0;
-  while (pos < size) {
-    const data = native.seekData(fd, pos);
-    if (data === -1 || data >= size) break;
-    const hole = native.seekHole(fd, data);
-    const end = hole === -1 ? size : Math.min(hole, size);
-    total += end - data;
-    pos = end;
-  }
-  return total;
-}

@@ -17,7 +17,7 @@ import type { FdInbox } from "./fd-inbox.js";
 import type { ManifestLoader } from "./manifest-loader.js";
 import type { Manifest } from "./manifest.js";
 import type { ObjectLocation } from "./object-store.js";
-import { isPopulated, populatedBytes } from "./populated.js";
+import { isPopulated } from "./populated.js";
 
 export interface RecallHandlerOptions {
   readonly inbox: FdInbox;
@@ -116,7 +116,7 @@ export class RecallHandler {
     } catch (err: unknown) {
       throw new RecallError(writeErrorReason(err), `fdatasync failed: ${errorMessage(err)}`, { cause: err });
     }
-    const populated = populatedBytes(fd, size);
+    const populated = native.dataBytes(fd, size);
     return {
       requestId: req.requestId,
       verdict: Verdict.ALLOW,

@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import {
   FAN,
   close,
+  dataBytes,
   dup,
   fallocate,
   fdatasync,
@@ -263,4 +264,18 @@ process.stdout.write(/NoNewPrivs:\\s+1/.test(readFileSync("/proc/self/status", "
     timeout: 20_000,
   });
   assert.equal(r.stdout, "yes", r.stderr);
+});
+
+test("dataBytes counts the bytes that hold data below a size", () => {
+  const path = join(dir, "databytes");
+  const fd = openPath(path, FAN.O_RDWR | FAN.O_CREAT);
+  try {
+    assert.equal(dataBytes(fd, 0), 0);
+    pwrite(fd, Buffer.alloc(4096, 1), MiB);
+    pwrite(fd, Buffer.alloc(8192, 2), 3 * MiB);
+    assert.equal(dataBytes(fd, 4 * MiB), 4096 + 8192);
+    assert.equal(dataBytes(fd, 2 * MiB), 4096);
+  } finally {
+    close(fd);
+  }
 });
