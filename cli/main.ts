@@ -2,6 +2,7 @@
 // and hands off to one module per command. Owns the process exit code only; holds no fds.
 import { listenerMain } from "../listener/main.js";
 import { recallServiceMain } from "../recall-service/main.js";
+import { holderMain } from "../holder/main.js";
 import { adminCommand, adminUsage, statusCommand } from "./admin-commands.js";
 import { START_HELP, startCommand } from "./start.js";
 import { COMMANDS, mainUsage } from "./usage.js";
@@ -22,6 +23,8 @@ async function run(name: string, rest: readonly string[]): Promise<number> {
       return listenerMain(rest);
     case "recall-service":
       return recallServiceMain(rest);
+    case "holder":
+      return holderMain(rest);
     case "archive":
     case "release":
     case "restore":

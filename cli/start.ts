@@ -13,6 +13,7 @@ import { chownSync, existsSync, mkdirSync, chmodSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startEmbeddedS3 } from "./embedded-s3.js";
+import { SupervisedChild } from "./supervised-child.js";
 import type { EmbeddedS3 } from "./embedded-s3.js";
 
 export const START_HELP = `Usage: fanrecall start --watch DIR [--watch DIR ...] [--state-dir DIR] [options]
@@ -100,25 +101,16 @@ function binPath(): string {
   return join(dirname(fileURLToPath(import.meta.url)), "..", "bin", "fanrecall.js");
 }
 
-async function waitFor(path: string, child: ChildProcess, what: string, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!existsSync(path)) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited during start`);
-    if (Date.now() > deadline) throw new Error(`${what} did not become ready within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function stopChild(child: ChildProcess, ms: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolveStop) => {
-    const timer = setTimeout(() => child.kill("SIGKILL"), ms);
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolveStop();
-    });
-    child.kill("SIGTERM");
-  });
+function setprivArgs(uid: number, gid: number): string[] {
+  // No capabilities at all, no way to gain any, no supplementary groups.
+  return [
+    `--reuid=${uid}`,
+    `--regid=${gid}`,
+    "--clear-groups",
+    "--no-new-privs",
+    "--inh-caps=-all",
+    "--bounding-set=-all",
+  ];
 }
 
 function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
@@ -152,23 +144,23 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
       FANRECALL_S3_REGION: store.region,
     });
   }
-  const children: ChildProcess[] = [];
-  let stopping = false;
-  const stopAll = async () => {
-    stopping = true;
-    for (const child of [...children].reverse()) await stopChild(child, 10_000);
-    await store?.stop();
-  };
-  try {
-    const recall = spawn(
+  let giveUp: (why: string) => void = () => {};
+  const gaveUp = new Promise<string>((r) => (giveUp = r));
+  const child = (name: string, readyPath: string, spawnIt: () => ChildProcess) =>
+    new SupervisedChild({ name, readyPath, log, onGiveUp: (why) => giveUp(why), spawn: spawnIt });
+  const detached = { stdio: ["ignore", "inherit", "inherit"] as ["ignore", "inherit", "inherit"], detached: true };
+  const holderSocket = join(runDir, "holder", "holder.sock");
+  const holder = child("the group holder", holderSocket, () =>
+    spawn(process.execPath, [binPath(), "holder", "--socket", holderSocket], {
+      ...detached,
+      env: withoutSecrets(process.env),
+    }),
+  );
+  const recall = child("the recall service", join(recallDir, "recall.sock"), () =>
+    spawn(
       "setpriv",
       [
-        `--reuid=${args.uid}`,
-        `--regid=${args.gid}`,
-        "--clear-groups",
-        "--no-new-privs",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
+        ...setprivArgs(args.uid, args.gid),
         process.execPath,
         binPath(),
         "recall-service",
@@ -177,37 +169,41 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
         "--chunk-size",
         args.chunkSize,
       ],
-      { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, ...s3Env }, detached: true },
-    );
-    children.push(recall);
-    await waitFor(join(recallDir, "fd.sock"), recall, "the recall service");
-    await waitFor(join(recallDir, "recall.sock"), recall, "the recall service");
-    const listenerArgs = ["listener", "--run-dir", runDir, "--recall-uid", String(args.uid), "--mode", args.mode];
-    listenerArgs.push("--recall-timeout-ms", args.timeoutMs, ...args.watch.flatMap((w) => ["--watch", w]));
-    const listener = spawn(process.execPath, [binPath(), ...listenerArgs], {
-      stdio: ["ignore", "inherit", "inherit"],
-      env: withoutSecrets(process.env),
-      // Own process groups: a terminal's Ctrl-C reaches only the supervisor, which stops the
-      // listener first so it can answer every held event before the recall service goes.
-      detached: true,
-    });
-    children.push(listener);
-    await waitFor(join(runDir, "listener", "admin.sock"), listener, "the listener");
+      {
+        ...detached,
+        env: { ...process.env, ...s3Env },
+      },
+    ),
+  );
+  const listenerArgs = ["listener", "--run-dir", runDir, "--recall-uid", String(args.uid), "--mode", args.mode];
+  listenerArgs.push("--recall-timeout-ms", args.timeoutMs, "--holder-socket", holderSocket);
+  listenerArgs.push(...args.watch.flatMap((w) => ["--watch", w]));
+  const listener = child("the listener", join(runDir, "listener", "admin.sock"), () =>
+    spawn(process.execPath, [binPath(), ...listenerArgs], { ...detached, env: withoutSecrets(process.env) }),
+  );
+  // Stop order: the listener answers every held access and closes its group; then the holder
+  // lets go; then the recall service and the store.
+  const stopAll = async () => {
+    await listener.stop();
+    await holder.stop();
+    await recall.stop();
+    await store?.stop();
+  };
+  try {
+    await holder.start();
+    await recall.start();
+    await listener.start();
   } catch (err: unknown) {
     await stopAll();
     throw err;
   }
   log(`ready: watching ${args.watch.join(", ")}; admin commands take --run-dir ${runDir}`);
-  const exited = new Promise<string>((resolveExit) => {
-    for (const child of children)
-      child.once("exit", (code, signal) => resolveExit(`a child exited (${code ?? signal})`));
-  });
   const signalled = new Promise<string>((resolveSig) => {
     process.once("SIGINT", () => resolveSig("SIGINT"));
     process.once("SIGTERM", () => resolveSig("SIGTERM"));
   });
-  const why = await Promise.race([exited, signalled]);
+  const why = await Promise.race([gaveUp, signalled]);
   log(`stopping: ${why}`);
   await stopAll();
-  return stopping && why.startsWith("SIG") ? 0 : 1;
+  return why.startsWith("SIG") ? 0 : 1;
 }

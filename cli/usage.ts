@@ -27,6 +27,12 @@ export const COMMANDS: readonly CommandHelp[] = [
     usage: "fanrecall recall-service [--config FILE]",
     built: true,
   },
+  {
+    name: "holder",
+    summary: "keep the listener's fanotify group alive across listener crashes and upgrades",
+    usage: "fanrecall holder [--socket PATH]",
+    built: true,
+  },
   { name: "archive", summary: "copy files to the object store", usage: "fanrecall archive PATH...", built: true },
   {
     name: "release",

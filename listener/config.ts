@@ -15,6 +15,8 @@ export interface ListenerConfig {
   readonly recallTimeoutMs: number;
   readonly maxInFlight: number;
   readonly logLevel: string;
+  /** The group-fd holder's socket; "" runs without one. */
+  readonly holderSocket: string;
 }
 
 export const LISTENER_HELP = `Usage: fanrecall listener --watch DIR [--watch DIR ...] [options]
@@ -30,10 +32,16 @@ Settings (flag, environment variable, or key in the --config JSON file):
   --mode auto|range|whole   FANRECALL_MODE                 mode         (default auto)
   --recall-timeout-ms MS    FANRECALL_RECALL_TIMEOUT_MS    recallTimeoutMs (default 30000)
   --log-level LEVEL         FANRECALL_LOG_LEVEL            logLevel     (default info)
+  --holder-socket PATH      FANRECALL_HOLDER_SOCKET        holderSocket (default RUN_DIR/holder/holder.sock;
+                            "" = none: a crash of this process would then let held readers through)
+
+Signals: SIGTERM/SIGINT stop fanrecall here (held accesses are answered, marks removed, the
+group closed); SIGUSR2 exits for an upgrade, leaving the group and its queued accesses with
+the holder for the next listener.
   --config FILE             FANRECALL_CONFIG
 `;
 
-const FLAGS = ["watch", "run-dir", "recall-uid", "mode", "recall-timeout-ms", "log-level", "config"];
+const FLAGS = ["holder-socket", "watch", "run-dir", "recall-uid", "mode", "recall-timeout-ms", "log-level", "config"];
 
 /** A config-file value as a string; objects and arrays are refused. */
 function scalar(v: unknown): string | undefined {
@@ -80,6 +88,9 @@ export function loadListenerConfig(
     recallTimeoutMs: timeout,
     maxInFlight: 4096,
     logLevel: one("log-level", "FANRECALL_LOG_LEVEL", "logLevel") ?? "info",
+    holderSocket:
+      one("holder-socket", "FANRECALL_HOLDER_SOCKET", "holderSocket") ??
+      join(resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall"), "holder", "holder.sock"),
   };
 }
 

@@ -77,7 +77,6 @@ export class Dispatcher {
       return;
     }
     this.pending.set(ev.fd, { answered: false });
-    if (this.closing) return this.finish(ev.fd, "shutdown");
     if (ev.pid === process.pid) return this.finish(ev.fd, "self");
     let st: FdStat;
     try {
@@ -97,6 +96,7 @@ export class Dispatcher {
     const stub = this.readStub(ev.fd);
     if (stub === "corrupt") return this.finish(ev.fd, "stub-corrupt");
     if (stub === null || !needsRecall(stub.state)) return this.finishIgnored(ev.fd, mode, "resident");
+    if (this.closing) return this.finish(ev.fd, "shutdown");
     if (this.inFlight >= this.opts.maxInFlight) return this.finish(ev.fd, "queue-full");
     this.inFlight++;
     void this.queue
@@ -170,6 +170,25 @@ export class Dispatcher {
       const hole = native.seekHole(fd, range.offset);
       if (hole === -1 || hole >= end) return "populated";
     }
+    const deadline = Date.now() + this.opts.recallTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      const reason = await this.recallOnce(fd, st, stub, range, pid, deadline);
+      // A recall service that is restarting gets the event again, inside the same deadline.
+      const retry = reason === "recall-unavailable" || reason === "fd-missing";
+      if (!retry || this.closing || Date.now() + 250 >= deadline) return reason;
+      this.opts.log.warn({ reason, attempt }, "recall service unavailable; retrying");
+      await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
+    }
+  }
+
+  private async recallOnce(
+    fd: number,
+    st: FdStat,
+    stub: StubState,
+    range: { offset: number; count: number } | null,
+    pid: number,
+    deadline: number,
+  ): Promise<ListenerReason> {
     const requestId = this.newRequestId();
     try {
       this.opts.channel.send(requestId, fd);
@@ -177,6 +196,7 @@ export class Dispatcher {
       this.opts.log.warn({ err: String(err), reason: "recall-unavailable" }, "fd channel send failed");
       return "recall-unavailable";
     }
+    const timeoutMs = Math.max(1, deadline - Date.now());
     const reply = await this.opts.recall.recall(
       {
         requestId,
@@ -189,10 +209,10 @@ export class Dispatcher {
         },
         mode: range === null ? RecallMode.WHOLE : RecallMode.RANGE,
         ranges: range === null ? [] : [{ offset: BigInt(range.offset), length: BigInt(range.count) }],
-        deadlineUnixMs: BigInt(Date.now() + this.opts.recallTimeoutMs),
+        deadlineUnixMs: BigInt(deadline),
         accessor: { pid },
       },
-      this.opts.recallTimeoutMs,
+      timeoutMs,
     );
     if (!reply.ok) return reply.reason;
     if (reply.value.verdict !== Verdict.ALLOW) return fromProtoReason(reply.value.reason);

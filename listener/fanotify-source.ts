@@ -83,6 +83,28 @@ export class FanotifySource {
     this.poller.start();
   }
 
+  /** Removes every mark of the watched filesystems: from now on no new event is raised. */
+  flushMarks(): void {
+    for (const w of this.watches) {
+      for (const flags of [FAN.FAN_MARK_FILESYSTEM, FAN.FAN_MARK_MOUNT]) {
+        try {
+          native.fanotifyMark(this.groupFd, FAN.FAN_MARK_FLUSH | flags, 0, native.AT_FDCWD, w.dir);
+        } catch (err: unknown) {
+          this.opts.log.warn({ dir: w.dir, err: String(err) }, "flushing marks failed");
+        }
+      }
+    }
+  }
+
+  /** Reads and hands out every event still queued (used at shutdown, after flushMarks). */
+  drainQueued(): void {
+    for (let i = 0; i < 1000; i++) {
+      const events = native.fanotifyReadEvents(this.groupFd);
+      if (events.length === 0) return;
+      for (const ev of events) this.opts.onEvent(ev);
+    }
+  }
+
   /** Stops reading events (pending ones stay with their owners). */
   stop(): void {
     this.poller?.close();

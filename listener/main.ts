@@ -15,6 +15,7 @@ import { Dispatcher } from "./dispatcher.js";
 import { FanotifySource } from "./fanotify-source.js";
 import type { WatchMode } from "./fanotify-source.js";
 import { FdChannel } from "./fd-channel.js";
+import { GroupHandoff, answerStale } from "./group-handoff.js";
 import { RecallClient } from "./recall-client.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -35,6 +36,8 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const log = pino({ level: config.logLevel, base: { component: "listener" } });
+  const handoff = new GroupHandoff(config.holderSocket, log);
+  const taken = config.holderSocket ? await handoff.take().catch(() => null) : null;
   const channel = new FdChannel({ path: join(config.runDir, "recall", "fd.sock"), recallUid: config.recallUid, log });
   const recall = new RecallClient(join(config.runDir, "recall", "recall.sock"));
   const modes = new Map<number, WatchMode>();
@@ -44,7 +47,13 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     mode: config.mode,
     log,
     onEvent: (ev) => dispatcher?.onEvent(ev),
+    ...(taken === null ? {} : { groupFd: taken }),
   });
+  if (taken !== null) {
+    // Before reading anything: new event fds could reuse the numbers of the stale ones.
+    const stale = answerStale(source.groupFd);
+    log.warn({ stale, reason: "shutdown" }, "took over the group from the holder; answered stale events with EIO");
+  }
   dispatcher = new Dispatcher({
     source,
     channel,
@@ -61,6 +70,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     source.close();
     return 1;
   }
+  if (taken === null && config.holderSocket) await handoff.deposit(source.groupFd).catch(() => false);
   const ops = new AdminOps({
     dispatcher,
     source,
@@ -73,19 +83,27 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   });
   const admin = new AdminServer(adminSocketPath(config.runDir), ops, log);
   source.start();
-  log.info({ watch: config.watch, pid: process.pid }, "listener ready");
-  await new Promise<void>((resolve) => {
-    process.once("SIGTERM", resolve);
-    process.once("SIGINT", resolve);
+  log.info({ watch: config.watch, pid: process.pid, tookOver: taken !== null }, "listener ready");
+  const signal = await new Promise<string>((resolve) => {
+    for (const s of ["SIGTERM", "SIGINT", "SIGUSR2"] as const) process.once(s, () => resolve(s));
   });
-  log.info({ queued: dispatcher.queued }, "shutting down");
+  const upgrade = signal === "SIGUSR2";
+  log.info({ signal, queued: dispatcher.queued }, upgrade ? "exiting for an upgrade" : "shutting down");
   admin.close();
   const deadline = Date.now() + SHUTDOWN_GRACE_MS;
   while (dispatcher.queued > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  const answered = dispatcher.drain();
+  let answered = dispatcher.drain();
+  if (!upgrade) {
+    // Full stop: no new events after the flush; answer what is queued; only then let go.
+    source.flushMarks();
+    source.drainQueued();
+    answered += dispatcher.drain();
+    await handoff.drop();
+  }
+  handoff.close();
   source.close();
   channel.reset();
   recall.close();
-  log.info({ answered }, "listener stopped");
+  log.info({ answered, upgrade }, "listener stopped");
   return 0;
 }

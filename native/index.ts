@@ -343,6 +343,37 @@ export function seekHole(fd: number, offset: number): number {
   return binding.seek(fd, offset, SEEK_HOLE);
 }
 
+/**
+ * Waits (on the main loop, no busy polling) for one message on a SOCK_SEQPACKET socket.
+ * Rejects after timeoutMs. The caller owns any fds in the result.
+ */
+export function recvOnce(sockFd: number, maxLen: number, timeoutMs: number): Promise<RecvResult> {
+  return new Promise((resolve, reject) => {
+    const poller = new FdPoller(sockFd, () => {
+      let msg: RecvResult | null;
+      try {
+        msg = recvWithFd(sockFd, maxLen);
+      } catch (err: unknown) {
+        done();
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      if (msg === null) return;
+      done();
+      resolve(msg);
+    });
+    const timer = setTimeout(() => {
+      done();
+      reject(Object.assign(new Error(`no message within ${timeoutMs} ms`), { code: "ETIMEDOUT" }));
+    }, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      poller.close();
+    };
+    poller.start();
+  });
+}
+
 /** Bytes below `size` that hold data (SEEK_DATA/SEEK_HOLE walk; lseek raises no fanotify event). */
 export function dataBytes(fd: number, size: number): number {
   let total = 0;

@@ -43,7 +43,7 @@ test("listener/ never opens a path (only /proc reads in classify-access and conf
 });
 
 test("every module starts with a charter comment", () => {
-  for (const dir of ["listener", "recall-service", "cli", "proto"]) {
+  for (const dir of ["listener", "recall-service", "holder", "cli", "proto"]) {
     for (const { file, text } of sources(dir)) assert.match(text, /^\/\/ \S/, `${file} has no charter comment`);
   }
 });

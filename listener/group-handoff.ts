@@ -1,0 +1,93 @@
+// group-handoff: the listener's side of the group-fd holder. At start it asks the holder for
+// a group a dead predecessor left behind; when it creates a new group it deposits a copy.
+// A taken-over group may hold events the predecessor read but never answered: only their fd
+// numbers identify them, so `answerStale` answers every number a predecessor can have used
+// with EIO before any new event is read (new fds could reuse those numbers).
+//
+// Owns: the connection to the holder. The group fd it returns belongs to the caller.
+import type { Logger } from "pino";
+import * as native from "../native/index.js";
+
+const REPLY_TIMEOUT_MS = 3_000;
+/** Predecessors never hold more fds than this (4096 in flight plus their own sockets). */
+export const STALE_FD_SWEEP = 65_536;
+
+export class GroupHandoff {
+  private sock = -1;
+
+  constructor(
+    private readonly path: string,
+    private readonly log: Logger,
+  ) {}
+
+  private connect(): boolean {
+    if (this.sock >= 0) return true;
+    try {
+      this.sock = native.seqpacketConnect(this.path);
+    } catch (err: unknown) {
+      this.log.warn(
+        { holder: this.path, err: String(err) },
+        "no group holder: a listener crash would let held readers through",
+      );
+      return false;
+    }
+    if (native.peerCred(this.sock).uid !== 0) {
+      native.close(this.sock);
+      this.sock = -1;
+      throw new Error(`${this.path} is not served by root`);
+    }
+    return true;
+  }
+
+  private async request(word: string, fd: number): Promise<native.RecvResult> {
+    native.sendWithFd(this.sock, Buffer.from(word), fd);
+    return native.recvOnce(this.sock, 64, REPLY_TIMEOUT_MS);
+  }
+
+  /** The group a predecessor left with the holder, or null. */
+  async take(): Promise<number | null> {
+    if (!this.connect()) return null;
+    const reply = await this.request("get", -1);
+    const word = reply.data.toString("utf8");
+    if (word === "fd" && reply.fds.length === 1) return reply.fds[0];
+    for (const fd of reply.fds) native.close(fd);
+    return null;
+  }
+
+  /** Deposits a copy of the group fd; false when no holder runs. */
+  async deposit(groupFd: number): Promise<boolean> {
+    if (!this.connect()) return false;
+    const reply = await this.request("put", groupFd);
+    return reply.data.toString("utf8") === "ok";
+  }
+
+  /** Asks the holder to let go of the group (a deliberate full stop). */
+  async drop(): Promise<void> {
+    if (this.sock < 0) return;
+    try {
+      await this.request("drop", -1);
+    } catch (err: unknown) {
+      this.log.warn({ err: String(err) }, "holder did not confirm the drop");
+    }
+  }
+
+  close(): void {
+    if (this.sock >= 0) native.close(this.sock);
+    this.sock = -1;
+  }
+}
+
+/** Answers, with EIO, every event a dead predecessor had read but not answered. */
+export function answerStale(groupFd: number): number {
+  const eio = native.denyErrno(5);
+  let answered = 0;
+  for (let fd = 0; fd < STALE_FD_SWEEP; fd++) {
+    try {
+      native.fanotifyRespond(groupFd, fd, eio);
+      answered++;
+    } catch {
+      // ENOENT: no pending event with this number.
+    }
+  }
+  return answered;
+}
