@@ -48,7 +48,9 @@ export function inodeKey(st: { dev: number; ino: number }): string {
 export class Dispatcher {
   private readonly queue = new InodeQueue();
   private readonly triggers = new Map<string, Trigger>();
-  private nextRequestId = 1n;
+  /** Random start: ids never repeat across listener restarts (the recall service may still hold old ones). */
+  private nextRequestId =
+    BigInt.asUintN(62, BigInt(Date.now()) << 20n) | BigInt(Math.floor(Math.random() * 2 ** 20)) | 1n;
   private inFlight = 0;
   /** Event fds held, and whether the kernel has been answered already (by drain). */
   private readonly pending = new Map<number, { answered: boolean }>();

@@ -12,6 +12,8 @@ import { FD_CHANNEL_HEADER_BYTES, decodeFdHeader } from "../proto/index.js";
 
 interface Parked {
   readonly fd: number;
+  /** The connection it came on: when that listener goes away, its unclaimed fds go too. */
+  readonly conn: number;
   readonly expires: ReturnType<typeof setTimeout>;
 }
 
@@ -94,11 +96,11 @@ export class FdInbox {
         this.drop(conn, typeof header === "string" ? header : `expected 1 fd, got ${msg.fds.length}`);
         return;
       }
-      this.park(header.requestId, msg.fds[0]);
+      this.park(header.requestId, msg.fds[0], conn);
     }
   }
 
-  private park(requestId: bigint, fd: number): void {
+  private park(requestId: bigint, fd: number, conn: number): void {
     const waiter = this.waiters.get(requestId);
     if (waiter) {
       this.waiters.delete(requestId);
@@ -118,7 +120,7 @@ export class FdInbox {
       }
     }, this.opts.parkMs);
     expires.unref();
-    this.parked.set(requestId, { fd, expires });
+    this.parked.set(requestId, { fd, conn, expires });
   }
 
   private drop(conn: number, why: string): void {
@@ -127,6 +129,12 @@ export class FdInbox {
     poller.close();
     this.conns.delete(conn);
     native.close(conn);
+    for (const [id, p] of this.parked) {
+      if (p.conn !== conn) continue;
+      clearTimeout(p.expires);
+      native.close(p.fd);
+      this.parked.delete(id);
+    }
     const level = why === "peer closed" ? "info" : "warn";
     this.opts.log[level]({ reason: why === "peer closed" ? "shutdown" : "protocol-error", why }, "fd channel closed");
     this.onConnectionChange(this.conns.size);
