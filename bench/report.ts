@@ -64,6 +64,11 @@ function num(v: number): string {
   return v.toPrecision(2);
 }
 
+/** Three significant digits, so a ratio just past its target never prints as the target. */
+function ratioText(v: number): string {
+  return v >= 100 ? v.toFixed(0) : v.toPrecision(3);
+}
+
 export function formatFigure(f: Figure): string {
   const s = f.summary;
   const range = s.n > 1 ? ` (${num(s.min)}-${num(s.max)})` : "";
@@ -74,7 +79,7 @@ function pad(s: string, w: number): string {
   return s.length >= w ? s : s + " ".repeat(w - s.length);
 }
 
-const COLS = [2, 50, 22, 50, 7, 8, 3] as const;
+const COLS = [2, 50, 28, 54, 7, 8, 3] as const;
 
 function line(cells: readonly string[]): string {
   return cells
@@ -92,7 +97,7 @@ export function formatTable(results: readonly ScenarioResult[]): string {
       const first = row.comparisons[0];
       const cells = (c: Comparison | undefined) => [
         c ? `${c.against.label}: ${formatFigure(c.against)}` : "",
-        c ? `${num(c.ratio)}x` : "",
+        c ? `${ratioText(c.ratio)}x` : "",
         c ? c.target : "",
         c?.met === true ? "yes" : c?.met === false ? "NO" : "",
       ];

@@ -15,6 +15,8 @@ export interface ListenerConfig {
   readonly recallTimeoutMs: number;
   readonly maxInFlight: number;
   readonly logLevel: string;
+  /** Where the root-only admin socket goes (default RUN_DIR/listener/admin.sock). */
+  readonly adminSocket: string;
   /** The group-fd holder's socket; "" runs without one. */
   readonly holderSocket: string;
 }
@@ -32,6 +34,7 @@ Settings (flag, environment variable, or key in the --config JSON file):
   --mode auto|range|whole   FANRECALL_MODE                 mode         (default auto)
   --recall-timeout-ms MS    FANRECALL_RECALL_TIMEOUT_MS    recallTimeoutMs (default 30000)
   --log-level LEVEL         FANRECALL_LOG_LEVEL            logLevel     (default info)
+  --admin-socket PATH       FANRECALL_ADMIN_SOCKET         adminSocket  (default RUN_DIR/listener/admin.sock)
   --holder-socket PATH      FANRECALL_HOLDER_SOCKET        holderSocket (default RUN_DIR/holder/holder.sock;
                             "" = none: a crash of this process would then let held readers through)
 
@@ -41,7 +44,17 @@ the holder for the next listener.
   --config FILE             FANRECALL_CONFIG
 `;
 
-const FLAGS = ["holder-socket", "watch", "run-dir", "recall-uid", "mode", "recall-timeout-ms", "log-level", "config"];
+const FLAGS = [
+  "admin-socket",
+  "holder-socket",
+  "watch",
+  "run-dir",
+  "recall-uid",
+  "mode",
+  "recall-timeout-ms",
+  "log-level",
+  "config",
+];
 
 /** A config-file value as a string; objects and arrays are refused. */
 function scalar(v: unknown): string | undefined {
@@ -88,6 +101,9 @@ export function loadListenerConfig(
     recallTimeoutMs: timeout,
     maxInFlight: 4096,
     logLevel: one("log-level", "FANRECALL_LOG_LEVEL", "logLevel") ?? "info",
+    adminSocket:
+      one("admin-socket", "FANRECALL_ADMIN_SOCKET", "adminSocket") ??
+      adminSocketPath(resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall")),
     holderSocket:
       one("holder-socket", "FANRECALL_HOLDER_SOCKET", "holderSocket") ??
       join(resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall"), "holder", "holder.sock"),

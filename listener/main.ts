@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { AdminOps } from "./admin-ops.js";
 import { AdminServer } from "./admin-server.js";
-import { LISTENER_HELP, adminSocketPath, loadListenerConfig, refuseSelfWatch } from "./config.js";
+import { LISTENER_HELP, loadListenerConfig, refuseSelfWatch } from "./config.js";
 import type { ListenerConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher.js";
 import { FanotifySource } from "./fanotify-source.js";
@@ -81,7 +81,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     triggerTimeoutMs: 10_000,
     recallTimeoutMs: config.recallTimeoutMs,
   });
-  const admin = new AdminServer(adminSocketPath(config.runDir), ops, log);
+  const admin = new AdminServer(config.adminSocket, ops, log);
   source.start();
   log.info({ watch: config.watch, pid: process.pid, tookOver: taken !== null }, "listener ready");
   const signal = await new Promise<string>((resolve) => {
@@ -90,16 +90,19 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   const upgrade = signal === "SIGUSR2";
   log.info({ signal, queued: dispatcher.queued }, upgrade ? "exiting for an upgrade" : "shutting down");
   admin.close();
-  const deadline = Date.now() + SHUTDOWN_GRACE_MS;
-  while (dispatcher.queued > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  let answered = dispatcher.drain();
-  if (!upgrade) {
-    // Full stop: no new events after the flush; answer what is queued; only then let go.
+  if (upgrade) {
+    // Leave queued events in the group for the next listener: stop reading now.
+    source.stop();
+  } else {
+    // Full stop: no new event after the flush; queued ones are still served normally.
     source.flushMarks();
     source.drainQueued();
-    answered += dispatcher.drain();
-    await handoff.drop();
   }
+  const deadline = Date.now() + SHUTDOWN_GRACE_MS;
+  while (dispatcher.queued > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  // Whatever is still held after the grace period gets the shutdown verdict (EIO).
+  const answered = dispatcher.drain();
+  if (!upgrade) await handoff.drop();
   handoff.close();
   source.close();
   channel.reset();

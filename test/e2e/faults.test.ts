@@ -208,14 +208,14 @@ describe("fault injection", () => {
       const f = await released("corrupt.bin", 3 * MiB);
       const [st] = await fr.status([f.path]);
       const client = s3Client(swift);
-      await client.putObject(BUCKET, st!.object!.key, randomBytes(3 * MiB), 3 * MiB);
+      await client.putObject(BUCKET, st.object!.key, randomBytes(3 * MiB), 3 * MiB);
       const r = await runAsNobody(["cat", f.path], { timeoutMs: 30_000 });
       assert.notEqual(r.code, 0, "corrupted data must not be served");
       assert.match(r.stderr, /Input\/output error/);
       const [after] = await fr.status([f.path]);
-      assert.ok(["released", "partial"].includes(after!.state), after!.state);
+      assert.ok(["released", "partial"].includes(after.state), after.state);
       assert.notEqual((await fr.cli(["restore", f.path])).code, 0, "restore of a corrupted copy must fail");
-      await client.putObject(BUCKET, st!.object!.key, f.data, f.data.length);
+      await client.putObject(BUCKET, st.object!.key, f.data, f.data.length);
       const again = await runAsNobody(["cat", f.path], { timeoutMs: 30_000 });
       assert.equal(sha256(again.stdout), f.sha, "the stub recalls once the copy is right again");
     },
@@ -227,12 +227,12 @@ describe("fault injection", () => {
     async () => {
       const f = await released("deleted.bin", 2 * MiB);
       const [st] = await fr.status([f.path]);
-      await s3Client(swift).removeObject(BUCKET, st!.object!.key);
+      await s3Client(swift).removeObject(BUCKET, st.object!.key);
       const r = await runAsNobody(["cat", f.path], { timeoutMs: 30_000 });
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /Input\/output error/);
       const [after] = await fr.status([f.path]);
-      assert.equal(after!.state, "lost");
+      assert.equal(after.state, "lost");
     },
     { timeout: 60_000 },
   );
@@ -247,7 +247,7 @@ describe("fault injection", () => {
       assert.notEqual(r.code, 0, "there was no room for the data");
       assert.match(r.stderr, /No space left|Input\/output error/);
       const [st] = await fr.status([f.path]);
-      assert.ok(["released", "partial"].includes(st!.state), st!.state);
+      assert.ok(["released", "partial"].includes(st.state), st.state);
       rmSync(filler);
       const again = await runAsNobody(["cat", f.path], { timeoutMs: 30_000 });
       assert.equal(again.code, 0, again.stderr);
@@ -281,7 +281,7 @@ describe("fault injection", () => {
       for (const r of all) {
         assert.equal(r.code, 0, r.stderr);
         const [sum, path] = r.stdout.toString().trim().split(/\s+/);
-        assert.equal(sum, expected.get(path!));
+        assert.equal(sum, expected.get(path));
       }
     },
     { timeout: 180_000 },
@@ -340,7 +340,7 @@ describe("fault injection", () => {
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.toString(), "refused\nhello world\n");
       const [st] = await fr.status([path]);
-      assert.equal(st!.state, "resident");
+      assert.equal(st.state, "resident");
     },
     { timeout: 30_000 },
   );

@@ -22,7 +22,7 @@ import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
 import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
 import type { Json, JsonObject } from "./deploy-tools.js";
-import { isObject } from "./deploy-tools.js";
+import { isObject, jsonText } from "./deploy-tools.js";
 
 export type { IContainer, IDaemonSet, IPodSpec };
 
@@ -46,9 +46,15 @@ interface Visited {
   readonly read: Set<string>;
 }
 
-/** Wraps `value` so that every key read (get, has, enumeration) is recorded per object. */
-function track(value: Json, path: string, visited: Visited[]): Json {
+/**
+ * Wraps `value` so that every key read (get, has, enumeration) is recorded per object. One
+ * proxy per underlying object: the validator reads `data.metadata` several times, and every
+ * read must land in the same record.
+ */
+function track(value: Json, path: string, visited: Visited[], proxies: WeakMap<object, Json>): Json {
   if (typeof value !== "object" || value === null) return value;
+  const existing = proxies.get(value);
+  if (existing !== undefined) return existing;
   const read = new Set<string>();
   if (!Array.isArray(value)) visited.push({ path, value, read });
   const handler: ProxyHandler<JsonObject | Json[]> = {
@@ -56,7 +62,7 @@ function track(value: Json, path: string, visited: Visited[]): Json {
       const got: unknown = Reflect.get(target, key, receiver);
       if (typeof key !== "string") return got;
       read.add(key);
-      return Object.hasOwn(target, key) ? track(got as Json, `${path}/${key}`, visited) : got;
+      return Object.hasOwn(target, key) ? track(got as Json, `${path}/${key}`, visited, proxies) : got;
     },
     has(target, key) {
       if (typeof key === "string") read.add(key);
@@ -68,19 +74,21 @@ function track(value: Json, path: string, visited: Visited[]): Json {
       return keys;
     },
   };
-  return new Proxy(value, handler) as Json;
+  const proxy = new Proxy(value, handler) as Json;
+  proxies.set(value, proxy);
+  return proxy;
 }
 
 /** Every schema error of one object ([] when valid), unknown fields included. */
 export function schemaErrors(obj: Json): string[] {
   if (!isObject(obj)) return ["not an object"];
-  const key = `${String(obj.apiVersion)}/${String(obj.kind)}`;
+  const key = `${jsonText(obj.apiVersion)}/${jsonText(obj.kind)}`;
   const model = MODELS.get(key);
   if (!model) return [`no schema for ${key} (add the kind to MODELS in test/helpers/deploy-k8s.ts)`];
   const visited: Visited[] = [];
   const errors: string[] = [];
   try {
-    model.prototype.validate.call(track(obj, "", visited));
+    model.prototype.validate.call(track(obj, "", visited, new WeakMap()));
   } catch (err: unknown) {
     errors.push(err instanceof Error ? err.message : String(err));
   }
@@ -94,7 +102,7 @@ export function schemaErrors(obj: Json): string[] {
 export function describe(obj: Json): string {
   if (!isObject(obj)) return "(not an object)";
   const meta = isObject(obj.metadata) ? obj.metadata : {};
-  return `${String(obj.kind)}/${String(meta.name)}`;
+  return `${jsonText(obj.kind)}/${jsonText(meta.name)}`;
 }
 
 /** The object's labels (metadata.labels), or {}. */

@@ -98,6 +98,11 @@ export function parseYamlStream(text: string, what: string): Json[] {
   return out;
 }
 
+/** A JSON value as text for messages: strings as they are, anything else as JSON. */
+export function jsonText(v: Json | undefined): string {
+  return typeof v === "string" ? v : (JSON.stringify(v) ?? "undefined");
+}
+
 export function isObject(v: Json | undefined): v is JsonObject {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
@@ -119,6 +124,6 @@ export function arrayAt(v: Json | undefined, what: string): Json[] {
 export function stringsAt(v: Json | undefined, what: string): string[] {
   return arrayAt(v, what).map((s, i) => {
     assert.equal(typeof s, "string", `${what}[${i}] is not a string`);
-    return String(s);
+    return jsonText(s);
   });
 }
