@@ -17,6 +17,7 @@ import type { WatchMode } from "./fanotify-source.js";
 import { FdChannel } from "./fd-channel.js";
 import { GroupHandoff, answerStale } from "./group-handoff.js";
 import { RecallClient } from "./recall-client.js";
+import { SystemdNotify, takeFromFdStore } from "./systemd-notify.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -37,7 +38,17 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   }
   const log = pino({ level: config.logLevel, base: { component: "listener" } });
   const handoff = new GroupHandoff(config.holderSocket, log);
-  const taken = config.holderSocket ? await handoff.take().catch(() => null) : null;
+  const systemd = new SystemdNotify();
+  const notify = (what: string, send: () => boolean) => {
+    try {
+      send();
+    } catch (err: unknown) {
+      log.warn({ err: err instanceof Error ? err.message : String(err) }, `systemd notify (${what}) failed`);
+    }
+  };
+  // systemd's fd store first (a crash under systemd), then the holder (fanrecall start).
+  const stored = takeFromFdStore();
+  const taken = stored ?? (config.holderSocket ? await handoff.take().catch(() => null) : null);
   const channel = new FdChannel({ path: join(config.runDir, "recall", "fd.sock"), recallUid: config.recallUid, log });
   const recall = new RecallClient(join(config.runDir, "recall", "recall.sock"));
   const modes = new Map<number, WatchMode>();
@@ -52,7 +63,8 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   if (taken !== null) {
     // Before reading anything: new event fds could reuse the numbers of the stale ones.
     const stale = answerStale(source.groupFd);
-    log.warn({ stale, reason: "shutdown" }, "took over the group from the holder; answered stale events with EIO");
+    const from = stored === null ? "holder" : "systemd fd store";
+    log.warn({ stale, reason: "shutdown", from }, "took over the group; answered stale events with EIO");
   }
   dispatcher = new Dispatcher({
     source,
@@ -71,6 +83,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     return 1;
   }
   if (taken === null && config.holderSocket) await handoff.deposit(source.groupFd).catch(() => false);
+  if (stored === null) notify("FDSTORE", () => systemd.storeGroup(source.groupFd));
   const ops = new AdminOps({
     dispatcher,
     source,
@@ -84,11 +97,13 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   const admin = new AdminServer(config.adminSocket, ops, log);
   source.start();
   log.info({ watch: config.watch, pid: process.pid, tookOver: taken !== null }, "listener ready");
+  notify("READY", () => systemd.send({ READY: "1", MAINPID: String(process.pid) }));
   const signal = await new Promise<string>((resolve) => {
     for (const s of ["SIGTERM", "SIGINT", "SIGUSR2"] as const) process.once(s, () => resolve(s));
   });
   const upgrade = signal === "SIGUSR2";
   log.info({ signal, queued: dispatcher.queued }, upgrade ? "exiting for an upgrade" : "shutting down");
+  notify("STOPPING", () => systemd.send({ STOPPING: "1" }));
   admin.close();
   if (upgrade) {
     // Leave queued events in the group for the next listener: stop reading now.
@@ -102,7 +117,11 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   while (dispatcher.queued > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   // Whatever is still held after the grace period gets the shutdown verdict (EIO).
   const answered = dispatcher.drain();
-  if (!upgrade) await handoff.drop();
+  if (!upgrade) {
+    // Every held event is answered and no mark is left: let go of the kept copies too.
+    notify("FDSTOREREMOVE", () => systemd.removeGroup());
+    await handoff.drop();
+  }
   handoff.close();
   source.close();
   channel.reset();

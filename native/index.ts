@@ -60,6 +60,8 @@ type NativeBinding = {
   peerCred(sockFd: number): PeerCred;
   sendWithFds(sockFd: number, data: Uint8Array, fds: number[]): boolean;
   recvWithFd(sockFd: number, maxLen: number): RecvResult | null;
+  datagramSendTo(path: string, data: Uint8Array, fds: number[]): void;
+  datagramBind(path: string): number;
   fstat(fd: number): FdStat;
   fgetxattr(fd: number, name: string): Buffer | null;
   lgetxattr(path: string, name: string): Buffer | null;
@@ -274,6 +276,19 @@ export function sendWithFds(sockFd: number, data: Uint8Array, fds: number[]): bo
  */
 export function recvWithFd(sockFd: number, maxLen: number): RecvResult | null {
   return binding.recvWithFd(sockFd, maxLen);
+}
+
+/**
+ * Sends one datagram with up to 8 fds to the unix SOCK_DGRAM socket at `path` (a leading '@'
+ * is the abstract namespace, as in $NOTIFY_SOCKET), from a socket opened and closed here.
+ */
+export function datagramSendTo(path: string, data: Uint8Array, fds: number[]): void {
+  binding.datagramSendTo(path, data, fds);
+}
+
+/** A bound, non-blocking unix SOCK_DGRAM socket; read it with recvWithFd/recvOnce. */
+export function datagramBind(path: string): number {
+  return binding.datagramBind(path);
 }
 
 // ---- file operations on fds -----------------------------------------------------------------

@@ -1,4 +1,5 @@
-// fdpass.cc: unix SOCK_SEQPACKET sockets, SO_PEERCRED, and fd passing with SCM_RIGHTS.
+// fdpass.cc: unix SOCK_SEQPACKET sockets, SO_PEERCRED, and fd passing with SCM_RIGHTS; plus
+// unix SOCK_DGRAM send-to (with fds) and bind, the transport of the systemd notify protocol.
 //
 // Owns: socket/bind/listen/accept4/connect/socketpair, sendmsg/recvmsg with one cmsg of fds,
 // and getsockopt(SO_PEERCRED). All sockets are created close-on-exec and non-blocking
@@ -15,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -36,6 +38,20 @@ sockaddr_un UnixAddress(Napi::Env env, const std::string& path, const char* sysc
   if (path.empty() || path.size() >= sizeof addr.sun_path) ThrowErrno(env, ENAMETOOLONG, syscall);
   memcpy(addr.sun_path, path.data(), path.size());
   return addr;
+}
+
+// Like UnixAddress, but a leading '@' names the abstract namespace (as in $NOTIFY_SOCKET).
+// Returns the address length to pass to bind/sendto.
+socklen_t DatagramAddress(Napi::Env env, const std::string& path, sockaddr_un* addr, const char* syscall) {
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof addr->sun_path) ThrowErrno(env, ENAMETOOLONG, syscall);
+  memcpy(addr->sun_path, path.data(), path.size());
+  if (path[0] == '@') {
+    addr->sun_path[0] = '\0';
+    return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
+  }
+  return sizeof *addr;
 }
 
 [[noreturn]] void CloseAndThrow(Napi::Env env, int fd, const char* syscall) {
@@ -100,26 +116,29 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// sendWithFds(sockFd, data, fds[]): true when sent, false on EAGAIN.
-Napi::Value SendWithFds(const Napi::CallbackInfo& info) {
+// The fds of a JS array (at most kMaxSendFds), into `fds`; returns how many.
+size_t ArgFds(const Napi::CallbackInfo& info, size_t index, int* fds) {
   Napi::Env env = info.Env();
-  int sock = ArgInt(info, 0, "sockFd");
-  Bytes data = ArgBytes(info, 1, "data");
-  if (!info[2].IsArray()) throw Napi::TypeError::New(env, "fds must be an array");
-  Napi::Array fdArray = info[2].As<Napi::Array>();
+  if (!info[index].IsArray()) throw Napi::TypeError::New(env, "fds must be an array");
+  Napi::Array fdArray = info[index].As<Napi::Array>();
   size_t nfds = fdArray.Length();
   if (nfds > kMaxSendFds) throw Napi::RangeError::New(env, "too many fds");
-  // A zero-length message cannot be told apart from EOF by the receiver.
-  if (data.len == 0) ThrowErrno(env, EINVAL, "sendmsg", "empty message");
-  int fds[kMaxSendFds];
   for (size_t i = 0; i < nfds; i++) {
     Napi::Value v = fdArray.Get(static_cast<uint32_t>(i));
     if (!v.IsNumber()) throw Napi::TypeError::New(env, "fds must be numbers");
     fds[i] = v.As<Napi::Number>().Int32Value();
   }
+  return nfds;
+}
+
+// One sendmsg of `data` with `nfds` fds in one SCM_RIGHTS cmsg, to `addr` when given.
+ssize_t SendMessage(int sock, const Bytes& data, const int* fds, size_t nfds, sockaddr_un* addr,
+                    socklen_t addrLen) {
   iovec iov{data.data, data.len};
   msghdr msg;
   memset(&msg, 0, sizeof msg);
+  msg.msg_name = addr;
+  msg.msg_namelen = addr == nullptr ? 0 : addrLen;
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSendFds)];
@@ -136,12 +155,55 @@ Napi::Value SendWithFds(const Napi::CallbackInfo& info) {
   ssize_t n;
   do n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
+  return n;
+}
+
+// sendWithFds(sockFd, data, fds[]): true when sent, false on EAGAIN.
+Napi::Value SendWithFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sock = ArgInt(info, 0, "sockFd");
+  Bytes data = ArgBytes(info, 1, "data");
+  int fds[kMaxSendFds];
+  size_t nfds = ArgFds(info, 2, fds);
+  // A zero-length message cannot be told apart from EOF by the receiver.
+  if (data.len == 0) ThrowErrno(env, EINVAL, "sendmsg", "empty message");
+  ssize_t n = SendMessage(sock, data, fds, nfds, nullptr, 0);
   if (n < 0) {
     if (errno == EAGAIN) return Napi::Boolean::New(env, false);
     ThrowErrno(env, errno, "sendmsg");
   }
   if (static_cast<size_t>(n) != data.len) ThrowErrno(env, EMSGSIZE, "sendmsg", "short send");
   return Napi::Boolean::New(env, true);
+}
+
+// datagramSendTo(path, data, fds[]): one datagram on a fresh SOCK_DGRAM socket, closed
+// before returning. Throws on any failure, EAGAIN included (the receiver is not reading).
+Napi::Value DatagramSendTo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sockaddr_un addr;
+  socklen_t addrLen = DatagramAddress(env, ArgString(info, 0, "path"), &addr, "sendmsg");
+  Bytes data = ArgBytes(info, 1, "data");
+  int fds[kMaxSendFds];
+  size_t nfds = ArgFds(info, 2, fds);
+  if (data.len == 0) ThrowErrno(env, EINVAL, "sendmsg", "empty message");
+  int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) ThrowErrno(env, errno, "socket");
+  ssize_t n = SendMessage(sock, data, fds, nfds, &addr, addrLen);
+  if (n < 0) CloseAndThrow(env, sock, "sendmsg");
+  close(sock);
+  if (static_cast<size_t>(n) != data.len) ThrowErrno(env, EMSGSIZE, "sendmsg", "short send");
+  return env.Undefined();
+}
+
+// datagramBind(path): a bound, non-blocking SOCK_DGRAM socket (for receiving with recvWithFd).
+Napi::Value DatagramBind(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sockaddr_un addr;
+  socklen_t addrLen = DatagramAddress(env, ArgString(info, 0, "path"), &addr, "bind");
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, errno, "socket");
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addrLen) < 0) CloseAndThrow(env, fd, "bind");
+  return Napi::Number::New(env, fd);
 }
 
 Napi::Value RecvWithFd(const Napi::CallbackInfo& info) {
@@ -189,7 +251,7 @@ void RegisterFdpass(Napi::Env env, Napi::Object exports) {
   SetFunctions(env, exports,
                {{"seqpacketListen", Listen}, {"seqpacketAccept", Accept}, {"seqpacketConnect", Connect},
                 {"socketpairSeqpacket", Socketpair}, {"peerCred", PeerCred}, {"sendWithFds", SendWithFds},
-                {"recvWithFd", RecvWithFd}});
+                {"recvWithFd", RecvWithFd}, {"datagramSendTo", DatagramSendTo}, {"datagramBind", DatagramBind}});
 }
 
 }  // namespace fanrecall

@@ -21,7 +21,13 @@ export const SETPRIV_NOBODY = [
 
 export type ChildResult = { code: number | null; signal: NodeJS.Signals | null; stdout: Buffer; stderr: string };
 
-export type SpawnOptions = { timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv };
+export type SpawnOptions = {
+  timeoutMs?: number;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Fds the child gets as its fds 3, 4, ... (the caller keeps its copies). */
+  extraFds?: readonly number[];
+};
 
 export type Spawned = { child: ChildProcess; pid: number; result: Promise<ChildResult>; kill(): void };
 
@@ -31,7 +37,7 @@ export function spawnChild(argv: readonly string[], options: SpawnOptions = {}):
   const child = spawn(cmd, args, {
     cwd: options.cwd,
     env: options.env ?? process.env,
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: ["ignore", "pipe", "pipe", ...(options.extraFds ?? [])],
   });
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];

@@ -7,6 +7,8 @@ import { after, before, test } from "node:test";
 import {
   FAN,
   close,
+  datagramBind,
+  datagramSendTo,
   fstat,
   isNativeError,
   peerCred,
@@ -193,4 +195,35 @@ test("seqpacketListen/Accept/Connect and peerCred at a filesystem path", () => {
     () => peerCred(-1),
     (e: unknown) => isNativeError(e, "EBADF") && e.syscall === "getsockopt",
   );
+});
+
+test("datagramSendTo delivers text and an fd to a datagramBind socket, by path and abstract name", () => {
+  const fileFd = openPath(file, FAN.O_RDONLY);
+  const abstract = `@fanrecall-test-${process.pid}`;
+  for (const where of [join(dir, "notify.sock"), abstract]) {
+    const sock = datagramBind(where);
+    try {
+      assert.equal(recvWithFd(sock, 64), null, "nothing queued yet");
+      datagramSendTo(where, Buffer.from("FDSTORE=1\nFDNAME=g\n"), [fileFd]);
+      datagramSendTo(where, Buffer.from("READY=1\n"), []);
+      const first = recvWithFd(sock, 4096)!;
+      assert.equal(first.data.toString(), "FDSTORE=1\nFDNAME=g\n");
+      assert.equal(first.fds.length, 1);
+      const buf = Buffer.alloc(7);
+      assert.equal(pread(first.fds[0], buf, 0), 7);
+      assert.equal(buf.toString(), "payload");
+      close(first.fds[0]);
+      const second = recvWithFd(sock, 4096)!;
+      assert.equal(second.data.toString(), "READY=1\n");
+      assert.deepEqual(second.fds, []);
+    } finally {
+      close(sock);
+    }
+  }
+  close(fileFd);
+  assert.throws(
+    () => datagramSendTo(join(dir, "nobody-listens.sock"), Buffer.from("READY=1"), []),
+    (err: unknown) => isNativeError(err) && err.code === "ENOENT" && err.syscall === "sendmsg",
+  );
+  assert.throws(() => datagramSendTo(join(dir, "x"), Buffer.alloc(0), []), /empty message/);
 });
