@@ -74,6 +74,18 @@ export class ChunkCache {
     });
   }
 
+  /**
+   * Starts the fetches of chunks that a get() is about to ask for (in this tick), so they
+   * are on the wire before any readahead. Leaves the LRU alone. Never throws.
+   */
+  start(chunks: readonly ChunkRef[]): void {
+    for (const c of chunks) {
+      const key = cacheKey(c);
+      if (this.lru.has(key) || this.inflight.has(key)) continue;
+      this.fetchShared(key, c).catch(() => undefined);
+    }
+  }
+
   /** Starts fetching chunks ahead of need; their buffers wait in the LRU. Never throws. */
   prefetch(chunks: readonly ChunkRef[]): void {
     for (const c of chunks) {

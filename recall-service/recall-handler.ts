@@ -1,9 +1,14 @@
 // recall-handler: serves one Recall RPC. It takes the fd the listener sent for the request,
 // works out which chunks the access needs and which are missing, fetches them (verified,
-// shared, with readahead), writes them through the fd, fdatasyncs and answers the verdict.
+// shared, with readahead), writes them through the fd and answers the verdict. Writes run on
+// libuv's thread pool (never blocking other recalls). fdatasync runs only when the file is
+// complete, before the reply that lets the listener clear the stub state: a partial recall
+// lost in a crash leaves holes that SEEK_DATA reports, so the stub stays valid and retryable.
 //
 // Owns: the fd of the request for the duration of the call (closed in finally). Must not
 // own: the stub state (the listener keeps it) or any path. Never opens a file.
+import { fdatasync, write } from "node:fs";
+import { promisify } from "node:util";
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { RecallRequest } from "../proto/index.js";
@@ -46,12 +51,37 @@ function chunksFor(req: RecallRequest, m: Manifest): number[] {
   return [...wanted].sort((a, b) => a - b);
 }
 
+const writeAsync = promisify(write);
+const fdatasyncAsync = promisify(fdatasync);
+
+/** pwrite of all of `data` at `position`, on the thread pool (short writes continue). */
+async function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < data.length; ) {
+    const { bytesWritten } = await writeAsync(fd, data, done, data.length - done, position + done);
+    if (bytesWritten === 0) throw new Error("write wrote nothing");
+    done += bytesWritten;
+  }
+}
+
+/**
+ * Runs `fn` over `items`, at most `limit` at a time. On the first failure no new item starts,
+ * and it returns (throwing that failure) only once every started call has settled: a write
+ * still running on the thread pool must never outlive the fd it writes through.
+ */
 async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
+  let failure: { err: unknown } | null = null;
   const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
+    while (failure === null && next < items.length) {
+      try {
+        await fn(items[next++]);
+      } catch (err: unknown) {
+        failure ??= { err };
+      }
+    }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== null) throw (failure as { err: unknown }).err;
 }
 
 export class RecallHandler {
@@ -98,6 +128,10 @@ export class RecallHandler {
     const manifest = await this.opts.manifests.get(loc, integrity, size, signal);
     const wanted = chunksFor(req, manifest);
     const missing = wanted.filter((i) => !isPopulated(fd, i * manifest.chunkSize, this.chunkLength(manifest, i)));
+    // The chunks the reader waits for are asked for first; readahead starts only once they
+    // are in flight, so it never competes with them for the first bytes on the wire.
+    // (The loop below joins these fetches in this same tick: gets of a chunk share one GET.)
+    this.opts.chunks.start(missing.slice(0, this.opts.parallelFetches).map((index) => ({ loc, manifest, index })));
     if (req.mode === RecallMode.RANGE && wanted.length > 0)
       this.readahead(fd, loc, manifest, wanted[wanted.length - 1]);
     let written = 0;
@@ -105,18 +139,18 @@ export class RecallHandler {
       const data = await this.opts.chunks.get({ loc, manifest, index }, signal);
       if (signal.aborted) throw new RecallError("timeout", "recall deadline passed");
       try {
-        native.pwrite(fd, data, index * manifest.chunkSize);
+        await writeAll(fd, data, index * manifest.chunkSize);
       } catch (err: unknown) {
         throw new RecallError(writeErrorReason(err), `write failed: ${errorMessage(err)}`, { cause: err });
       }
       written += data.length;
     });
+    const populated = native.dataBytes(fd, size);
     try {
-      if (written > 0) native.fdatasync(fd);
+      if (written > 0 && populated >= size) await fdatasyncAsync(fd);
     } catch (err: unknown) {
       throw new RecallError(writeErrorReason(err), `fdatasync failed: ${errorMessage(err)}`, { cause: err });
     }
-    const populated = native.dataBytes(fd, size);
     return {
       requestId: req.requestId,
       verdict: Verdict.ALLOW,
