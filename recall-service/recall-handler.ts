@@ -56,7 +56,7 @@ const fdatasyncAsync = promisify(fdatasync);
 
 /** pwrite of all of `data` at `position`, on the thread pool (short writes continue). */
 async function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < data.length; ) {
+  for (let done = 0; done < data.length;) {
     const { bytesWritten } = await writeAsync(fd, data, done, data.length - done, position + done);
     if (bytesWritten === 0) throw new Error("write wrote nothing");
     done += bytesWritten;

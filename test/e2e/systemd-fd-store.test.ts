@@ -9,8 +9,7 @@
 // stub's zeros; the restarted listener takes the group over and serves them.
 import { after, before, describe } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as native from "../../native/index.js";
@@ -22,9 +21,9 @@ import type { Ext4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { BIN } from "../helpers/fanrecall-instance.js";
+import { checkReaders, writeRandomFiles } from "../helpers/reader-files.js";
 
 const MiB = 1024 * 1024;
-const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One notify datagram: its KEY=VALUE fields and the fds that came with it. */
@@ -81,33 +80,12 @@ describe("systemd: notify protocol and fd store", () => {
   }
 
   async function released(prefix: string, n: number, size: number): Promise<Map<string, string>> {
-    const files = new Map<string, string>();
-    for (let i = 0; i < n; i++) {
-      const p = join(fs.dir, `${prefix}-${i}.bin`);
-      const data = randomBytes(size);
-      writeFileSync(p, data);
-      chmodSync(p, 0o644);
-      files.set(p, sha256(data));
-    }
+    const files = writeRandomFiles(fs.dir, prefix, n, size);
     const r = await runChild([process.execPath, BIN, "release", "--run-dir", runDir, ...files.keys()], {
       timeoutMs: 60_000,
     });
     assert.equal(r.code, 0, r.stderr);
     return files;
-  }
-
-  /** Right bytes or EIO for every reader, never anything else; returns the EIO count. */
-  function check(results: ChildResult[], files: Map<string, string>): number {
-    const paths = [...files.keys()];
-    let eio = 0;
-    results.forEach((r, i) => {
-      if (r.code === 0) assert.equal(sha256(r.stdout), files.get(paths[i]), `WRONG bytes from ${paths[i]}`);
-      else {
-        assert.match(r.stderr, /Input\/output error/, `reader of ${paths[i]} failed oddly`);
-        eio++;
-      }
-    });
-    return eio;
   }
 
   before(
@@ -200,9 +178,9 @@ describe("systemd: notify protocol and fd store", () => {
       } finally {
         store.resume();
       }
-      check(results, files);
+      checkReaders(results, files, true);
       const later = await Promise.all([...files.keys()].map((p) => runAsNobody(["cat", p], { timeoutMs: 30_000 })));
-      assert.equal(check(later, files), 0, "after the takeover every read succeeds");
+      assert.equal(checkReaders(later, files, false), 0, "after the takeover every read succeeds");
 
       second.child.kill("SIGTERM");
       const stop = await noticesUntil("FDSTOREREMOVE");

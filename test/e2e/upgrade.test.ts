@@ -4,8 +4,7 @@
 // they see no error at all. The recall service runs with no capabilities and no_new_privs.
 import { after, before, describe } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isRoot, rootTest } from "../helpers/root.js";
@@ -17,9 +16,9 @@ import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { BIN, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
+import { checkReaders, writeRandomFiles } from "../helpers/reader-files.js";
 
 const MiB = 1024 * 1024;
-const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function pidsOf(fr: FanrecallInstance, command: string): number[] {
@@ -42,31 +41,10 @@ describe("shutdown and upgrade", () => {
   let fr: FanrecallInstance;
 
   async function releasedFiles(prefix: string, n: number, size: number): Promise<Map<string, string>> {
-    const files = new Map<string, string>();
-    for (let i = 0; i < n; i++) {
-      const p = join(fs.dir, `${prefix}-${i}.bin`);
-      const data = randomBytes(size);
-      writeFileSync(p, data);
-      chmodSync(p, 0o644);
-      files.set(p, sha256(data));
-    }
+    const files = writeRandomFiles(fs.dir, prefix, n, size);
     const r = await fr.cli(["release", ...files.keys()]);
     assert.equal(r.code, 0, r.stderr);
     return files;
-  }
-
-  function check(results: ChildResult[], files: Map<string, string>, allowEio: boolean): number {
-    let eio = 0;
-    const paths = [...files.keys()];
-    results.forEach((r, i) => {
-      if (r.code === 0) assert.equal(sha256(r.stdout), files.get(paths[i % paths.length]), "WRONG bytes");
-      else {
-        assert.ok(allowEio, `reader failed: ${r.stderr}`);
-        assert.match(r.stderr, /Input\/output error/);
-        eio++;
-      }
-    });
-    return eio;
   }
 
   before(
@@ -117,14 +95,14 @@ describe("shutdown and upgrade", () => {
       } finally {
         store.resume();
       }
-      check(results, files, true);
+      checkReaders(results, files, true);
       const deadline = Date.now() + 20_000;
       while (!fr.output().includes('"tookOver":true')) {
         assert.ok(Date.now() < deadline, "no listener took the group over");
         await sleep(100);
       }
       const again = await Promise.all([...files.keys()].map((p) => runAsNobody(["cat", p], { timeoutMs: 30_000 })));
-      assert.equal(check(again, files, false), 0);
+      assert.equal(checkReaders(again, files, false), 0);
     },
     { timeout: 120_000 },
   );
@@ -164,7 +142,7 @@ describe("shutdown and upgrade", () => {
         await sleep(150);
         process.kill(first, "SIGTERM");
         const results = await Promise.all(readers);
-        assert.equal(check(results, files, false), 0, "a reader failed during the upgrade");
+        assert.equal(checkReaders(results, files, false), 0, "a reader failed during the upgrade");
       } finally {
         b.child.kill("SIGTERM");
         await b.result;
@@ -172,7 +150,7 @@ describe("shutdown and upgrade", () => {
       }
       const later = await releasedFiles("after", 2, MiB);
       const again = await Promise.all([...later.keys()].map((p) => runAsNobody(["cat", p], { timeoutMs: 30_000 })));
-      assert.equal(check(again, later, false), 0);
+      assert.equal(checkReaders(again, later, false), 0);
     },
     { timeout: 120_000 },
   );
