@@ -4,6 +4,9 @@
 // be raced while the thread waits. Anything not recognised is treated as "modify", which
 // costs a whole-file recall but never lets old data land over new.
 //
+// It also describes the blocked process for the recall service's audit record (uid, command,
+// cgroup), from the same /proc entries, read while the process waits and cannot go away.
+//
 // Owns: reading /proc for one tid. Must not own: any watched file; opens only /proc files.
 import { readFileSync } from "node:fs";
 
@@ -49,4 +52,25 @@ export function tgidOf(tid: number): number {
   const status = readProc(`/proc/${tid}/status`);
   const m = status ? /^Tgid:\s+(\d+)/m.exec(status) : null;
   return m ? Number(m[1]) : tid;
+}
+
+export interface AccessorInfo {
+  pid: number;
+  uid: number;
+  command: string;
+  cgroup: string;
+}
+
+/** Who is blocked: real uid, command name and cgroup v2 path (empty where unreadable). */
+export function describeAccessor(pid: number): AccessorInfo {
+  const status = readProc(`/proc/${pid}/status`);
+  const uid = status ? /^Uid:\s+(\d+)/m.exec(status) : null;
+  const cgroup = readProc(`/proc/${pid}/cgroup`) ?? "";
+  const unified = /^0::(.*)$/m.exec(cgroup);
+  return {
+    pid,
+    uid: uid ? Number(uid[1]) : 0,
+    command: (readProc(`/proc/${pid}/comm`) ?? "").trim().slice(0, 64),
+    cgroup: (unified ? unified[1] : "").trim().slice(0, 512),
+  };
 }

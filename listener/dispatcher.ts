@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { FanEvent, FdStat } from "../native/index.js";
 import { RecallMode, Verdict } from "../proto/index.js";
-import { classifyAccess, tgidOf } from "./classify-access.js";
+import { classifyAccess, describeAccessor, tgidOf } from "./classify-access.js";
 import { FAILURE_POLICY, fromProtoReason } from "./failure-policy.js";
 import type { ListenerReason } from "./failure-policy.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
@@ -57,6 +57,8 @@ export class Dispatcher {
   private closing = false;
   /** Counters by reason, for status and metrics. */
   readonly counts = new Map<string, number>();
+  /** Events read since start (for the listener's metrics). */
+  eventsTotal = 0;
 
   constructor(private readonly opts: DispatcherOptions) {}
 
@@ -74,6 +76,7 @@ export class Dispatcher {
   }
 
   onEvent(ev: FanEvent): void {
+    this.eventsTotal++;
     if (ev.fd < 0) {
       this.opts.log.error({ mask: ev.mask, fd: ev.fd }, "event without fd");
       return;
@@ -212,7 +215,7 @@ export class Dispatcher {
         mode: range === null ? RecallMode.WHOLE : RecallMode.RANGE,
         ranges: range === null ? [] : [{ offset: BigInt(range.offset), length: BigInt(range.count) }],
         deadlineUnixMs: BigInt(deadline),
-        accessor: { pid },
+        accessor: pid > 0 ? describeAccessor(pid) : { pid },
       },
       timeoutMs,
     );
@@ -269,6 +272,13 @@ export class Dispatcher {
       this.answer(fd, "shutdown");
       n++;
     }
+    return n;
+  }
+
+  /** Events held right now (read, not yet answered). */
+  get held(): number {
+    let n = 0;
+    for (const entry of this.pending.values()) if (!entry.answered) n++;
     return n;
   }
 

@@ -42,6 +42,8 @@ export function maskFor(mode: WatchMode): number {
 }
 
 export class FanotifySource {
+  /** Ignore marks added since start (for the listener's metrics). */
+  ignoreMarks = 0;
   readonly groupFd: number;
   private poller: native.FdPoller | null = null;
   readonly watches: Watch[] = [];
@@ -138,6 +140,7 @@ export class FanotifySource {
     const flags = FAN.FAN_MARK_ADD | FAN.FAN_MARK_IGNORE | FAN.FAN_MARK_IGNORED_SURV_MODIFY | FAN.FAN_MARK_EVICTABLE;
     try {
       native.fanotifyMark(this.groupFd, flags, maskFor(mode), fd, null);
+      this.ignoreMarks++;
     } catch (err: unknown) {
       this.opts.log.warn({ err: String(err) }, "ignore mark failed");
     }

@@ -17,6 +17,7 @@ import type { WatchMode } from "./fanotify-source.js";
 import { FdChannel } from "./fd-channel.js";
 import { GroupHandoff, answerStale } from "./group-handoff.js";
 import { RecallClient } from "./recall-client.js";
+import { StatsReporter } from "./stats-reporter.js";
 import { SystemdNotify, takeFromFdStore } from "./systemd-notify.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -96,6 +97,14 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   });
   const admin = new AdminServer(config.adminSocket, ops, log);
   source.start();
+  const d = dispatcher;
+  const reporter = new StatsReporter(recall, () => ({
+    eventsTotal: d.eventsTotal,
+    ignoreMarks: source.ignoreMarks,
+    held: d.held,
+    counts: d.counts,
+  }));
+  reporter.start();
   log.info({ watch: config.watch, pid: process.pid, tookOver: taken !== null }, "listener ready");
   notify("READY", () => systemd.send({ READY: "1", MAINPID: String(process.pid) }));
   const signal = await new Promise<string>((resolve) => {
@@ -105,6 +114,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   log.info({ signal, queued: dispatcher.queued }, upgrade ? "exiting for an upgrade" : "shutting down");
   notify("STOPPING", () => systemd.send({ STOPPING: "1" }));
   admin.close();
+  reporter.stop();
   if (upgrade) {
     // Leave queued events in the group for the next listener: stop reading now.
     source.stop();

@@ -7,6 +7,7 @@ import { status } from "@grpc/grpc-js";
 import type {
   ArchiveRequestSchema,
   ArchiveResponse,
+  ReportListenerStatsRequestSchema,
   RecallRequestSchema,
   RecallResponse,
   VerifyRequestSchema,
@@ -55,6 +56,13 @@ export class RecallClient {
 
   verify(req: MessageInitShape<typeof VerifyRequestSchema>, timeoutMs: number): Promise<RpcResult<VerifyResponse>> {
     return this.call(() => this.handle.client.verify(req, { timeoutMs }));
+  }
+
+  reportListenerStats(
+    req: MessageInitShape<typeof ReportListenerStatsRequestSchema>,
+    timeoutMs: number,
+  ): Promise<RpcResult<unknown>> {
+    return this.call(() => this.handle.client.reportListenerStats(req, { timeoutMs }));
   }
 
   close(): void {

@@ -20,6 +20,8 @@ export interface RecallServiceConfig {
   /** When started as root: the user to become before reading any input. */
   readonly user: { uid: number; gid: number } | null;
   readonly logLevel: string;
+  /** HOST:PORT of the Prometheus /metrics endpoint; null = not served. */
+  readonly metricsAddress: { host: string; port: number } | null;
 }
 
 export const RECALL_SERVICE_HELP = `Usage: fanrecall recall-service [--config FILE] [--run-dir DIR] [--user UID:GID]
@@ -39,6 +41,13 @@ Settings (flag, environment variable, or key in the --config JSON file):
   --user UID:GID         FANRECALL_RECALL_USER      user          (default 65534:65534)
   --listener-uid UID     FANRECALL_LISTENER_UID     listenerUid   (default 0)
   --log-level LEVEL      FANRECALL_LOG_LEVEL        logLevel      (default info)
+  --metrics-address HOST:PORT
+                         FANRECALL_METRICS_ADDRESS  metricsAddress (default none: no HTTP port;
+                         e.g. 0.0.0.0:9464 serves Prometheus metrics at /metrics)
+
+Health (grpc.health.v1 on the gRPC socket): "" is SERVING while the process serves;
+"recall.v1.RecallService" is SERVING only while the object store answers and a listener
+reports in (every 5 s), NOT_SERVING otherwise.
 `;
 
 type Source = Record<string, string | undefined>;
@@ -54,6 +63,7 @@ const KEYS: Record<string, { env: string; file: string }> = {
   user: { env: "FANRECALL_RECALL_USER", file: "user" },
   "listener-uid": { env: "FANRECALL_LISTENER_UID", file: "listenerUid" },
   "log-level": { env: "FANRECALL_LOG_LEVEL", file: "logLevel" },
+  "metrics-address": { env: "FANRECALL_METRICS_ADDRESS", file: "metricsAddress" },
 };
 
 /** Parses `--name value` flags into a map; throws on unknown flags or a missing value. */
@@ -131,7 +141,16 @@ export function loadRecallServiceConfig(argv: readonly string[], env: Source = p
     listenerUid: Number(get("listener-uid") ?? "0"),
     user: process.getuid?.() === 0 ? parseUser(get("user") ?? "65534:65534") : null,
     logLevel: get("log-level") ?? "info",
+    metricsAddress: parseAddress(get("metrics-address")),
   };
+}
+
+function parseAddress(value: string | undefined): { host: string; port: number } | null {
+  if (value === undefined || value === "") return null;
+  const m = /^(.*):(\d+)$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !m[1] || port > 65535) throw new Error(`metrics address must be HOST:PORT, not '${value}'`);
+  return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port };
 }
 
 /** The recall service's sockets live in RUN_DIR/recall, a directory its own user owns. */

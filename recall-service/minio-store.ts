@@ -99,6 +99,18 @@ export class MinioStore implements ObjectStore {
     }
   }
 
+  async ping(bucket: string, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) throw abortError(signal);
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(abortError(signal));
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.client.bucketExists(bucket).then(
+        () => resolve(),
+        (err: unknown) => reject(err instanceof Error ? err : new Error(String(err))),
+      );
+    });
+  }
+
   async ensureBucket(bucket: string): Promise<void> {
     if (await this.client.bucketExists(bucket)) return;
     try {

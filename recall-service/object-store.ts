@@ -28,6 +28,8 @@ export interface ObjectStore {
   ): Promise<{ versionId: string }>;
   /** Returns the object's size, or null when it does not exist. */
   stat(loc: ObjectLocation, signal: AbortSignal): Promise<{ size: number } | null>;
+  /** Resolves when the store answers a request about `bucket` (existing or not) in time. */
+  ping(bucket: string, signal: AbortSignal): Promise<void>;
   /** Creates the bucket when it does not exist. */
   ensureBucket(bucket: string): Promise<void>;
 }

@@ -5,6 +5,7 @@
 // complete, before the reply that lets the listener clear the stub state: a partial recall
 // lost in a crash leaves holes that SEEK_DATA reports, so the stub stays valid and retryable.
 //
+// Writes the audit record of every call and counts it in the metrics.
 // Owns: the fd of the request for the duration of the call (closed in finally). Must not
 // own: the stub state (the listener keeps it) or any path. Never opens a file.
 import { fdatasync, write } from "node:fs";
@@ -22,6 +23,8 @@ import type { FdInbox } from "./fd-inbox.js";
 import type { ManifestLoader } from "./manifest-loader.js";
 import type { Manifest } from "./manifest.js";
 import type { ObjectLocation } from "./object-store.js";
+import { auditRecord } from "./audit.js";
+import type { RecallMetrics } from "./metrics.js";
 import { isPopulated } from "./populated.js";
 
 export interface RecallHandlerOptions {
@@ -34,6 +37,7 @@ export interface RecallHandlerOptions {
   /** Parallel chunk fetches within one recall. */
   readonly parallelFetches: number;
   readonly fdWaitMs: number;
+  readonly metrics: RecallMetrics;
 }
 
 type Reply = MessageInitShape<typeof RecallResponseSchema>;
@@ -89,23 +93,34 @@ export class RecallHandler {
 
   async handle(req: RecallRequest, signal: AbortSignal): Promise<Reply> {
     const started = Date.now();
-    const fd = await this.opts.inbox.take(req.requestId, this.opts.fdWaitMs);
-    if (fd === null) return this.deny(req, "fd-missing");
-    const log = this.opts.log.child({ reqId: req.requestId.toString() });
+    this.opts.metrics.inFlight++;
+    let reply: Reply;
+    let reason: ReasonName = "recalled";
     try {
-      const reply = await this.recallThrough(fd, req, signal);
-      log.debug(
-        { reason: "recalled", durationMs: Date.now() - started, bytes: Number(reply.bytesWritten) },
-        "recall done",
-      );
-      return reply;
-    } catch (err: unknown) {
-      const reason: ReasonName = err instanceof RecallError ? err.reason : "write-failed";
-      log.warn({ reason, err: errorMessage(err), durationMs: Date.now() - started }, "recall failed");
-      return this.deny(req, reason);
+      const fd = await this.opts.inbox.take(req.requestId, this.opts.fdWaitMs);
+      if (fd === null) {
+        reason = "fd-missing";
+        reply = this.deny(req, reason);
+      } else {
+        try {
+          reply = await this.recallThrough(fd, req, signal);
+        } catch (err: unknown) {
+          reason = err instanceof RecallError ? err.reason : "write-failed";
+          this.opts.log.warn({ reqId: req.requestId.toString(), reason, err: errorMessage(err) }, "recall failed");
+          reply = this.deny(req, reason);
+        } finally {
+          native.close(fd);
+        }
+      }
     } finally {
-      native.close(fd);
+      this.opts.metrics.inFlight--;
     }
+    const durationMs = Date.now() - started;
+    const verdict = reply.verdict === Verdict.ALLOW ? "allow" : "deny";
+    const bytesFetched = Number(reply.bytesFetched ?? 0n);
+    this.opts.metrics.recordRecall(verdict, reason, durationMs / 1000, Number(reply.bytesWritten ?? 0n));
+    this.opts.log.info(auditRecord(req, { verdict, reason, bytesFetched, durationMs }), "recall");
+    return reply;
   }
 
   private deny(req: RecallRequest, reason: ReasonName): Reply {

@@ -1,7 +1,9 @@
-// server: wires the recall service together: store client, fd inbox, handlers, and the
-// gRPC server (RecallService + grpc.health.v1) on a unix socket.
+// server: wires the recall service together: store client, fd inbox, handlers, the gRPC
+// server (RecallService + grpc.health.v1) on a unix socket, the health monitor, and the
+// Prometheus endpoint when one is configured.
 //
-// Owns: the gRPC server, the fd inbox (and so every fd received), the store client.
+// Owns: the gRPC server, the fd inbox (and so every fd received), the store client, the
+// metrics (and their HTTP server).
 // Must not own: configuration parsing or privilege changes (main.ts does those first).
 import { chmodSync, rmSync } from "node:fs";
 import type { Logger } from "pino";
@@ -21,6 +23,11 @@ import type { RecallServiceConfig } from "./config.js";
 import { recallSocketPaths } from "./config.js";
 import { errorMessage, reasonToProto, storeErrorReason } from "./errors.js";
 import { FdInbox } from "./fd-inbox.js";
+import { HealthMonitor } from "./health-monitor.js";
+import { RecallMetrics } from "./metrics.js";
+import type { ListenerSnapshot } from "./metrics.js";
+import { startMetricsServer } from "./metrics-server.js";
+import type { MetricsServer } from "./metrics-server.js";
 import { ManifestLoader } from "./manifest-loader.js";
 import { MinioStore } from "./minio-store.js";
 import type { ObjectStore } from "./object-store.js";
@@ -29,6 +36,9 @@ import { RecallHandler } from "./recall-handler.js";
 export interface RecallServer {
   readonly chunks: ChunkCache;
   readonly health: HealthStatus;
+  readonly metrics: RecallMetrics;
+  /** The bound metrics port, or null when metrics are not served. */
+  readonly metricsPort: number | null;
   stop(): Promise<void>;
 }
 
@@ -52,7 +62,9 @@ export async function startRecallServer(
     maxBytes: config.cacheBytes,
     fetchTimeoutMs: config.fetchTimeoutMs,
   });
+  const metrics = new RecallMetrics(() => chunks.bytesFetched);
   const recall = new RecallHandler({
+    metrics,
     inbox,
     chunks,
     manifests: new ManifestLoader(objectStore),
@@ -72,7 +84,15 @@ export async function startRecallServer(
   });
   const health = new HealthStatus();
   health.set("", ServingStatus.SERVING);
-  health.set("recall.v1.RecallService", ServingStatus.SERVING);
+  // NOT_SERVING until the store answers and a listener reports (health-monitor.ts).
+  health.set("recall.v1.RecallService", ServingStatus.NOT_SERVING);
+  const monitor = new HealthMonitor({
+    store: objectStore,
+    bucket: config.s3.bucket,
+    health,
+    metrics,
+    log: log.child({ component: "health" }),
+  });
   rmSync(paths.grpc, { force: true });
   const server: RunningServer = await startServer(`unix://${paths.grpc}`, [
     {
@@ -81,6 +101,18 @@ export async function startRecallServer(
         recall: (req, ctx) => recall.handle(req, ctx.signal),
         archive: (req) => archive.archive(req),
         verify: (req, ctx) => archive.verify(req, ctx.signal),
+        reportListenerStats: async (req) => {
+          const snapshot: ListenerSnapshot = {
+            pid: req.listenerPid,
+            eventsTotal: Number(req.eventsTotal),
+            ignoreMarkedFiles: Number(req.ignoreMarkedFiles),
+            queueDepth: Number(req.queueDepth),
+            verdicts: req.verdicts.map((v) => ({ verdict: v.verdict, reason: v.reason, count: Number(v.count) })),
+            receivedMs: Date.now(),
+          };
+          metrics.listener = snapshot;
+          return {};
+        },
         statObject: async (req) => {
           const o = req.object;
           if (!o) return { exists: false, reason: reasonToProto("protocol-error") };
@@ -102,11 +134,18 @@ export async function startRecallServer(
     { definition: toServiceDefinition(Health), handlers: toHandlers(Health, health.impl()) },
   ]);
   chmodSync(paths.grpc, 0o660);
-  log.info({ grpc: paths.grpc, fdChannel: paths.fd }, "recall service ready");
+  monitor.start();
+  let metricsServer: MetricsServer | null = null;
+  if (config.metricsAddress) metricsServer = await startMetricsServer(metrics, config.metricsAddress);
+  log.info({ grpc: paths.grpc, fdChannel: paths.fd, metricsPort: metricsServer?.port ?? null }, "recall service ready");
   return {
     chunks,
     health,
+    metrics,
+    metricsPort: metricsServer?.port ?? null,
     stop: async () => {
+      monitor.stop();
+      await metricsServer?.close();
       inbox.close();
       await server.stop(2000);
     },

@@ -47,6 +47,7 @@ describe("grpc adapter over a unix socket", () => {
     archive: async (req) => ({ requestId: req.requestId, reason: Reason.ARCHIVED }),
     verify: async (req) => ({ requestId: req.requestId, equal: true, reason: Reason.VERIFIED }),
     statObject: async () => ({ exists: false, reason: Reason.OBJECT_MISSING }),
+    reportListenerStats: async () => ({}),
   };
 
   before(async () => {

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file recall/v1/recall.proto.
  */
 export const file_recall_v1_recall: GenFile = /*@__PURE__*/
-  fileDesc("ChZyZWNhbGwvdjEvcmVjYWxsLnByb3RvEglyZWNhbGwudjEiSAoMRmlsZUlkZW50aXR5EgsKA2RldhgBIAEoBBILCgNpbm8YAiABKAQSDAoEc2l6ZRgDIAEoBBIQCghtdGltZV9ucxgEIAEoAyI8CglPYmplY3RSZWYSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgp2ZXJzaW9uX2lkGAMgASgJIisKCUJ5dGVSYW5nZRIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIkUKCEFjY2Vzc29yEgsKA3BpZBgBIAEoBRILCgN1aWQYAiABKA0SDwoHY29tbWFuZBgDIAEoCRIOCgZjZ3JvdXAYBCABKAkiUAoJSW50ZWdyaXR5EhYKDmNvbnRlbnRfc2hhMjU2GAEgASgJEhcKD21hbmlmZXN0X3NoYTI1NhgCIAEoCRISCgpjaHVua19zaXplGAMgASgEIqUCCg1SZWNhbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSJQoEZmlsZRgCIAEoCzIXLnJlY2FsbC52MS5GaWxlSWRlbnRpdHkSJAoGb2JqZWN0GAMgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZhInCglpbnRlZ3JpdHkYBCABKAsyFC5yZWNhbGwudjEuSW50ZWdyaXR5EiMKBG1vZGUYBSABKA4yFS5yZWNhbGwudjEuUmVjYWxsTW9kZRIkCgZyYW5nZXMYBiADKAsyFC5yZWNhbGwudjEuQnl0ZVJhbmdlEhgKEGRlYWRsaW5lX3VuaXhfbXMYByABKAMSJQoIYWNjZXNzb3IYCCABKAsyEy5yZWNhbGwudjEuQWNjZXNzb3Ii2wEKDlJlY2FsbFJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSIwoHdmVyZGljdBgCIAEoDjISLnJlY2FsbC52MS5WZXJkaWN0Eg0KBWVycm5vGAMgASgNEiEKBnJlYXNvbhgEIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SFQoNYnl0ZXNfZmV0Y2hlZBgFIAEoBBIVCg1ieXRlc193cml0dGVuGAYgASgEEhcKD3BvcHVsYXRlZF9ieXRlcxgHIAEoBBIXCg9mdWxseV9wb3B1bGF0ZWQYCCABKAgilgEKDkFyY2hpdmVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSJQoEZmlsZRgCIAEoCzIXLnJlY2FsbC52MS5GaWxlSWRlbnRpdHkSDgoGYnVja2V0GAMgASgJEgsKA2tleRgEIAEoCRISCgpjaHVua19zaXplGAUgASgEEhgKEGRlYWRsaW5lX3VuaXhfbXMYBiABKAMitgEKD0FyY2hpdmVSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEiEKBnJlYXNvbhgCIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SJAoGb2JqZWN0GAMgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZhInCglpbnRlZ3JpdHkYBCABKAsyFC5yZWNhbGwudjEuSW50ZWdyaXR5EgwKBHNpemUYBSABKAQSDwoHbWVzc2FnZRgGIAEoCSKzAQoNVmVyaWZ5UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEiUKBGZpbGUYAiABKAsyFy5yZWNhbGwudjEuRmlsZUlkZW50aXR5EiQKBm9iamVjdBgDIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYSJwoJaW50ZWdyaXR5GAQgASgLMhQucmVjYWxsLnYxLkludGVncml0eRIYChBkZWFkbGluZV91bml4X21zGAUgASgDImcKDlZlcmlmeVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZXF1YWwYAiABKAgSIQoGcmVhc29uGAMgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIjkKEVN0YXRPYmplY3RSZXF1ZXN0EiQKBm9iamVjdBgBIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYiVQoSU3RhdE9iamVjdFJlc3BvbnNlEg4KBmV4aXN0cxgBIAEoCBIMCgRzaXplGAIgASgEEiEKBnJlYXNvbhgDIAEoDjIRLnJlY2FsbC52MS5SZWFzb24qRwoHVmVyZGljdBIXChNWRVJESUNUX1VOU1BFQ0lGSUVEEAASEQoNVkVSRElDVF9BTExPVxABEhAKDFZFUkRJQ1RfREVOWRACKrEDCgZSZWFzb24SFgoSUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPUkVBU09OX1JFQ0FMTEVEEAESEwoPUkVBU09OX1JFU0lERU5UEAISEgoOUkVBU09OX1RJTUVPVVQQAxIcChhSRUFTT05fU1RPUkVfVU5BVkFJTEFCTEUQBBIZChVSRUFTT05fT0JKRUNUX01JU1NJTkcQBRIcChhSRUFTT05fQ0hFQ0tTVU1fTUlTTUFUQ0gQBhIXChNSRUFTT05fV1JJVEVfRkFJTEVEEAcSEwoPUkVBU09OX05PX1NQQUNFEAgSFQoRUkVBU09OX0ZEX01JU1NJTkcQCRIZChVSRUFTT05fUFJPVE9DT0xfRVJST1IQChIVChFSRUFTT05fT1ZFUkxPQURFRBALEhMKD1JFQVNPTl9TSFVURE9XThAMEhcKE1JFQVNPTl9TVFVCX0NIQU5HRUQQDRITCg9SRUFTT05fQVJDSElWRUQQDhITCg9SRUFTT05fVkVSSUZJRUQQDxITCg9SRUFTT05fTUlTTUFUQ0gQEBIWChJSRUFTT05fUkVBRF9GQUlMRUQQESpXCgpSZWNhbGxNb2RlEhsKF1JFQ0FMTF9NT0RFX1VOU1BFQ0lGSUVEEAASFQoRUkVDQUxMX01PREVfUkFOR0UQARIVChFSRUNBTExfTU9ERV9XSE9MRRACMpoCCg1SZWNhbGxTZXJ2aWNlEj0KBlJlY2FsbBIYLnJlY2FsbC52MS5SZWNhbGxSZXF1ZXN0GhkucmVjYWxsLnYxLlJlY2FsbFJlc3BvbnNlEkAKB0FyY2hpdmUSGS5yZWNhbGwudjEuQXJjaGl2ZVJlcXVlc3QaGi5yZWNhbGwudjEuQXJjaGl2ZVJlc3BvbnNlEj0KBlZlcmlmeRIYLnJlY2FsbC52MS5WZXJpZnlSZXF1ZXN0GhkucmVjYWxsLnYxLlZlcmlmeVJlc3BvbnNlEkkKClN0YXRPYmplY3QSHC5yZWNhbGwudjEuU3RhdE9iamVjdFJlcXVlc3QaHS5yZWNhbGwudjEuU3RhdE9iamVjdFJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChZyZWNhbGwvdjEvcmVjYWxsLnByb3RvEglyZWNhbGwudjEiSAoMRmlsZUlkZW50aXR5EgsKA2RldhgBIAEoBBILCgNpbm8YAiABKAQSDAoEc2l6ZRgDIAEoBBIQCghtdGltZV9ucxgEIAEoAyI8CglPYmplY3RSZWYSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgp2ZXJzaW9uX2lkGAMgASgJIisKCUJ5dGVSYW5nZRIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIkUKCEFjY2Vzc29yEgsKA3BpZBgBIAEoBRILCgN1aWQYAiABKA0SDwoHY29tbWFuZBgDIAEoCRIOCgZjZ3JvdXAYBCABKAkiUAoJSW50ZWdyaXR5EhYKDmNvbnRlbnRfc2hhMjU2GAEgASgJEhcKD21hbmlmZXN0X3NoYTI1NhgCIAEoCRISCgpjaHVua19zaXplGAMgASgEIqUCCg1SZWNhbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSJQoEZmlsZRgCIAEoCzIXLnJlY2FsbC52MS5GaWxlSWRlbnRpdHkSJAoGb2JqZWN0GAMgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZhInCglpbnRlZ3JpdHkYBCABKAsyFC5yZWNhbGwudjEuSW50ZWdyaXR5EiMKBG1vZGUYBSABKA4yFS5yZWNhbGwudjEuUmVjYWxsTW9kZRIkCgZyYW5nZXMYBiADKAsyFC5yZWNhbGwudjEuQnl0ZVJhbmdlEhgKEGRlYWRsaW5lX3VuaXhfbXMYByABKAMSJQoIYWNjZXNzb3IYCCABKAsyEy5yZWNhbGwudjEuQWNjZXNzb3Ii2wEKDlJlY2FsbFJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSIwoHdmVyZGljdBgCIAEoDjISLnJlY2FsbC52MS5WZXJkaWN0Eg0KBWVycm5vGAMgASgNEiEKBnJlYXNvbhgEIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SFQoNYnl0ZXNfZmV0Y2hlZBgFIAEoBBIVCg1ieXRlc193cml0dGVuGAYgASgEEhcKD3BvcHVsYXRlZF9ieXRlcxgHIAEoBBIXCg9mdWxseV9wb3B1bGF0ZWQYCCABKAgilgEKDkFyY2hpdmVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSJQoEZmlsZRgCIAEoCzIXLnJlY2FsbC52MS5GaWxlSWRlbnRpdHkSDgoGYnVja2V0GAMgASgJEgsKA2tleRgEIAEoCRISCgpjaHVua19zaXplGAUgASgEEhgKEGRlYWRsaW5lX3VuaXhfbXMYBiABKAMitgEKD0FyY2hpdmVSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEiEKBnJlYXNvbhgCIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SJAoGb2JqZWN0GAMgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZhInCglpbnRlZ3JpdHkYBCABKAsyFC5yZWNhbGwudjEuSW50ZWdyaXR5EgwKBHNpemUYBSABKAQSDwoHbWVzc2FnZRgGIAEoCSKzAQoNVmVyaWZ5UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEiUKBGZpbGUYAiABKAsyFy5yZWNhbGwudjEuRmlsZUlkZW50aXR5EiQKBm9iamVjdBgDIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYSJwoJaW50ZWdyaXR5GAQgASgLMhQucmVjYWxsLnYxLkludGVncml0eRIYChBkZWFkbGluZV91bml4X21zGAUgASgDImcKDlZlcmlmeVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZXF1YWwYAiABKAgSIQoGcmVhc29uGAMgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIjkKEVN0YXRPYmplY3RSZXF1ZXN0EiQKBm9iamVjdBgBIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYiVQoSU3RhdE9iamVjdFJlc3BvbnNlEg4KBmV4aXN0cxgBIAEoCBIMCgRzaXplGAIgASgEEiEKBnJlYXNvbhgDIAEoDjIRLnJlY2FsbC52MS5SZWFzb24iRgoUTGlzdGVuZXJWZXJkaWN0Q291bnQSDwoHdmVyZGljdBgBIAEoCRIOCgZyZWFzb24YAiABKAkSDQoFY291bnQYAyABKAQixgEKGlJlcG9ydExpc3RlbmVyU3RhdHNSZXF1ZXN0EhQKDGxpc3RlbmVyX3BpZBgBIAEoBRIXCg9zdGFydGVkX3VuaXhfbXMYAiABKAMSFAoMZXZlbnRzX3RvdGFsGAMgASgEEhsKE2lnbm9yZV9tYXJrZWRfZmlsZXMYBCABKAQSEwoLcXVldWVfZGVwdGgYBSABKAQSMQoIdmVyZGljdHMYBiADKAsyHy5yZWNhbGwudjEuTGlzdGVuZXJWZXJkaWN0Q291bnQiHQobUmVwb3J0TGlzdGVuZXJTdGF0c1Jlc3BvbnNlKkcKB1ZlcmRpY3QSFwoTVkVSRElDVF9VTlNQRUNJRklFRBAAEhEKDVZFUkRJQ1RfQUxMT1cQARIQCgxWRVJESUNUX0RFTlkQAiqxAwoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhMKD1JFQVNPTl9SRUNBTExFRBABEhMKD1JFQVNPTl9SRVNJREVOVBACEhIKDlJFQVNPTl9USU1FT1VUEAMSHAoYUkVBU09OX1NUT1JFX1VOQVZBSUxBQkxFEAQSGQoVUkVBU09OX09CSkVDVF9NSVNTSU5HEAUSHAoYUkVBU09OX0NIRUNLU1VNX01JU01BVENIEAYSFwoTUkVBU09OX1dSSVRFX0ZBSUxFRBAHEhMKD1JFQVNPTl9OT19TUEFDRRAIEhUKEVJFQVNPTl9GRF9NSVNTSU5HEAkSGQoVUkVBU09OX1BST1RPQ09MX0VSUk9SEAoSFQoRUkVBU09OX09WRVJMT0FERUQQCxITCg9SRUFTT05fU0hVVERPV04QDBIXChNSRUFTT05fU1RVQl9DSEFOR0VEEA0SEwoPUkVBU09OX0FSQ0hJVkVEEA4SEwoPUkVBU09OX1ZFUklGSUVEEA8SEwoPUkVBU09OX01JU01BVENIEBASFgoSUkVBU09OX1JFQURfRkFJTEVEEBEqVwoKUmVjYWxsTW9kZRIbChdSRUNBTExfTU9ERV9VTlNQRUNJRklFRBAAEhUKEVJFQ0FMTF9NT0RFX1JBTkdFEAESFQoRUkVDQUxMX01PREVfV0hPTEUQAjKAAwoNUmVjYWxsU2VydmljZRI9CgZSZWNhbGwSGC5yZWNhbGwudjEuUmVjYWxsUmVxdWVzdBoZLnJlY2FsbC52MS5SZWNhbGxSZXNwb25zZRJACgdBcmNoaXZlEhkucmVjYWxsLnYxLkFyY2hpdmVSZXF1ZXN0GhoucmVjYWxsLnYxLkFyY2hpdmVSZXNwb25zZRI9CgZWZXJpZnkSGC5yZWNhbGwudjEuVmVyaWZ5UmVxdWVzdBoZLnJlY2FsbC52MS5WZXJpZnlSZXNwb25zZRJJCgpTdGF0T2JqZWN0EhwucmVjYWxsLnYxLlN0YXRPYmplY3RSZXF1ZXN0Gh0ucmVjYWxsLnYxLlN0YXRPYmplY3RSZXNwb25zZRJkChNSZXBvcnRMaXN0ZW5lclN0YXRzEiUucmVjYWxsLnYxLlJlcG9ydExpc3RlbmVyU3RhdHNSZXF1ZXN0GiYucmVjYWxsLnYxLlJlcG9ydExpc3RlbmVyU3RhdHNSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * FileIdentity names the inode behind the fd, as the listener saw it.
@@ -498,6 +498,106 @@ export const StatObjectResponseSchema: GenMessage<StatObjectResponse> = /*@__PUR
   messageDesc(file_recall_v1_recall, 12);
 
 /**
+ * ListenerVerdictCount is how many events the listener answered with one verdict and reason.
+ *
+ * @generated from message recall.v1.ListenerVerdictCount
+ */
+export type ListenerVerdictCount = Message<"recall.v1.ListenerVerdictCount"> & {
+  /**
+   * verdict is "allow" or "deny".
+   *
+   * @generated from field: string verdict = 1;
+   */
+  verdict: string;
+
+  /**
+   * reason is a listener reason name (the same string as its log field).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: uint64 count = 3;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message recall.v1.ListenerVerdictCount.
+ * Use `create(ListenerVerdictCountSchema)` to create a new message.
+ */
+export const ListenerVerdictCountSchema: GenMessage<ListenerVerdictCount> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 13);
+
+/**
+ * ReportListenerStatsRequest is a snapshot of the listener's counters since it started.
+ *
+ * @generated from message recall.v1.ReportListenerStatsRequest
+ */
+export type ReportListenerStatsRequest = Message<"recall.v1.ReportListenerStatsRequest"> & {
+  /**
+   * listener_pid and started_unix_ms tell one listener process from the next.
+   *
+   * @generated from field: int32 listener_pid = 1;
+   */
+  listenerPid: number;
+
+  /**
+   * @generated from field: int64 started_unix_ms = 2;
+   */
+  startedUnixMs: bigint;
+
+  /**
+   * events_total counts fanotify events read.
+   *
+   * @generated from field: uint64 events_total = 3;
+   */
+  eventsTotal: bigint;
+
+  /**
+   * ignore_marked_files counts files given an ignore mark (not stubs).
+   *
+   * @generated from field: uint64 ignore_marked_files = 4;
+   */
+  ignoreMarkedFiles: bigint;
+
+  /**
+   * queue_depth is the number of events held right now.
+   *
+   * @generated from field: uint64 queue_depth = 5;
+   */
+  queueDepth: bigint;
+
+  /**
+   * @generated from field: repeated recall.v1.ListenerVerdictCount verdicts = 6;
+   */
+  verdicts: ListenerVerdictCount[];
+};
+
+/**
+ * Describes the message recall.v1.ReportListenerStatsRequest.
+ * Use `create(ReportListenerStatsRequestSchema)` to create a new message.
+ */
+export const ReportListenerStatsRequestSchema: GenMessage<ReportListenerStatsRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 14);
+
+/**
+ * ReportListenerStatsResponse is empty.
+ *
+ * @generated from message recall.v1.ReportListenerStatsResponse
+ */
+export type ReportListenerStatsResponse = Message<"recall.v1.ReportListenerStatsResponse"> & {
+};
+
+/**
+ * Describes the message recall.v1.ReportListenerStatsResponse.
+ * Use `create(ReportListenerStatsResponseSchema)` to create a new message.
+ */
+export const ReportListenerStatsResponseSchema: GenMessage<ReportListenerStatsResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 15);
+
+/**
  * Verdict is the answer given to the kernel for the held access.
  *
  * @generated from enum recall.v1.Verdict
@@ -705,6 +805,17 @@ export const RecallService: GenService<{
     methodKind: "unary";
     input: typeof StatObjectRequestSchema;
     output: typeof StatObjectResponseSchema;
+  },
+  /**
+   * ReportListenerStats carries the listener's counters, which opens no port of its own, to
+   * the recall service's metrics; it also tells the recall service the listener is there.
+   *
+   * @generated from rpc recall.v1.RecallService.ReportListenerStats
+   */
+  reportListenerStats: {
+    methodKind: "unary";
+    input: typeof ReportListenerStatsRequestSchema;
+    output: typeof ReportListenerStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_recall_v1_recall, 0);

@@ -1,0 +1,59 @@
+// stats-reporter: every REPORT_INTERVAL_MS sends the listener's counters to the recall
+// service (ReportListenerStats), which renders them as Prometheus metrics: the listener opens
+// no port of its own. The report doubles as the listener's heartbeat for the recall service's
+// health. A failed report is dropped; the next one carries the running totals.
+//
+// Owns: the report timer. Must not own: the counters (dispatcher, fanotify-source keep them)
+// or the gRPC channel (recall-client). Holds no fds.
+import { FAILURE_POLICY } from "./failure-policy.js";
+import type { ListenerReason } from "./failure-policy.js";
+import type { RecallClient } from "./recall-client.js";
+
+export const REPORT_INTERVAL_MS = 5_000;
+
+export interface ListenerCounters {
+  readonly eventsTotal: number;
+  readonly ignoreMarks: number;
+  readonly held: number;
+  readonly counts: ReadonlyMap<string, number>;
+}
+
+export class StatsReporter {
+  private timer: NodeJS.Timeout | null = null;
+  private readonly startedMs = Date.now();
+
+  constructor(
+    private readonly recall: RecallClient,
+    private readonly counters: () => ListenerCounters,
+  ) {}
+
+  start(): void {
+    void this.report();
+    this.timer = setInterval(() => void this.report(), REPORT_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private async report(): Promise<void> {
+    const c = this.counters();
+    await this.recall.reportListenerStats(
+      {
+        listenerPid: process.pid,
+        startedUnixMs: BigInt(this.startedMs),
+        eventsTotal: BigInt(c.eventsTotal),
+        ignoreMarkedFiles: BigInt(c.ignoreMarks),
+        queueDepth: BigInt(c.held),
+        verdicts: [...c.counts].map(([reason, count]) => ({
+          verdict: FAILURE_POLICY[reason as ListenerReason]?.verdict ?? "deny",
+          reason,
+          count: BigInt(count),
+        })),
+      },
+      2_000,
+    );
+  }
+}

@@ -1,0 +1,49 @@
+// audit: the one structured record written per Recall RPC: which process caused the recall
+// (pid, uid, command, cgroup, and the Kubernetes pod uid when the cgroup path names one),
+// which file (dev, ino), the ranges, bytes fetched, duration, verdict and reason.
+//
+// Owns: the record's shape and the pod-from-cgroup derivation. Must not own: logging
+// configuration (main.ts sets the redaction of secrets) or anything that reads /proc (the
+// listener, which sees the process, sends what it read). Holds no fds.
+import type { RecallRequest } from "../proto/index.js";
+import { RecallMode } from "../proto/index.js";
+
+/**
+ * The pod uid in a cgroup path, from either cgroup driver: systemd
+ * (`kubepods-burstable-pod1234_abcd.slice`, underscores for dashes) or cgroupfs
+ * (`/kubepods/burstable/pod1234-abcd/...`). Null when the path names no pod.
+ */
+export function podUidFromCgroup(cgroup: string): string | null {
+  const m = /kubepods(?:[-/][a-z]+)?[-/]pod([0-9a-fA-F_-]{36})(?:\.slice)?(?:\/|$)/.exec(cgroup);
+  return m ? m[1].replace(/_/g, "-").toLowerCase() : null;
+}
+
+export interface RecallOutcome {
+  readonly verdict: "allow" | "deny";
+  readonly reason: string;
+  readonly bytesFetched: number;
+  readonly durationMs: number;
+}
+
+/** The audit record's fields (pino merges them into one JSON line). */
+export function auditRecord(req: RecallRequest, outcome: RecallOutcome): Record<string, unknown> {
+  const a = req.accessor;
+  const cgroup = a?.cgroup ?? "";
+  return {
+    audit: "recall",
+    reqId: req.requestId.toString(),
+    eventPid: a?.pid ?? 0,
+    uid: a?.uid ?? null,
+    command: a?.command ?? "",
+    cgroup,
+    pod: podUidFromCgroup(cgroup),
+    dev: Number(req.file?.dev ?? 0n),
+    ino: Number(req.file?.ino ?? 0n),
+    mode: req.mode === RecallMode.RANGE ? "range" : "whole",
+    ranges: req.ranges.map((r) => [Number(r.offset), Number(r.length)]),
+    bytesFetched: outcome.bytesFetched,
+    durationMs: outcome.durationMs,
+    verdict: outcome.verdict,
+    reason: outcome.reason,
+  };
+}

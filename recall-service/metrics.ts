@@ -1,0 +1,106 @@
+// metrics: the recall service's Prometheus metrics, its own and the listener's (the listener
+// opens no port; it reports its counters over gRPC, see ReportListenerStats), rendered in the
+// Prometheus text exposition format (version 0.0.4).
+//
+// Owns: the metric values and their rendering. Label values are closed sets (verdict, reason
+// names), never paths or user input. Must not own: the HTTP server (metrics-server.ts) or
+// deciding what a recall's outcome was. Holds no fds.
+
+/** Upper bounds (seconds) of the recall latency histogram. */
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const;
+
+export interface ListenerSnapshot {
+  readonly pid: number;
+  readonly eventsTotal: number;
+  readonly ignoreMarkedFiles: number;
+  readonly queueDepth: number;
+  readonly verdicts: ReadonlyArray<{ verdict: string; reason: string; count: number }>;
+  /** Date.now() when it arrived. */
+  readonly receivedMs: number;
+}
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+function labels(pairs: Record<string, string>): string {
+  const inner = Object.entries(pairs)
+    .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+    .join(",");
+  return inner ? `{${inner}}` : "";
+}
+
+export class RecallMetrics {
+  private readonly recalls = new Map<string, { verdict: string; reason: string; n: number }>();
+  private readonly bucketCounts: number[] = LATENCY_BUCKETS.map(() => 0);
+  private latencyCount = 0;
+  private latencySum = 0;
+  bytesWritten = 0;
+  inFlight = 0;
+  storeUp = 1;
+  /** The latest report of the listener, or null before the first one. */
+  listener: ListenerSnapshot | null = null;
+
+  constructor(private readonly storeBytesFetched: () => number) {}
+
+  /** One finished Recall RPC. */
+  recordRecall(verdict: "allow" | "deny", reason: string, seconds: number, bytesWritten: number): void {
+    const key = `${verdict}\0${reason}`;
+    const row = this.recalls.get(key) ?? { verdict, reason, n: 0 };
+    row.n++;
+    this.recalls.set(key, row);
+    this.bytesWritten += bytesWritten;
+    this.latencyCount++;
+    this.latencySum += seconds;
+    LATENCY_BUCKETS.forEach((le, i) => {
+      if (seconds <= le) this.bucketCounts[i]++;
+    });
+  }
+
+  /** True while a listener has reported within `maxAgeMs`. */
+  listenerConnected(maxAgeMs: number): boolean {
+    return this.listener !== null && Date.now() - this.listener.receivedMs <= maxAgeMs;
+  }
+
+  render(): string {
+    const out: string[] = [];
+    const family = (name: string, type: string, help: string) =>
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    family("fanrecall_recalls_total", "counter", "Recall RPCs finished, by verdict and reason.");
+    for (const r of this.recalls.values())
+      out.push(`fanrecall_recalls_total${labels({ verdict: r.verdict, reason: r.reason })} ${r.n}`);
+    family("fanrecall_recall_bytes_written_total", "counter", "Bytes recalled into files.");
+    out.push(`fanrecall_recall_bytes_written_total ${this.bytesWritten}`);
+    family("fanrecall_store_bytes_fetched_total", "counter", "Bytes fetched from the object store.");
+    out.push(`fanrecall_store_bytes_fetched_total ${this.storeBytesFetched()}`);
+    family("fanrecall_recall_duration_seconds", "histogram", "Time a Recall RPC took.");
+    LATENCY_BUCKETS.forEach((le, i) =>
+      out.push(`fanrecall_recall_duration_seconds_bucket${labels({ le: String(le) })} ${this.bucketCounts[i]}`),
+    );
+    out.push(`fanrecall_recall_duration_seconds_bucket${labels({ le: "+Inf" })} ${this.latencyCount}`);
+    out.push(`fanrecall_recall_duration_seconds_sum ${this.latencySum}`);
+    out.push(`fanrecall_recall_duration_seconds_count ${this.latencyCount}`);
+    family("fanrecall_recalls_in_flight", "gauge", "Recall RPCs running now.");
+    out.push(`fanrecall_recalls_in_flight ${this.inFlight}`);
+    family("fanrecall_store_up", "gauge", "1 when the last object store probe succeeded.");
+    out.push(`fanrecall_store_up ${this.storeUp}`);
+    this.renderListener(out, family);
+    return `${out.join("\n")}\n`;
+  }
+
+  private renderListener(out: string[], family: (name: string, type: string, help: string) => void): void {
+    const l = this.listener;
+    family("fanrecall_listener_up", "gauge", "1 while the listener reports its counters (every 5 s).");
+    out.push(`fanrecall_listener_up ${this.listenerConnected(15_000) ? 1 : 0}`);
+    if (l === null) return;
+    family("fanrecall_listener_events_total", "counter", "fanotify events the listener read.");
+    out.push(`fanrecall_listener_events_total ${l.eventsTotal}`);
+    family("fanrecall_listener_ignore_marked_files_total", "counter", "Files the listener ignore-marked.");
+    out.push(`fanrecall_listener_ignore_marked_files_total ${l.ignoreMarkedFiles}`);
+    family("fanrecall_listener_queue_depth", "gauge", "Events the listener holds now.");
+    out.push(`fanrecall_listener_queue_depth ${l.queueDepth}`);
+    family("fanrecall_listener_verdicts_total", "counter", "Events the listener answered, by verdict and reason.");
+    for (const v of l.verdicts)
+      out.push(`fanrecall_listener_verdicts_total${labels({ verdict: v.verdict, reason: v.reason })} ${v.count}`);
+  }
+}
