@@ -1,0 +1,65 @@
+// The recall service's Prometheus text: families, labels from closed sets, the histogram's
+// cumulative buckets, the listener's reported counters; and the Grafana dashboard in deploy/
+// queries only metrics that exist.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { RecallMetrics } from "../../recall-service/metrics.js";
+
+function rendered(): string {
+  const m = new RecallMetrics(() => 1234);
+  m.recordRecall("allow", "recalled", 0.02, 4096);
+  m.recordRecall("allow", "recalled", 3, 8192);
+  m.recordRecall("deny", "timeout", 31, 0);
+  m.listener = {
+    pid: 7,
+    eventsTotal: 10,
+    ignoreMarkedFiles: 3,
+    queueDepth: 1,
+    verdicts: [{ verdict: "deny", reason: "queue-full", count: 2 }],
+    receivedMs: Date.now(),
+  };
+  return m.render();
+}
+
+test("counters, histogram and listener figures render in the text format", () => {
+  const text = rendered();
+  assert.match(text, /^fanrecall_recalls_total\{verdict="allow",reason="recalled"\} 2$/m);
+  assert.match(text, /^fanrecall_recalls_total\{verdict="deny",reason="timeout"\} 1$/m);
+  assert.match(text, /^fanrecall_recall_bytes_written_total 12288$/m);
+  assert.match(text, /^fanrecall_store_bytes_fetched_total 1234$/m);
+  assert.match(text, /^fanrecall_recall_duration_seconds_bucket\{le="0.025"\} 1$/m);
+  assert.match(text, /^fanrecall_recall_duration_seconds_bucket\{le="5"\} 2$/m);
+  assert.match(text, /^fanrecall_recall_duration_seconds_bucket\{le="\+Inf"\} 3$/m);
+  assert.match(text, /^fanrecall_recall_duration_seconds_count 3$/m);
+  assert.match(text, /^fanrecall_listener_up 1$/m);
+  assert.match(text, /^fanrecall_listener_events_total 10$/m);
+  assert.match(text, /^fanrecall_listener_verdicts_total\{verdict="deny",reason="queue-full"\} 2$/m);
+  for (const line of text.trimEnd().split("\n"))
+    assert.match(line, /^(# (HELP|TYPE) fanrecall_\w+ .+|fanrecall_\w+(\{[^}]*\})? [0-9.e+-]+)$/, line);
+});
+
+test("a listener that stopped reporting is down", () => {
+  const m = new RecallMetrics(() => 0);
+  assert.match(m.render(), /^fanrecall_listener_up 0$/m);
+  m.listener = {
+    pid: 1,
+    eventsTotal: 0,
+    ignoreMarkedFiles: 0,
+    queueDepth: 0,
+    verdicts: [],
+    receivedMs: Date.now() - 60_000,
+  };
+  assert.match(m.render(), /^fanrecall_listener_up 0$/m);
+});
+
+test("the Grafana dashboard queries only metrics the recall service exports", () => {
+  const dashboard = readFileSync(new URL("../../deploy/grafana/fanrecall-dashboard.json", import.meta.url), "utf8");
+  const exported = new Set([...rendered().matchAll(/^# TYPE (fanrecall_\w+) (\w+)$/gm)].map((m) => m[1]));
+  const used = new Set([...dashboard.matchAll(/fanrecall_\w+/g)].map((m) => m[0]));
+  assert.ok(used.size > 0);
+  for (const name of used) {
+    const family = name.replace(/_(bucket|sum|count)$/, "");
+    assert.ok(exported.has(name) || exported.has(family), `the dashboard queries ${name}, which is not exported`);
+  }
+});
