@@ -35,7 +35,10 @@ Options:
 
 S3 settings come from the environment: FANRECALL_S3_ENDPOINT, FANRECALL_S3_ACCESS_KEY,
 FANRECALL_S3_SECRET_KEY, FANRECALL_S3_BUCKET (default fanrecall), FANRECALL_S3_REGION
-(default us-east-1).
+(default us-east-1). The recall service's other settings (FANRECALL_METRICS_ADDRESS, the
+mesh admin API's FANRECALL_MESH_ADMIN_ADDRESS and FANRECALL_MESH_TLS_*) come from the
+environment too; see 'fanrecall recall-service --help'. With a mesh admin address set, the
+listener serves the requests it relays (--mesh-admin true).
 
 Then, from another terminal (as root):
   fanrecall archive|release|restore [--run-dir RUN_DIR] PATH...
@@ -178,6 +181,8 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   const listenerArgs = ["listener", "--run-dir", runDir, "--recall-uid", String(args.uid), "--mode", args.mode];
   listenerArgs.push("--recall-timeout-ms", args.timeoutMs, "--holder-socket", holderSocket);
   listenerArgs.push(...args.watch.flatMap((w) => ["--watch", w]));
+  // The recall service serves the mesh admin API: let the listener take the requests it relays.
+  if (process.env.FANRECALL_MESH_ADMIN_ADDRESS) listenerArgs.push("--mesh-admin", "true");
   const listener = child("the listener", join(runDir, "listener", "admin.sock"), () =>
     spawn(process.execPath, [binPath(), ...listenerArgs], { ...detached, env: withoutSecrets(process.env) }),
   );

@@ -169,7 +169,11 @@ export class AdminOps {
   /** Restore: recall the whole file, inside the caller's trigger event. */
   prepareRestore(fd: number, peerPid: number): { wait: Promise<AdminResult> } | AdminResult {
     const { st } = this.check(fd);
-    const stub = this.stubOf(fd);
+    return this.prepareRestoreOf(st, this.stubOf(fd), peerPid);
+  }
+
+  /** Restore of a file already looked at (`st`, `stub`): the recall runs inside `peerPid`'s next access. */
+  prepareRestoreOf(st: FdStat, stub: StubState | null, peerPid: number): { wait: Promise<AdminResult> } | AdminResult {
     if (!stub || !needsRecall(stub.state))
       return { state: stub?.state ?? "resident", ...(stub ? { object: objectOf(stub) } : {}) };
     return {

@@ -19,6 +19,8 @@ export interface ListenerConfig {
   readonly adminSocket: string;
   /** The group-fd holder's socket; "" runs without one. */
   readonly holderSocket: string;
+  /** Serve mesh admin requests relayed by the recall service (status, restore, archive). */
+  readonly meshAdmin: boolean;
 }
 
 export const LISTENER_HELP = `Usage: fanrecall listener --watch DIR [--watch DIR ...] [options]
@@ -37,6 +39,9 @@ Settings (flag, environment variable, or key in the --config JSON file):
   --admin-socket PATH       FANRECALL_ADMIN_SOCKET         adminSocket  (default RUN_DIR/listener/admin.sock)
   --holder-socket PATH      FANRECALL_HOLDER_SOCKET        holderSocket (default RUN_DIR/holder/holder.sock;
                             "" = none: a crash of this process would then let held readers through)
+  --mesh-admin true|false   FANRECALL_MESH_ADMIN           meshAdmin    (default false: serve status,
+                            restore and archive requests that the recall service relays from its
+                            TLS mesh admin API; paths are resolved here, beneath a --watch DIR)
 
 Signals: SIGTERM/SIGINT stop fanrecall here (held accesses are answered, marks removed, the
 group closed); SIGUSR2 exits for an upgrade, leaving the group and its queued accesses with
@@ -45,6 +50,7 @@ the holder for the next listener.
 `;
 
 const FLAGS = [
+  "mesh-admin",
   "admin-socket",
   "holder-socket",
   "watch",
@@ -90,6 +96,9 @@ export function loadListenerConfig(
   const timeout = Number(one("recall-timeout-ms", "FANRECALL_RECALL_TIMEOUT_MS", "recallTimeoutMs") ?? "30000");
   if (!Number.isSafeInteger(timeout) || timeout < 100)
     throw new Error("recall timeout must be an integer of at least 100 ms");
+  const meshAdmin = one("mesh-admin", "FANRECALL_MESH_ADMIN", "meshAdmin") ?? "false";
+  if (meshAdmin !== "true" && meshAdmin !== "false")
+    throw new Error(`mesh-admin must be true or false, not '${meshAdmin}'`);
   const recallUid = Number(one("recall-uid", "FANRECALL_RECALL_UID", "recallUid") ?? "65534");
   if (!Number.isSafeInteger(recallUid) || recallUid <= 0)
     throw new Error("recall uid must be a positive integer (never root)");
@@ -97,6 +106,7 @@ export function loadListenerConfig(
     watch: watch.map((w) => resolve(w)),
     runDir: resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall"),
     recallUid,
+    meshAdmin: meshAdmin === "true",
     mode,
     recallTimeoutMs: timeout,
     maxInFlight: 4096,

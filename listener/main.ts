@@ -16,9 +16,11 @@ import { FanotifySource } from "./fanotify-source.js";
 import type { WatchMode } from "./fanotify-source.js";
 import { FdChannel } from "./fd-channel.js";
 import { GroupHandoff, answerStale } from "./group-handoff.js";
+import { MeshWorker } from "./mesh-worker.js";
 import { RecallClient } from "./recall-client.js";
 import { StatsReporter } from "./stats-reporter.js";
 import { SystemdNotify, takeFromFdStore } from "./systemd-notify.js";
+import { WatchedPaths } from "./watched-path.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -96,7 +98,19 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     recallTimeoutMs: config.recallTimeoutMs,
   });
   const admin = new AdminServer(config.adminSocket, ops, log);
+  const paths = config.meshAdmin ? new WatchedPaths(config.watch) : null;
+  const mesh = paths
+    ? new MeshWorker({
+        recall,
+        ops,
+        paths,
+        modeOf: (dev) => modes.get(dev),
+        recallUid: config.recallUid,
+        log: log.child({ component: "mesh-admin" }),
+      })
+    : null;
   source.start();
+  mesh?.start();
   const d = dispatcher;
   const reporter = new StatsReporter(recall, () => ({
     eventsTotal: d.eventsTotal,
@@ -105,7 +119,10 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     counts: d.counts,
   }));
   reporter.start();
-  log.info({ watch: config.watch, pid: process.pid, tookOver: taken !== null }, "listener ready");
+  log.info(
+    { watch: config.watch, pid: process.pid, tookOver: taken !== null, meshAdmin: config.meshAdmin },
+    "listener ready",
+  );
   notify("READY", () => systemd.send({ READY: "1", MAINPID: String(process.pid) }));
   const signal = await new Promise<string>((resolve) => {
     for (const s of ["SIGTERM", "SIGINT", "SIGUSR2"] as const) process.once(s, () => resolve(s));
@@ -114,6 +131,8 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   log.info({ signal, queued: dispatcher.queued }, upgrade ? "exiting for an upgrade" : "shutting down");
   notify("STOPPING", () => systemd.send({ STOPPING: "1" }));
   admin.close();
+  mesh?.stop();
+  paths?.close();
   reporter.stop();
   if (upgrade) {
     // Leave queued events in the group for the next listener: stop reading now.

@@ -5,6 +5,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
 import type {
+  FinishAdminWorkRequestSchema,
+  TakeAdminWorkResponse,
   ArchiveRequestSchema,
   ArchiveResponse,
   ReportListenerStatsRequestSchema,
@@ -63,6 +65,15 @@ export class RecallClient {
     timeoutMs: number,
   ): Promise<RpcResult<unknown>> {
     return this.call(() => this.handle.client.reportListenerStats(req, { timeoutMs }));
+  }
+
+  /** The long poll for mesh admin requests (see recall.proto TakeAdminWork). */
+  takeAdminWork(waitMs: number): Promise<RpcResult<TakeAdminWorkResponse>> {
+    return this.call(() => this.handle.client.takeAdminWork({ waitMs }, { timeoutMs: waitMs + 5_000 }));
+  }
+
+  finishAdminWork(req: MessageInitShape<typeof FinishAdminWorkRequestSchema>): Promise<RpcResult<unknown>> {
+    return this.call(() => this.handle.client.finishAdminWork(req, { timeoutMs: 10_000 }));
   }
 
   close(): void {

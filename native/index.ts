@@ -65,6 +65,8 @@ type NativeBinding = {
   fstat(fd: number): FdStat;
   fgetxattr(fd: number, name: string): Buffer | null;
   lgetxattr(path: string, name: string): Buffer | null;
+  getxattr(path: string, name: string): Buffer | null;
+  openBeneath(dirFd: number, path: string): number;
   setNoNewPrivs(): void;
   fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void;
   fremovexattr(fd: number, name: string): boolean;
@@ -131,6 +133,8 @@ const FAN_KEYS = [
   "O_DIRECTORY",
   "O_NOFOLLOW",
   "O_NOATIME",
+  "O_PATH",
+  "O_NONBLOCK",
   "FALLOC_FL_KEEP_SIZE",
   "FALLOC_FL_PUNCH_HOLE",
   "XATTR_CREATE",
@@ -305,6 +309,20 @@ export function fgetxattr(fd: number, name: string): Buffer | null {
 /** Reads an xattr by path without following a final symlink and without opening the file; null when absent. */
 export function lgetxattr(path: string, name: string): Buffer | null {
   return binding.lgetxattr(path, name);
+}
+
+/** Reads an xattr by path, following symlinks (for `/proc/self/fd/N` of an O_PATH fd); null when absent. */
+export function getxattr(path: string, name: string): Buffer | null {
+  return binding.getxattr(path, name);
+}
+
+/**
+ * An O_PATH fd for `path` relative to `dirFd`, resolved by openat2 so that it cannot leave
+ * dirFd's tree (no "..", symlink, magic link or mount crossing: EXDEV or ELOOP). The open
+ * gives no access to content and raises no fanotify event.
+ */
+export function openBeneath(dirFd: number, path: string): number {
+  return binding.openBeneath(dirFd, path);
 }
 
 /** prctl(PR_SET_NO_NEW_PRIVS, 1): no later exec can gain privileges. */

@@ -17,6 +17,8 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** Absolute deadline in ms since the epoch, or Infinity when the client set none. */
   readonly deadlineMs: number;
+  /** Who called: the verified TLS client certificate's subject CN when there is one, else the peer address. */
+  readonly caller: string;
 }
 
 type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
@@ -92,7 +94,10 @@ function callContext(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerW
   call.on("cancelled", () => controller.abort(new RpcError(grpc.status.CANCELLED, "call cancelled")));
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-  return { ctx: { signal: controller.signal, deadlineMs }, controller };
+  const cert = call.getAuthContext().sslPeerCertificate;
+  const cn = cert?.subject?.CN;
+  const caller = typeof cn === "string" && cn !== "" ? `cn=${cn}` : call.getPeer();
+  return { ctx: { signal: controller.signal, deadlineMs, caller }, controller };
 }
 
 function toServiceError(err: unknown): grpc.ServiceError {

@@ -22,6 +22,17 @@ export interface RecallServiceConfig {
   readonly logLevel: string;
   /** HOST:PORT of the Prometheus /metrics endpoint; null = not served. */
   readonly metricsAddress: { host: string; port: number } | null;
+  /** The mesh admin API (AdminService + health over TLS); null = not served. */
+  readonly meshAdmin: MeshAdminConfig | null;
+}
+
+export interface MeshAdminConfig {
+  readonly address: { host: string; port: number };
+  /** PEM files, read when the server starts (after the privilege drop: the service user must be able to read them). */
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** When set, clients must present a certificate this CA signed; otherwise any TLS client may call. */
+  readonly clientCaFile: string | null;
 }
 
 export const RECALL_SERVICE_HELP = `Usage: fanrecall recall-service [--config FILE] [--run-dir DIR] [--user UID:GID]
@@ -45,6 +56,19 @@ Settings (flag, environment variable, or key in the --config JSON file):
                          FANRECALL_METRICS_ADDRESS  metricsAddress (default none: no HTTP port;
                          e.g. 0.0.0.0:9464 serves Prometheus metrics at /metrics)
 
+Mesh admin API (off unless an address is given; TLS only):
+  --mesh-admin-address HOST:PORT
+                         FANRECALL_MESH_ADMIN_ADDRESS  meshAdminAddress (e.g. 0.0.0.0:9443)
+  --mesh-tls-cert FILE   FANRECALL_MESH_TLS_CERT    meshTlsCert   (PEM certificate chain, required)
+  --mesh-tls-key FILE    FANRECALL_MESH_TLS_KEY     meshTlsKey    (PEM private key, required; readable
+                         by the service user)
+  --mesh-tls-client-ca FILE
+                         FANRECALL_MESH_TLS_CLIENT_CA  meshTlsClientCa (clients must present a
+                         certificate this CA signed; without it any TLS client may call)
+  It serves recall.v1.AdminService (Status, Restore, Archive of one file by its path beneath
+  a watched directory, relayed to the listener, which resolves the path itself) and
+  grpc.health.v1. The fd channel and the listener's socket stay local unix sockets.
+
 Health (grpc.health.v1 on the gRPC socket): "" is SERVING while the process serves;
 "recall.v1.RecallService" is SERVING only while the object store answers and a listener
 reports in (every 5 s), NOT_SERVING otherwise.
@@ -64,6 +88,10 @@ const KEYS: Record<string, { env: string; file: string }> = {
   "listener-uid": { env: "FANRECALL_LISTENER_UID", file: "listenerUid" },
   "log-level": { env: "FANRECALL_LOG_LEVEL", file: "logLevel" },
   "metrics-address": { env: "FANRECALL_METRICS_ADDRESS", file: "metricsAddress" },
+  "mesh-admin-address": { env: "FANRECALL_MESH_ADMIN_ADDRESS", file: "meshAdminAddress" },
+  "mesh-tls-cert": { env: "FANRECALL_MESH_TLS_CERT", file: "meshTlsCert" },
+  "mesh-tls-key": { env: "FANRECALL_MESH_TLS_KEY", file: "meshTlsKey" },
+  "mesh-tls-client-ca": { env: "FANRECALL_MESH_TLS_CLIENT_CA", file: "meshTlsClientCa" },
 };
 
 /** Parses `--name value` flags into a map; throws on unknown flags or a missing value. */
@@ -141,15 +169,31 @@ export function loadRecallServiceConfig(argv: readonly string[], env: Source = p
     listenerUid: Number(get("listener-uid") ?? "0"),
     user: process.getuid?.() === 0 ? parseUser(get("user") ?? "65534:65534") : null,
     logLevel: get("log-level") ?? "info",
-    metricsAddress: parseAddress(get("metrics-address")),
+    metricsAddress: parseAddress("metrics address", get("metrics-address")),
+    meshAdmin: meshAdminConfig(get),
   };
 }
 
-function parseAddress(value: string | undefined): { host: string; port: number } | null {
+function meshAdminConfig(get: (name: string) => string | undefined): MeshAdminConfig | null {
+  const address = parseAddress("mesh admin address", get("mesh-admin-address"));
+  const certFile = get("mesh-tls-cert") ?? "";
+  const keyFile = get("mesh-tls-key") ?? "";
+  const clientCaFile = get("mesh-tls-client-ca") || null;
+  if (address === null) {
+    if (certFile || keyFile || clientCaFile) throw new Error("the mesh TLS settings need --mesh-admin-address");
+    return null;
+  }
+  if (!certFile || !keyFile) {
+    throw new Error("the mesh admin API is served over TLS only: --mesh-tls-cert and --mesh-tls-key are required");
+  }
+  return { address, certFile, keyFile, clientCaFile };
+}
+
+function parseAddress(what: string, value: string | undefined): { host: string; port: number } | null {
   if (value === undefined || value === "") return null;
   const m = /^(.*):(\d+)$/.exec(value);
   const port = m ? Number(m[2]) : NaN;
-  if (!m || !m[1] || port > 65535) throw new Error(`metrics address must be HOST:PORT, not '${value}'`);
+  if (!m || !m[1] || port > 65535) throw new Error(`${what} must be HOST:PORT, not '${value}'`);
   return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port };
 }
 

@@ -1,9 +1,9 @@
 // server: wires the recall service together: store client, fd inbox, handlers, the gRPC
-// server (RecallService + grpc.health.v1) on a unix socket, the health monitor, and the
-// Prometheus endpoint when one is configured.
+// server (RecallService + grpc.health.v1) on a unix socket, the health monitor, the
+// Prometheus endpoint and the mesh admin API (TLS) when they are configured.
 //
-// Owns: the gRPC server, the fd inbox (and so every fd received), the store client, the
-// metrics (and their HTTP server).
+// Owns: the gRPC servers, the fd inbox (and so every fd received), the store client, the
+// metrics (and their HTTP server), the mesh relay.
 // Must not own: configuration parsing or privilege changes (main.ts does those first).
 import { chmodSync, rmSync } from "node:fs";
 import type { Logger } from "pino";
@@ -29,6 +29,8 @@ import type { ListenerSnapshot } from "./metrics.js";
 import { startMetricsServer } from "./metrics-server.js";
 import type { MetricsServer } from "./metrics-server.js";
 import { ManifestLoader } from "./manifest-loader.js";
+import { MeshRelay } from "./mesh-relay.js";
+import { startMeshServer } from "./mesh-server.js";
 import { MinioStore } from "./minio-store.js";
 import type { ObjectStore } from "./object-store.js";
 import { RecallHandler } from "./recall-handler.js";
@@ -39,6 +41,8 @@ export interface RecallServer {
   readonly metrics: RecallMetrics;
   /** The bound metrics port, or null when metrics are not served. */
   readonly metricsPort: number | null;
+  /** The bound mesh admin address, or null when the mesh admin API is not served. */
+  readonly meshAddress: string | null;
   stop(): Promise<void>;
 }
 
@@ -93,6 +97,7 @@ export async function startRecallServer(
     metrics,
     log: log.child({ component: "health" }),
   });
+  const relay = new MeshRelay();
   rmSync(paths.grpc, { force: true });
   const server: RunningServer = await startServer(`unix://${paths.grpc}`, [
     {
@@ -111,6 +116,11 @@ export async function startRecallServer(
             receivedMs: Date.now(),
           };
           metrics.listener = snapshot;
+          return {};
+        },
+        takeAdminWork: async (req, ctx) => ({ items: await relay.take(req.waitMs, ctx.signal) }),
+        finishAdminWork: async (req) => {
+          relay.finish(req);
           return {};
         },
         statObject: async (req) => {
@@ -137,14 +147,31 @@ export async function startRecallServer(
   monitor.start();
   let metricsServer: MetricsServer | null = null;
   if (config.metricsAddress) metricsServer = await startMetricsServer(metrics, config.metricsAddress);
-  log.info({ grpc: paths.grpc, fdChannel: paths.fd, metricsPort: metricsServer?.port ?? null }, "recall service ready");
+  const mesh = config.meshAdmin
+    ? await startMeshServer({
+        config: config.meshAdmin,
+        relay,
+        health,
+        store: objectStore,
+        log: log.child({ component: "mesh-admin" }),
+      })
+    : null;
+  const meshAddress = mesh?.address ?? null;
+  const meshAdminPort = meshAddress === null ? null : Number(/:(\d+)$/.exec(meshAddress)?.[1]);
+  log.info(
+    { grpc: paths.grpc, fdChannel: paths.fd, metricsPort: metricsServer?.port ?? null, meshAdminPort },
+    "recall service ready",
+  );
   return {
     chunks,
     health,
     metrics,
     metricsPort: metricsServer?.port ?? null,
+    meshAddress,
     stop: async () => {
       monitor.stop();
+      relay.close();
+      await mesh?.stop(2000);
       await metricsServer?.close();
       inbox.close();
       await server.stop(2000);

@@ -1,14 +1,17 @@
 // fileops.cc: file operations on fds (event fds, fds received over SCM_RIGHTS, admin fds).
 //
 // Owns: fstat, f{get,set,remove}xattr, pread/pwrite, fsync/fdatasync, fallocate, lseek
-// SEEK_DATA/SEEK_HOLE, futimens, close, dup and openat (the only path-based call, for the
-// admin/CLI side: never use it on a watched filesystem from the listener).
+// SEEK_DATA/SEEK_HOLE, futimens, close, dup, openat (path-based, for the admin/CLI side:
+// never use it on a watched filesystem from the listener) and openBeneath (openat2 confined
+// beneath a directory fd, O_PATH only: no content access and no fanotify event).
 // Must not: interpret xattrs or stat results, buffer data, or decide anything.
 // Fds: openPath and dup create fds (always O_CLOEXEC) that JS owns; close() releases one.
 // All other calls only borrow the fd they are given.
 #include "fileops.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/xattr.h>
@@ -72,6 +75,34 @@ Napi::Value Lgetxattr(const Napi::CallbackInfo& info) {
     ThrowErrno(env, errno, "lgetxattr");
   }
   return Napi::Buffer<char>::Copy(env, buf.data(), static_cast<size_t>(n));
+}
+
+// By path, following symlinks: for /proc/self/fd/N of an O_PATH fd, where fgetxattr gives EBADF.
+Napi::Value Getxattr(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<char> buf(kXattrMax);
+  ssize_t n = getxattr(ArgString(info, 0, "path").c_str(), ArgString(info, 1, "name").c_str(), buf.data(), buf.size());
+  if (n < 0) {
+    if (errno == ENODATA) return env.Null();
+    ThrowErrno(env, errno, "getxattr");
+  }
+  return Napi::Buffer<char>::Copy(env, buf.data(), static_cast<size_t>(n));
+}
+
+// openat2(dirfd, relative path, O_PATH) that cannot leave dirfd's tree: no "..", absolute
+// path, symlink, magic link or mount crossing on the way (EXDEV/ELOOP otherwise). An O_PATH
+// fd gives no access to content and its open raises no fanotify event.
+Napi::Value OpenBeneath(const Napi::CallbackInfo& info) {
+  int dirfd = ArgInt(info, 0, "dirfd");
+  std::string path = ArgString(info, 1, "path");
+  struct open_how how = {};
+  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  long fd;
+  do fd = syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) ThrowErrno(info.Env(), errno, "openat2");
+  return Napi::Number::New(info.Env(), static_cast<double>(fd));
 }
 
 // prctl(PR_SET_NO_NEW_PRIVS): this process and its children can never gain privileges.
@@ -198,7 +229,7 @@ Napi::Value Dup(const Napi::CallbackInfo& info) {
 
 void RegisterFileops(Napi::Env env, Napi::Object exports, Napi::Object constants) {
   SetFunctions(env, exports,
-               {{"fstat", Fstat}, {"fgetxattr", Fgetxattr}, {"lgetxattr", Lgetxattr}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr}, {"fremovexattr", Fremovexattr},
+               {{"fstat", Fstat}, {"fgetxattr", Fgetxattr}, {"lgetxattr", Lgetxattr}, {"getxattr", Getxattr}, {"openBeneath", OpenBeneath}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr}, {"fremovexattr", Fremovexattr},
                 {"pread", Pread}, {"pwrite", Pwrite}, {"fsync", Fsync}, {"fdatasync", Fdatasync},
                 {"fallocate", Fallocate}, {"seek", Seek}, {"futimens", Futimens}, {"close", Close},
                 {"openPath", OpenPath}, {"dup", Dup}});
@@ -206,7 +237,7 @@ void RegisterFileops(Napi::Env env, Napi::Object exports, Napi::Object constants
   SetConstants(env, constants,
                {C(O_RDONLY), C(O_WRONLY), C(O_RDWR), C(O_CREAT), C(O_EXCL), C(O_TRUNC), C(O_LARGEFILE),
                 C(O_CLOEXEC), C(FALLOC_FL_KEEP_SIZE), C(FALLOC_FL_PUNCH_HOLE), C(XATTR_CREATE), C(XATTR_REPLACE),
-                C(SEEK_DATA), C(SEEK_HOLE), C(O_DIRECTORY), C(O_NOFOLLOW), C(O_NOATIME)});
+                C(SEEK_DATA), C(SEEK_HOLE), C(O_DIRECTORY), C(O_NOFOLLOW), C(O_NOATIME), C(O_PATH), C(O_NONBLOCK)});
 #undef C
 }
 

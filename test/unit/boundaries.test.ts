@@ -1,6 +1,7 @@
 // The privilege split, checked mechanically: the root listener imports no S3 client, no
 // network module and nothing from the recall service; the recall service imports nothing
-// from the listener; the listener never opens a path except through stat-like calls.
+// from the listener; the listener opens no watched file by a name it was given, except
+// through the confined resolution of mesh admin requests (watched-path.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
@@ -31,15 +32,31 @@ test("recall-service/ imports nothing from listener/", () => {
   }
 });
 
-test("listener/ never opens a path (only /proc reads in classify-access and config files)", () => {
+test("listener/ opens no watched file by a name: only watch roots (O_PATH) and O_PATH fds it resolved", () => {
+  const opens = /\bopenPath\(|\bopenSync\(|createReadStream\(|\bopenAsync\(|\bopenBeneath\(|\bopen as\b|\bfs\.open\b/;
   for (const { file, text } of sources("listener")) {
-    assert.doesNotMatch(text, /\bopenPath\(|\bopenSync\(|createReadStream\(/, `${file} opens a path`);
+    if (!["listener/watched-path.ts", "listener/mesh-worker.ts"].includes(file)) {
+      assert.doesNotMatch(text, opens, `${file} opens a path`);
+    }
     if (!["listener/classify-access.ts", "listener/config.ts"].includes(file)) {
       assert.doesNotMatch(text, /readFileSync\(/, `${file} reads a file by path`);
     }
   }
   const classify = readFileSync(join(root, "listener/classify-access.ts"), "utf8");
   for (const m of classify.matchAll(/readProc\(`([^`]+)`\)/g)) assert.match(m[1], /^\/proc\//);
+  // watched-path: the configured watch roots, as O_PATH directories; everything beneath them
+  // only through openat2 confined to those roots.
+  const watched = readFileSync(join(root, "listener/watched-path.ts"), "utf8");
+  assert.deepEqual(
+    [...watched.matchAll(/\b(openPath|openBeneath)\(([^)]*)\)/g)].map((m) => `${m[1]}(${m[2]})`),
+    ["openPath(dir, FAN.O_PATH | FAN.O_DIRECTORY)", "openBeneath(root.fd, rel)"],
+  );
+  // mesh-worker: reopens only an O_PATH fd that watched-path resolved, through /proc/self/fd.
+  const mesh = readFileSync(join(root, "listener/mesh-worker.ts"), "utf8");
+  const calls = [...mesh.matchAll(/\b(openPath|openAsync)\(([^,]*),/g)];
+  assert.ok(calls.length > 0);
+  for (const m of calls) assert.match(m[2], /^procFd\(\w+\)$/, `mesh-worker opens ${m[2]}`);
+  assert.match(mesh, /const procFd = \(fd: number\) => `\/proc\/self\/fd\/\$\{fd\}`;/);
 });
 
 test("every module starts with a charter comment", () => {

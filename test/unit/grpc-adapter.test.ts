@@ -48,6 +48,8 @@ describe("grpc adapter over a unix socket", () => {
     verify: async (req) => ({ requestId: req.requestId, equal: true, reason: Reason.VERIFIED }),
     statObject: async () => ({ exists: false, reason: Reason.OBJECT_MISSING }),
     reportListenerStats: async () => ({}),
+    takeAdminWork: async () => ({ items: [] }),
+    finishAdminWork: async () => ({}),
   };
 
   before(async () => {

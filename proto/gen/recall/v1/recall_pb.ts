@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file recall/v1/recall.proto.
  */
 export const file_recall_v1_recall: GenFile = /*@__PURE__*/
-  fileDesc("ChZyZWNhbGwvdjEvcmVjYWxsLnByb3RvEglyZWNhbGwudjEiSAoMRmlsZUlkZW50aXR5EgsKA2RldhgBIAEoBBILCgNpbm8YAiABKAQSDAoEc2l6ZRgDIAEoBBIQCghtdGltZV9ucxgEIAEoAyI8CglPYmplY3RSZWYSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgp2ZXJzaW9uX2lkGAMgASgJIisKCUJ5dGVSYW5nZRIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIkUKCEFjY2Vzc29yEgsKA3BpZBgBIAEoBRILCgN1aWQYAiABKA0SDwoHY29tbWFuZBgDIAEoCRIOCgZjZ3JvdXAYBCABKAkiUAoJSW50ZWdyaXR5EhYKDmNvbnRlbnRfc2hhMjU2GAEgASgJEhcKD21hbmlmZXN0X3NoYTI1NhgCIAEoCRISCgpjaHVua19zaXplGAMgASgEIqUCCg1SZWNhbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSJQoEZmlsZRgCIAEoCzIXLnJlY2FsbC52MS5GaWxlSWRlbnRpdHkSJAoGb2JqZWN0GAMgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZhInCglpbnRlZ3JpdHkYBCABKAsyFC5yZWNhbGwudjEuSW50ZWdyaXR5EiMKBG1vZGUYBSABKA4yFS5yZWNhbGwudjEuUmVjYWxsTW9kZRIkCgZyYW5nZXMYBiADKAsyFC5yZWNhbGwudjEuQnl0ZVJhbmdlEhgKEGRlYWRsaW5lX3VuaXhfbXMYByABKAMSJQoIYWNjZXNzb3IYCCABKAsyEy5yZWNhbGwudjEuQWNjZXNzb3Ii2wEKDlJlY2FsbFJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSIwoHdmVyZGljdBgCIAEoDjISLnJlY2FsbC52MS5WZXJkaWN0Eg0KBWVycm5vGAMgASgNEiEKBnJlYXNvbhgEIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SFQoNYnl0ZXNfZmV0Y2hlZBgFIAEoBBIVCg1ieXRlc193cml0dGVuGAYgASgEEhcKD3BvcHVsYXRlZF9ieXRlcxgHIAEoBBIXCg9mdWxseV9wb3B1bGF0ZWQYCCABKAgilgEKDkFyY2hpdmVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSJQoEZmlsZRgCIAEoCzIXLnJlY2FsbC52MS5GaWxlSWRlbnRpdHkSDgoGYnVja2V0GAMgASgJEgsKA2tleRgEIAEoCRISCgpjaHVua19zaXplGAUgASgEEhgKEGRlYWRsaW5lX3VuaXhfbXMYBiABKAMitgEKD0FyY2hpdmVSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEiEKBnJlYXNvbhgCIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SJAoGb2JqZWN0GAMgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZhInCglpbnRlZ3JpdHkYBCABKAsyFC5yZWNhbGwudjEuSW50ZWdyaXR5EgwKBHNpemUYBSABKAQSDwoHbWVzc2FnZRgGIAEoCSKzAQoNVmVyaWZ5UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEiUKBGZpbGUYAiABKAsyFy5yZWNhbGwudjEuRmlsZUlkZW50aXR5EiQKBm9iamVjdBgDIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYSJwoJaW50ZWdyaXR5GAQgASgLMhQucmVjYWxsLnYxLkludGVncml0eRIYChBkZWFkbGluZV91bml4X21zGAUgASgDImcKDlZlcmlmeVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZXF1YWwYAiABKAgSIQoGcmVhc29uGAMgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIjkKEVN0YXRPYmplY3RSZXF1ZXN0EiQKBm9iamVjdBgBIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYiVQoSU3RhdE9iamVjdFJlc3BvbnNlEg4KBmV4aXN0cxgBIAEoCBIMCgRzaXplGAIgASgEEiEKBnJlYXNvbhgDIAEoDjIRLnJlY2FsbC52MS5SZWFzb24iRgoUTGlzdGVuZXJWZXJkaWN0Q291bnQSDwoHdmVyZGljdBgBIAEoCRIOCgZyZWFzb24YAiABKAkSDQoFY291bnQYAyABKAQixgEKGlJlcG9ydExpc3RlbmVyU3RhdHNSZXF1ZXN0EhQKDGxpc3RlbmVyX3BpZBgBIAEoBRIXCg9zdGFydGVkX3VuaXhfbXMYAiABKAMSFAoMZXZlbnRzX3RvdGFsGAMgASgEEhsKE2lnbm9yZV9tYXJrZWRfZmlsZXMYBCABKAQSEwoLcXVldWVfZGVwdGgYBSABKAQSMQoIdmVyZGljdHMYBiADKAsyHy5yZWNhbGwudjEuTGlzdGVuZXJWZXJkaWN0Q291bnQiHQobUmVwb3J0TGlzdGVuZXJTdGF0c1Jlc3BvbnNlKkcKB1ZlcmRpY3QSFwoTVkVSRElDVF9VTlNQRUNJRklFRBAAEhEKDVZFUkRJQ1RfQUxMT1cQARIQCgxWRVJESUNUX0RFTlkQAiqxAwoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhMKD1JFQVNPTl9SRUNBTExFRBABEhMKD1JFQVNPTl9SRVNJREVOVBACEhIKDlJFQVNPTl9USU1FT1VUEAMSHAoYUkVBU09OX1NUT1JFX1VOQVZBSUxBQkxFEAQSGQoVUkVBU09OX09CSkVDVF9NSVNTSU5HEAUSHAoYUkVBU09OX0NIRUNLU1VNX01JU01BVENIEAYSFwoTUkVBU09OX1dSSVRFX0ZBSUxFRBAHEhMKD1JFQVNPTl9OT19TUEFDRRAIEhUKEVJFQVNPTl9GRF9NSVNTSU5HEAkSGQoVUkVBU09OX1BST1RPQ09MX0VSUk9SEAoSFQoRUkVBU09OX09WRVJMT0FERUQQCxITCg9SRUFTT05fU0hVVERPV04QDBIXChNSRUFTT05fU1RVQl9DSEFOR0VEEA0SEwoPUkVBU09OX0FSQ0hJVkVEEA4SEwoPUkVBU09OX1ZFUklGSUVEEA8SEwoPUkVBU09OX01JU01BVENIEBASFgoSUkVBU09OX1JFQURfRkFJTEVEEBEqVwoKUmVjYWxsTW9kZRIbChdSRUNBTExfTU9ERV9VTlNQRUNJRklFRBAAEhUKEVJFQ0FMTF9NT0RFX1JBTkdFEAESFQoRUkVDQUxMX01PREVfV0hPTEUQAjKAAwoNUmVjYWxsU2VydmljZRI9CgZSZWNhbGwSGC5yZWNhbGwudjEuUmVjYWxsUmVxdWVzdBoZLnJlY2FsbC52MS5SZWNhbGxSZXNwb25zZRJACgdBcmNoaXZlEhkucmVjYWxsLnYxLkFyY2hpdmVSZXF1ZXN0GhoucmVjYWxsLnYxLkFyY2hpdmVSZXNwb25zZRI9CgZWZXJpZnkSGC5yZWNhbGwudjEuVmVyaWZ5UmVxdWVzdBoZLnJlY2FsbC52MS5WZXJpZnlSZXNwb25zZRJJCgpTdGF0T2JqZWN0EhwucmVjYWxsLnYxLlN0YXRPYmplY3RSZXF1ZXN0Gh0ucmVjYWxsLnYxLlN0YXRPYmplY3RSZXNwb25zZRJkChNSZXBvcnRMaXN0ZW5lclN0YXRzEiUucmVjYWxsLnYxLlJlcG9ydExpc3RlbmVyU3RhdHNSZXF1ZXN0GiYucmVjYWxsLnYxLlJlcG9ydExpc3RlbmVyU3RhdHNSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChZyZWNhbGwvdjEvcmVjYWxsLnByb3RvEglyZWNhbGwudjEiSAoMRmlsZUlkZW50aXR5EgsKA2RldhgBIAEoBBILCgNpbm8YAiABKAQSDAoEc2l6ZRgDIAEoBBIQCghtdGltZV9ucxgEIAEoAyI8CglPYmplY3RSZWYSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgp2ZXJzaW9uX2lkGAMgASgJIisKCUJ5dGVSYW5nZRIOCgZvZmZzZXQYASABKAQSDgoGbGVuZ3RoGAIgASgEIkUKCEFjY2Vzc29yEgsKA3BpZBgBIAEoBRILCgN1aWQYAiABKA0SDwoHY29tbWFuZBgDIAEoCRIOCgZjZ3JvdXAYBCABKAkiUAoJSW50ZWdyaXR5EhYKDmNvbnRlbnRfc2hhMjU2GAEgASgJEhcKD21hbmlmZXN0X3NoYTI1NhgCIAEoCRISCgpjaHVua19zaXplGAMgASgEIqUCCg1SZWNhbGxSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSJQoEZmlsZRgCIAEoCzIXLnJlY2FsbC52MS5GaWxlSWRlbnRpdHkSJAoGb2JqZWN0GAMgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZhInCglpbnRlZ3JpdHkYBCABKAsyFC5yZWNhbGwudjEuSW50ZWdyaXR5EiMKBG1vZGUYBSABKA4yFS5yZWNhbGwudjEuUmVjYWxsTW9kZRIkCgZyYW5nZXMYBiADKAsyFC5yZWNhbGwudjEuQnl0ZVJhbmdlEhgKEGRlYWRsaW5lX3VuaXhfbXMYByABKAMSJQoIYWNjZXNzb3IYCCABKAsyEy5yZWNhbGwudjEuQWNjZXNzb3Ii2wEKDlJlY2FsbFJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSIwoHdmVyZGljdBgCIAEoDjISLnJlY2FsbC52MS5WZXJkaWN0Eg0KBWVycm5vGAMgASgNEiEKBnJlYXNvbhgEIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SFQoNYnl0ZXNfZmV0Y2hlZBgFIAEoBBIVCg1ieXRlc193cml0dGVuGAYgASgEEhcKD3BvcHVsYXRlZF9ieXRlcxgHIAEoBBIXCg9mdWxseV9wb3B1bGF0ZWQYCCABKAgilgEKDkFyY2hpdmVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSJQoEZmlsZRgCIAEoCzIXLnJlY2FsbC52MS5GaWxlSWRlbnRpdHkSDgoGYnVja2V0GAMgASgJEgsKA2tleRgEIAEoCRISCgpjaHVua19zaXplGAUgASgEEhgKEGRlYWRsaW5lX3VuaXhfbXMYBiABKAMitgEKD0FyY2hpdmVSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEiEKBnJlYXNvbhgCIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SJAoGb2JqZWN0GAMgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZhInCglpbnRlZ3JpdHkYBCABKAsyFC5yZWNhbGwudjEuSW50ZWdyaXR5EgwKBHNpemUYBSABKAQSDwoHbWVzc2FnZRgGIAEoCSKzAQoNVmVyaWZ5UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEiUKBGZpbGUYAiABKAsyFy5yZWNhbGwudjEuRmlsZUlkZW50aXR5EiQKBm9iamVjdBgDIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYSJwoJaW50ZWdyaXR5GAQgASgLMhQucmVjYWxsLnYxLkludGVncml0eRIYChBkZWFkbGluZV91bml4X21zGAUgASgDImcKDlZlcmlmeVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZXF1YWwYAiABKAgSIQoGcmVhc29uGAMgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIjkKEVN0YXRPYmplY3RSZXF1ZXN0EiQKBm9iamVjdBgBIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYiVQoSU3RhdE9iamVjdFJlc3BvbnNlEg4KBmV4aXN0cxgBIAEoCBIMCgRzaXplGAIgASgEEiEKBnJlYXNvbhgDIAEoDjIRLnJlY2FsbC52MS5SZWFzb24iRgoUTGlzdGVuZXJWZXJkaWN0Q291bnQSDwoHdmVyZGljdBgBIAEoCRIOCgZyZWFzb24YAiABKAkSDQoFY291bnQYAyABKAQixgEKGlJlcG9ydExpc3RlbmVyU3RhdHNSZXF1ZXN0EhQKDGxpc3RlbmVyX3BpZBgBIAEoBRIXCg9zdGFydGVkX3VuaXhfbXMYAiABKAMSFAoMZXZlbnRzX3RvdGFsGAMgASgEEhsKE2lnbm9yZV9tYXJrZWRfZmlsZXMYBCABKAQSEwoLcXVldWVfZGVwdGgYBSABKAQSMQoIdmVyZGljdHMYBiADKAsyHy5yZWNhbGwudjEuTGlzdGVuZXJWZXJkaWN0Q291bnQiHQobUmVwb3J0TGlzdGVuZXJTdGF0c1Jlc3BvbnNlIikKGUFkbWluU2VydmljZVN0YXR1c1JlcXVlc3QSDAoEcGF0aBgBIAEoCSJIChpBZG1pblNlcnZpY2VTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5yZWNhbGwudjEuQWRtaW5GaWxlU3RhdHVzIioKGkFkbWluU2VydmljZVJlc3RvcmVSZXF1ZXN0EgwKBHBhdGgYASABKAkiSQobQWRtaW5TZXJ2aWNlUmVzdG9yZVJlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnJlY2FsbC52MS5BZG1pbkZpbGVTdGF0dXMiKgoaQWRtaW5TZXJ2aWNlQXJjaGl2ZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSJJChtBZG1pblNlcnZpY2VBcmNoaXZlUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoucmVjYWxsLnYxLkFkbWluRmlsZVN0YXR1cyJ7Cg9BZG1pbkZpbGVTdGF0dXMSDAoEcGF0aBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIMCgRzaXplGAMgASgEEhcKD3BvcHVsYXRlZF9ieXRlcxgEIAEoBBIkCgZvYmplY3QYBSABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmImgKDUFkbWluV29ya0l0ZW0SDwoHd29ya19pZBgBIAEoBBIeCgJvcBgCIAEoDjISLnJlY2FsbC52MS5BZG1pbk9wEgwKBHBhdGgYAyABKAkSGAoQZGVhZGxpbmVfdW5peF9tcxgEIAEoAyInChRUYWtlQWRtaW5Xb3JrUmVxdWVzdBIPCgd3YWl0X21zGAEgASgNIkAKFVRha2VBZG1pbldvcmtSZXNwb25zZRInCgVpdGVtcxgBIAMoCzIYLnJlY2FsbC52MS5BZG1pbldvcmtJdGVtIogBChZGaW5pc2hBZG1pbldvcmtSZXF1ZXN0Eg8KB3dvcmtfaWQYASABKAQSCgoCb2sYAiABKAgSKgoGc3RhdHVzGAMgASgLMhoucmVjYWxsLnYxLkFkbWluRmlsZVN0YXR1cxIUCgxlcnJvcl9yZWFzb24YBCABKAkSDwoHbWVzc2FnZRgFIAEoCSIZChdGaW5pc2hBZG1pbldvcmtSZXNwb25zZSpHCgdWZXJkaWN0EhcKE1ZFUkRJQ1RfVU5TUEVDSUZJRUQQABIRCg1WRVJESUNUX0FMTE9XEAESEAoMVkVSRElDVF9ERU5ZEAIqsQMKBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABITCg9SRUFTT05fUkVDQUxMRUQQARITCg9SRUFTT05fUkVTSURFTlQQAhISCg5SRUFTT05fVElNRU9VVBADEhwKGFJFQVNPTl9TVE9SRV9VTkFWQUlMQUJMRRAEEhkKFVJFQVNPTl9PQkpFQ1RfTUlTU0lORxAFEhwKGFJFQVNPTl9DSEVDS1NVTV9NSVNNQVRDSBAGEhcKE1JFQVNPTl9XUklURV9GQUlMRUQQBxITCg9SRUFTT05fTk9fU1BBQ0UQCBIVChFSRUFTT05fRkRfTUlTU0lORxAJEhkKFVJFQVNPTl9QUk9UT0NPTF9FUlJPUhAKEhUKEVJFQVNPTl9PVkVSTE9BREVEEAsSEwoPUkVBU09OX1NIVVRET1dOEAwSFwoTUkVBU09OX1NUVUJfQ0hBTkdFRBANEhMKD1JFQVNPTl9BUkNISVZFRBAOEhMKD1JFQVNPTl9WRVJJRklFRBAPEhMKD1JFQVNPTl9NSVNNQVRDSBAQEhYKElJFQVNPTl9SRUFEX0ZBSUxFRBARKlcKClJlY2FsbE1vZGUSGwoXUkVDQUxMX01PREVfVU5TUEVDSUZJRUQQABIVChFSRUNBTExfTU9ERV9SQU5HRRABEhUKEVJFQ0FMTF9NT0RFX1dIT0xFEAIqZAoHQWRtaW5PcBIYChRBRE1JTl9PUF9VTlNQRUNJRklFRBAAEhMKD0FETUlOX09QX1NUQVRVUxABEhQKEEFETUlOX09QX1JFU1RPUkUQAhIUChBBRE1JTl9PUF9BUkNISVZFEAMyrgQKDVJlY2FsbFNlcnZpY2USPQoGUmVjYWxsEhgucmVjYWxsLnYxLlJlY2FsbFJlcXVlc3QaGS5yZWNhbGwudjEuUmVjYWxsUmVzcG9uc2USQAoHQXJjaGl2ZRIZLnJlY2FsbC52MS5BcmNoaXZlUmVxdWVzdBoaLnJlY2FsbC52MS5BcmNoaXZlUmVzcG9uc2USPQoGVmVyaWZ5EhgucmVjYWxsLnYxLlZlcmlmeVJlcXVlc3QaGS5yZWNhbGwudjEuVmVyaWZ5UmVzcG9uc2USSQoKU3RhdE9iamVjdBIcLnJlY2FsbC52MS5TdGF0T2JqZWN0UmVxdWVzdBodLnJlY2FsbC52MS5TdGF0T2JqZWN0UmVzcG9uc2USZAoTUmVwb3J0TGlzdGVuZXJTdGF0cxIlLnJlY2FsbC52MS5SZXBvcnRMaXN0ZW5lclN0YXRzUmVxdWVzdBomLnJlY2FsbC52MS5SZXBvcnRMaXN0ZW5lclN0YXRzUmVzcG9uc2USUgoNVGFrZUFkbWluV29yaxIfLnJlY2FsbC52MS5UYWtlQWRtaW5Xb3JrUmVxdWVzdBogLnJlY2FsbC52MS5UYWtlQWRtaW5Xb3JrUmVzcG9uc2USWAoPRmluaXNoQWRtaW5Xb3JrEiEucmVjYWxsLnYxLkZpbmlzaEFkbWluV29ya1JlcXVlc3QaIi5yZWNhbGwudjEuRmluaXNoQWRtaW5Xb3JrUmVzcG9uc2UymQIKDEFkbWluU2VydmljZRJVCgZTdGF0dXMSJC5yZWNhbGwudjEuQWRtaW5TZXJ2aWNlU3RhdHVzUmVxdWVzdBolLnJlY2FsbC52MS5BZG1pblNlcnZpY2VTdGF0dXNSZXNwb25zZRJYCgdSZXN0b3JlEiUucmVjYWxsLnYxLkFkbWluU2VydmljZVJlc3RvcmVSZXF1ZXN0GiYucmVjYWxsLnYxLkFkbWluU2VydmljZVJlc3RvcmVSZXNwb25zZRJYCgdBcmNoaXZlEiUucmVjYWxsLnYxLkFkbWluU2VydmljZUFyY2hpdmVSZXF1ZXN0GiYucmVjYWxsLnYxLkFkbWluU2VydmljZUFyY2hpdmVSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * FileIdentity names the inode behind the fd, as the listener saw it.
@@ -598,6 +598,294 @@ export const ReportListenerStatsResponseSchema: GenMessage<ReportListenerStatsRe
   messageDesc(file_recall_v1_recall, 15);
 
 /**
+ * AdminServiceStatusRequest names one regular file by its absolute path as the listener sees it.
+ *
+ * @generated from message recall.v1.AdminServiceStatusRequest
+ */
+export type AdminServiceStatusRequest = Message<"recall.v1.AdminServiceStatusRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message recall.v1.AdminServiceStatusRequest.
+ * Use `create(AdminServiceStatusRequestSchema)` to create a new message.
+ */
+export const AdminServiceStatusRequestSchema: GenMessage<AdminServiceStatusRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 16);
+
+/**
+ * AdminServiceStatusResponse is the file's state.
+ *
+ * @generated from message recall.v1.AdminServiceStatusResponse
+ */
+export type AdminServiceStatusResponse = Message<"recall.v1.AdminServiceStatusResponse"> & {
+  /**
+   * @generated from field: recall.v1.AdminFileStatus status = 1;
+   */
+  status?: AdminFileStatus | undefined;
+};
+
+/**
+ * Describes the message recall.v1.AdminServiceStatusResponse.
+ * Use `create(AdminServiceStatusResponseSchema)` to create a new message.
+ */
+export const AdminServiceStatusResponseSchema: GenMessage<AdminServiceStatusResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 17);
+
+/**
+ * AdminServiceRestoreRequest names one regular file by its absolute path as the listener sees it.
+ *
+ * @generated from message recall.v1.AdminServiceRestoreRequest
+ */
+export type AdminServiceRestoreRequest = Message<"recall.v1.AdminServiceRestoreRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message recall.v1.AdminServiceRestoreRequest.
+ * Use `create(AdminServiceRestoreRequestSchema)` to create a new message.
+ */
+export const AdminServiceRestoreRequestSchema: GenMessage<AdminServiceRestoreRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 18);
+
+/**
+ * AdminServiceRestoreResponse is the file's state after the restore.
+ *
+ * @generated from message recall.v1.AdminServiceRestoreResponse
+ */
+export type AdminServiceRestoreResponse = Message<"recall.v1.AdminServiceRestoreResponse"> & {
+  /**
+   * @generated from field: recall.v1.AdminFileStatus status = 1;
+   */
+  status?: AdminFileStatus | undefined;
+};
+
+/**
+ * Describes the message recall.v1.AdminServiceRestoreResponse.
+ * Use `create(AdminServiceRestoreResponseSchema)` to create a new message.
+ */
+export const AdminServiceRestoreResponseSchema: GenMessage<AdminServiceRestoreResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 19);
+
+/**
+ * AdminServiceArchiveRequest names one regular file by its absolute path as the listener sees it.
+ *
+ * @generated from message recall.v1.AdminServiceArchiveRequest
+ */
+export type AdminServiceArchiveRequest = Message<"recall.v1.AdminServiceArchiveRequest"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message recall.v1.AdminServiceArchiveRequest.
+ * Use `create(AdminServiceArchiveRequestSchema)` to create a new message.
+ */
+export const AdminServiceArchiveRequestSchema: GenMessage<AdminServiceArchiveRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 20);
+
+/**
+ * AdminServiceArchiveResponse is the file's state after the archive.
+ *
+ * @generated from message recall.v1.AdminServiceArchiveResponse
+ */
+export type AdminServiceArchiveResponse = Message<"recall.v1.AdminServiceArchiveResponse"> & {
+  /**
+   * @generated from field: recall.v1.AdminFileStatus status = 1;
+   */
+  status?: AdminFileStatus | undefined;
+};
+
+/**
+ * Describes the message recall.v1.AdminServiceArchiveResponse.
+ * Use `create(AdminServiceArchiveResponseSchema)` to create a new message.
+ */
+export const AdminServiceArchiveResponseSchema: GenMessage<AdminServiceArchiveResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 21);
+
+/**
+ * AdminFileStatus is the state of one file, as `fanrecall status --json` prints it.
+ *
+ * @generated from message recall.v1.AdminFileStatus
+ */
+export type AdminFileStatus = Message<"recall.v1.AdminFileStatus"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * state is resident, archived, released, partial, dirty or lost.
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * @generated from field: uint64 size = 3;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: uint64 populated_bytes = 4;
+   */
+  populatedBytes: bigint;
+
+  /**
+   * object is unset for a resident file.
+   *
+   * @generated from field: recall.v1.ObjectRef object = 5;
+   */
+  object?: ObjectRef | undefined;
+};
+
+/**
+ * Describes the message recall.v1.AdminFileStatus.
+ * Use `create(AdminFileStatusSchema)` to create a new message.
+ */
+export const AdminFileStatusSchema: GenMessage<AdminFileStatus> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 22);
+
+/**
+ * AdminWorkItem is one mesh request waiting for the listener.
+ *
+ * @generated from message recall.v1.AdminWorkItem
+ */
+export type AdminWorkItem = Message<"recall.v1.AdminWorkItem"> & {
+  /**
+   * @generated from field: uint64 work_id = 1;
+   */
+  workId: bigint;
+
+  /**
+   * @generated from field: recall.v1.AdminOp op = 2;
+   */
+  op: AdminOp;
+
+  /**
+   * @generated from field: string path = 3;
+   */
+  path: string;
+
+  /**
+   * deadline_unix_ms is when the mesh client stops waiting.
+   *
+   * @generated from field: int64 deadline_unix_ms = 4;
+   */
+  deadlineUnixMs: bigint;
+};
+
+/**
+ * Describes the message recall.v1.AdminWorkItem.
+ * Use `create(AdminWorkItemSchema)` to create a new message.
+ */
+export const AdminWorkItemSchema: GenMessage<AdminWorkItem> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 23);
+
+/**
+ * TakeAdminWorkRequest is one long poll.
+ *
+ * @generated from message recall.v1.TakeAdminWorkRequest
+ */
+export type TakeAdminWorkRequest = Message<"recall.v1.TakeAdminWorkRequest"> & {
+  /**
+   * @generated from field: uint32 wait_ms = 1;
+   */
+  waitMs: number;
+};
+
+/**
+ * Describes the message recall.v1.TakeAdminWorkRequest.
+ * Use `create(TakeAdminWorkRequestSchema)` to create a new message.
+ */
+export const TakeAdminWorkRequestSchema: GenMessage<TakeAdminWorkRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 24);
+
+/**
+ * TakeAdminWorkResponse holds the requests queued since the last poll (maybe none).
+ *
+ * @generated from message recall.v1.TakeAdminWorkResponse
+ */
+export type TakeAdminWorkResponse = Message<"recall.v1.TakeAdminWorkResponse"> & {
+  /**
+   * @generated from field: repeated recall.v1.AdminWorkItem items = 1;
+   */
+  items: AdminWorkItem[];
+};
+
+/**
+ * Describes the message recall.v1.TakeAdminWorkResponse.
+ * Use `create(TakeAdminWorkResponseSchema)` to create a new message.
+ */
+export const TakeAdminWorkResponseSchema: GenMessage<TakeAdminWorkResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 25);
+
+/**
+ * FinishAdminWorkRequest is the listener's result for one work item.
+ *
+ * @generated from message recall.v1.FinishAdminWorkRequest
+ */
+export type FinishAdminWorkRequest = Message<"recall.v1.FinishAdminWorkRequest"> & {
+  /**
+   * @generated from field: uint64 work_id = 1;
+   */
+  workId: bigint;
+
+  /**
+   * @generated from field: bool ok = 2;
+   */
+  ok: boolean;
+
+  /**
+   * @generated from field: recall.v1.AdminFileStatus status = 3;
+   */
+  status?: AdminFileStatus | undefined;
+
+  /**
+   * error_reason is the admin reason name when ok is false (invalid-path, not-found,
+   * not-permitted, stub-corrupt, stub-changed, timeout, store-unavailable, ...).
+   *
+   * @generated from field: string error_reason = 4;
+   */
+  errorReason: string;
+
+  /**
+   * @generated from field: string message = 5;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message recall.v1.FinishAdminWorkRequest.
+ * Use `create(FinishAdminWorkRequestSchema)` to create a new message.
+ */
+export const FinishAdminWorkRequestSchema: GenMessage<FinishAdminWorkRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 26);
+
+/**
+ * FinishAdminWorkResponse is empty.
+ *
+ * @generated from message recall.v1.FinishAdminWorkResponse
+ */
+export type FinishAdminWorkResponse = Message<"recall.v1.FinishAdminWorkResponse"> & {
+};
+
+/**
+ * Describes the message recall.v1.FinishAdminWorkResponse.
+ * Use `create(FinishAdminWorkResponseSchema)` to create a new message.
+ */
+export const FinishAdminWorkResponseSchema: GenMessage<FinishAdminWorkResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 27);
+
+/**
  * Verdict is the answer given to the kernel for the held access.
  *
  * @generated from enum recall.v1.Verdict
@@ -761,6 +1049,39 @@ export const RecallModeSchema: GenEnum<RecallMode> = /*@__PURE__*/
   enumDesc(file_recall_v1_recall, 2);
 
 /**
+ * AdminOp is what a mesh client asked for.
+ *
+ * @generated from enum recall.v1.AdminOp
+ */
+export enum AdminOp {
+  /**
+   * @generated from enum value: ADMIN_OP_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: ADMIN_OP_STATUS = 1;
+   */
+  STATUS = 1,
+
+  /**
+   * @generated from enum value: ADMIN_OP_RESTORE = 2;
+   */
+  RESTORE = 2,
+
+  /**
+   * @generated from enum value: ADMIN_OP_ARCHIVE = 3;
+   */
+  ARCHIVE = 3,
+}
+
+/**
+ * Describes the enum recall.v1.AdminOp.
+ */
+export const AdminOpSchema: GenEnum<AdminOp> = /*@__PURE__*/
+  enumDesc(file_recall_v1_recall, 3);
+
+/**
  * RecallService is served by the recall service on a unix socket.
  *
  * @generated from service recall.v1.RecallService
@@ -817,6 +1138,73 @@ export const RecallService: GenService<{
     input: typeof ReportListenerStatsRequestSchema;
     output: typeof ReportListenerStatsResponseSchema;
   },
+  /**
+   * TakeAdminWork is the listener's long poll for requests that arrived on the mesh admin
+   * API (AdminService); it returns when work is queued or after wait_ms with none. The
+   * listener alone decides whether and how to act on a request: it resolves the path itself,
+   * beneath a directory it watches.
+   *
+   * @generated from rpc recall.v1.RecallService.TakeAdminWork
+   */
+  takeAdminWork: {
+    methodKind: "unary";
+    input: typeof TakeAdminWorkRequestSchema;
+    output: typeof TakeAdminWorkResponseSchema;
+  },
+  /**
+   * FinishAdminWork carries the listener's result of one admin request.
+   *
+   * @generated from rpc recall.v1.RecallService.FinishAdminWork
+   */
+  finishAdminWork: {
+    methodKind: "unary";
+    input: typeof FinishAdminWorkRequestSchema;
+    output: typeof FinishAdminWorkResponseSchema;
+  },
 }> = /*@__PURE__*/
   serviceDesc(file_recall_v1_recall, 0);
+
+/**
+ * AdminService is the mesh admin API: the recall service serves it on TCP with TLS (and
+ * optionally client certificates) when configured, so services in a mesh can query or
+ * prefetch files. Every file request is relayed to the listener, which owns stub state.
+ * Errors are gRPC status codes: INVALID_ARGUMENT (a path that is not a regular file beneath
+ * a watched directory), NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (corrupt or
+ * changed stub), UNAVAILABLE (no listener, or the store is down), DEADLINE_EXCEEDED.
+ *
+ * @generated from service recall.v1.AdminService
+ */
+export const AdminService: GenService<{
+  /**
+   * Status reports the state of one file; it never recalls anything.
+   *
+   * @generated from rpc recall.v1.AdminService.Status
+   */
+  status: {
+    methodKind: "unary";
+    input: typeof AdminServiceStatusRequestSchema;
+    output: typeof AdminServiceStatusResponseSchema;
+  },
+  /**
+   * Restore recalls the whole file ahead of use and returns its state afterwards.
+   *
+   * @generated from rpc recall.v1.AdminService.Restore
+   */
+  restore: {
+    methodKind: "unary";
+    input: typeof AdminServiceRestoreRequestSchema;
+    output: typeof AdminServiceRestoreResponseSchema;
+  },
+  /**
+   * Archive copies the file to the store (verified) without releasing it.
+   *
+   * @generated from rpc recall.v1.AdminService.Archive
+   */
+  archive: {
+    methodKind: "unary";
+    input: typeof AdminServiceArchiveRequestSchema;
+    output: typeof AdminServiceArchiveResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_recall_v1_recall, 1);
 

@@ -1,0 +1,126 @@
+// mesh-relay: carries mesh admin requests (status, restore, archive of one path) to the
+// listener and its results back. The listener long-polls with TakeAdminWork and answers each
+// item with FinishAdminWork; it alone resolves the path (beneath a directory it watches) and
+// decides what, if anything, the recall service gets to see of the file.
+//
+// Owns: the queue of items not yet taken, the items taken but not finished, and the one
+// waiting poll. Must not own: paths as files (it never opens, stats or resolves one), fds,
+// or the TLS server (mesh-server.ts). Holds no fds.
+import { status } from "@grpc/grpc-js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { AdminOp, RpcError } from "../proto/index.js";
+import type { AdminFileStatus, AdminWorkItemSchema, FinishAdminWorkRequest } from "../proto/index.js";
+
+type Item = MessageInitShape<typeof AdminWorkItemSchema> & { workId: bigint; deadlineUnixMs: bigint };
+
+interface Waiting {
+  readonly item: Item;
+  readonly resolve: (r: AdminFileStatus) => void;
+  readonly reject: (err: RpcError) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** How long after its last poll the listener still counts as connected. */
+const POLL_GRACE_MS = 3_000;
+/** At most this many requests wait for the listener at once; more are refused (RESOURCE_EXHAUSTED). */
+const MAX_WAITING = 256;
+
+/** The listener's error reasons, mapped to the gRPC code the mesh client sees. */
+const CODE_OF: Record<string, status> = {
+  "invalid-path": status.INVALID_ARGUMENT,
+  "not-found": status.NOT_FOUND,
+  "not-permitted": status.PERMISSION_DENIED,
+  "stub-corrupt": status.FAILED_PRECONDITION,
+  "stub-changed": status.FAILED_PRECONDITION,
+  mismatch: status.FAILED_PRECONDITION,
+  timeout: status.DEADLINE_EXCEEDED,
+  "store-unavailable": status.UNAVAILABLE,
+  "recall-unavailable": status.UNAVAILABLE,
+  "object-missing": status.FAILED_PRECONDITION,
+  shutdown: status.UNAVAILABLE,
+};
+
+export function codeForReason(reason: string): status {
+  return CODE_OF[reason] ?? status.INTERNAL;
+}
+
+export class MeshRelay {
+  private nextId = 1n;
+  private readonly queued: Waiting[] = [];
+  private readonly taken = new Map<bigint, Waiting>();
+  private poll: { resolve: (items: Item[]) => void; timer: NodeJS.Timeout } | null = null;
+  private lastPollMs = 0;
+
+  /** Queues one request for the listener; settles with its result or an RpcError by `deadlineMs`. */
+  submit(op: AdminOp, path: string, deadlineMs: number): Promise<AdminFileStatus> {
+    if (this.poll === null && Date.now() - this.lastPollMs > POLL_GRACE_MS) {
+      return Promise.reject(new RpcError(status.UNAVAILABLE, "no fanrecall listener is connected"));
+    }
+    if (this.queued.length + this.taken.size >= MAX_WAITING) {
+      return Promise.reject(new RpcError(status.RESOURCE_EXHAUSTED, "too many admin requests in flight"));
+    }
+    const workId = this.nextId++;
+    const item: Item = { workId, op, path, deadlineUnixMs: BigInt(deadlineMs) };
+    return new Promise<AdminFileStatus>((resolve, reject) => {
+      const timer = setTimeout(() => this.expire(workId), Math.max(0, deadlineMs - Date.now()));
+      this.queued.push({ item, resolve, reject, timer });
+      this.flush();
+    });
+  }
+
+  /** The listener's long poll: the queued items, or none after `waitMs`. */
+  take(waitMs: number, signal: AbortSignal): Promise<Item[]> {
+    this.lastPollMs = Date.now();
+    this.poll?.resolve([]);
+    return new Promise<Item[]>((resolve) => {
+      const done = (items: Item[]) => {
+        clearTimeout(timer);
+        if (this.poll?.resolve === done) this.poll = null;
+        this.lastPollMs = Date.now();
+        resolve(items);
+      };
+      const timer = setTimeout(() => done([]), Math.min(Math.max(waitMs, 0), 30_000));
+      this.poll = { resolve: done, timer };
+      signal.addEventListener("abort", () => done([]), { once: true });
+      this.flush();
+    });
+  }
+
+  /** The listener's answer to one item it took; unknown or expired ids are ignored. */
+  finish(result: FinishAdminWorkRequest): void {
+    const w = this.taken.get(result.workId);
+    if (!w) return;
+    this.taken.delete(result.workId);
+    clearTimeout(w.timer);
+    if (result.ok && result.status) w.resolve(result.status);
+    else w.reject(new RpcError(codeForReason(result.errorReason), result.message || result.errorReason || "failed"));
+  }
+
+  /** Fails everything still waiting (the server is stopping). */
+  close(): void {
+    for (const w of [...this.queued, ...this.taken.values()]) {
+      clearTimeout(w.timer);
+      w.reject(new RpcError(status.UNAVAILABLE, "the recall service is stopping"));
+    }
+    this.queued.length = 0;
+    this.taken.clear();
+    this.poll?.resolve([]);
+  }
+
+  private flush(): void {
+    if (this.poll === null || this.queued.length === 0) return;
+    const batch = this.queued.splice(0, this.queued.length);
+    for (const w of batch) this.taken.set(w.item.workId, w);
+    this.poll.resolve(batch.map((w) => w.item));
+  }
+
+  private expire(workId: bigint): void {
+    const i = this.queued.findIndex((w) => w.item.workId === workId);
+    const w = i >= 0 ? this.queued.splice(i, 1)[0] : this.taken.get(workId);
+    if (!w) return;
+    this.taken.delete(workId);
+    w.reject(new RpcError(status.DEADLINE_EXCEEDED, "the listener did not finish the request in time"));
+  }
+}
+
+export const ADMIN_OPS = { status: AdminOp.STATUS, restore: AdminOp.RESTORE, archive: AdminOp.ARCHIVE } as const;
