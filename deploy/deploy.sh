@@ -10,8 +10,8 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: deploy/deploy.sh [--overlay dev|prod] [--listener-image REF] [--recall-image REF]
-                        [--context NAME] [--render] [--no-wait] [--help]
+usage: deploy/deploy.sh [--overlay dev|prod] [--mesh-admin] [--listener-image REF]
+                        [--recall-image REF] [--context NAME] [--render] [--no-wait] [--help]
 
 Applies deploy/kubernetes/overlays/OVERLAY with `kubectl apply -k` and waits for the
 fanrecall-node DaemonSet to roll out.
@@ -20,6 +20,9 @@ fanrecall-node DaemonSet to roll out.
                          prod: your object store; needs FANRECALL_S3_ENDPOINT set in
                          deploy/kubernetes/overlays/prod/recall-service.env and the Secret
                          fanrecall-s3 (keys access-key, secret-key) created beforehand.
+  --mesh-admin           also serve the mesh admin API (TLS, client certificates) on port 9443
+                         (deploy/kubernetes/components/mesh-admin); needs the Secret
+                         fanrecall-mesh-tls (keys tls.crt, tls.key, ca.crt) created beforehand.
   --listener-image REF   image for the listener, prepare and holder containers
                          (default fanrecall/listener:0.1.0; env FANRECALL_LISTENER_IMAGE)
   --recall-image REF     image for the recall-service container
@@ -46,6 +49,7 @@ recall_image="${FANRECALL_RECALL_IMAGE:-}"
 context=""
 render=0
 wait_rollout=1
+mesh_admin=0
 while (($#)); do
   case "$1" in
     --help | -h)
@@ -61,6 +65,7 @@ while (($#)); do
     --context) context="${2:?--context needs a value}" && shift ;;
     --context=*) context="${1#*=}" ;;
     --render) render=1 ;;
+    --mesh-admin) mesh_admin=1 ;;
     --no-wait) wait_rollout=0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
@@ -86,6 +91,10 @@ trap 'rm -rf "$work"' EXIT
   echo "kind: Kustomization"
   echo "resources:"
   echo "  - $(realpath --relative-to="$work" "$overlay_dir")"
+  if ((mesh_admin)); then
+    echo "components:"
+    echo "  - $(realpath --relative-to="$work" "$here/kubernetes/components/mesh-admin")"
+  fi
   if [[ -n "$listener_image$recall_image" ]]; then
     echo "images:"
     for pair in "fanrecall/listener=$listener_image" "fanrecall/recall-service=$recall_image"; do
@@ -118,6 +127,11 @@ if [[ "$overlay" == prod ]]; then
   fi
   "${kube[@]}" -n fanrecall get secret fanrecall-s3 >/dev/null 2>&1 ||
     die "the Secret fanrecall/fanrecall-s3 does not exist; create it first (see $overlay_dir/kustomization.yaml)"
+fi
+
+if ((mesh_admin)); then
+  "${kube[@]}" -n fanrecall get secret fanrecall-mesh-tls >/dev/null 2>&1 ||
+    die "the Secret fanrecall/fanrecall-mesh-tls does not exist; create it first (see deploy/kubernetes/components/mesh-admin)"
 fi
 
 echo "deploy.sh: applying overlay $overlay"

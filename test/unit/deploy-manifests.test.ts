@@ -72,6 +72,8 @@ interface Variant {
   readonly hostPID: boolean;
   /** dev renders the S3 Secret; base and prod expect it to exist in the cluster. */
   readonly rendersS3Secret: boolean;
+  /** With components/mesh-admin (rendered through deploy.sh --mesh-admin --render). */
+  readonly mesh?: boolean;
 }
 
 const VARIANTS: readonly Variant[] = [
@@ -84,6 +86,14 @@ const VARIANTS: readonly Variant[] = [
     hostPID: true,
     rendersS3Secret: false,
   },
+  {
+    name: "prod with the mesh admin API",
+    dir: "overlays/prod",
+    listenerCaps: CLASSIFYING_LISTENER_CAPS,
+    hostPID: true,
+    rendersS3Secret: false,
+    mesh: true,
+  },
 ];
 
 const rendered = new Map<string, Json[]>();
@@ -94,9 +104,18 @@ function objectsOf(t: TestContext, variant: Variant): Json[] | null {
   if (cached) return cached;
   const tool = requireTool(t, RENDERERS, RENDERER_WHY);
   if (!tool) return null;
-  const objects = parseYamlStream(renderKustomization(tool, join(K8S_DIR, variant.dir)), variant.name);
+  const text = variant.mesh
+    ? renderWithDeployScript(["--overlay", "prod", "--mesh-admin", "--render"])
+    : renderKustomization(tool, join(K8S_DIR, variant.dir));
+  const objects = parseYamlStream(text, variant.name);
   rendered.set(variant.name, objects);
   return objects;
+}
+
+function renderWithDeployScript(args: readonly string[]): string {
+  const r = run("bash", [join(DEPLOY_DIR, "deploy.sh"), ...args]);
+  assert.equal(r.status, 0, `deploy.sh ${args.join(" ")} failed:\n${r.stderr}`);
+  return r.stdout;
 }
 
 function node(objects: Json[]): { ds: IDaemonSet; pod: IPodSpec } {
@@ -163,8 +182,10 @@ for (const variant of VARIANTS) {
       for (const c of allContainers(pod)) {
         const seen = secretsSeenBy(pod, c);
         if (c.name === "recall-service") {
-          assert.equal(seen.length, 1, `recall-service sees one Secret, not ${seen.join(", ")}`);
-          assert.match(seen[0], /^fanrecall-s3(-[a-z0-9]+)?$/);
+          const s3 = seen.filter((name) => name !== "fanrecall-mesh-tls");
+          assert.deepEqual(seen.length - s3.length, variant.mesh ? 1 : 0, "the mesh TLS Secret only with mesh admin");
+          assert.equal(s3.length, 1, `recall-service sees one S3 Secret, not ${seen.join(", ")}`);
+          assert.match(s3[0], /^fanrecall-s3(-[a-z0-9]+)?$/);
           assert.deepEqual(
             (c.env ?? []).filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.valueFrom!.secretKeyRef!.key),
             ["access-key", "secret-key"],
@@ -177,7 +198,10 @@ for (const variant of VARIANTS) {
       const s3Secrets = ofKind(objects, "Secret").filter((s) => nameOf(s).startsWith("fanrecall-s3"));
       if (variant.rendersS3Secret) {
         assert.equal(s3Secrets.length, 1);
-        assert.deepEqual(secretsSeenBy(pod, container(pod, "recall-service")), [nameOf(s3Secrets[0])]);
+        assert.deepEqual(
+          secretsSeenBy(pod, container(pod, "recall-service")).filter((n) => n !== "fanrecall-mesh-tls"),
+          [nameOf(s3Secrets[0])],
+        );
         assert.deepEqual(Object.keys(objectAt(s3Secrets[0].data, "data")).sort(), ["access-key", "secret-key"]);
       } else {
         assert.deepEqual(s3Secrets, [], "the S3 Secret is created out of band, never rendered from git");
@@ -227,15 +251,59 @@ for (const variant of VARIANTS) {
       assert.notEqual(sc.privileged, true);
       assert.equal(sc.seccompProfile?.type ?? pod.securityContext?.seccompProfile?.type, "RuntimeDefault");
       assert.deepEqual(
-        (r.volumeMounts ?? []).map((m) => m.name),
-        ["run"],
+        (r.volumeMounts ?? []).map((m) => m.name).sort(),
+        variant.mesh ? ["mesh-tls", "run"] : ["run"],
         "the recall service mounts only the socket directory (never the data filesystem)",
       );
       assert.deepEqual(
         (r.ports ?? []).map((p) => [p.name, p.containerPort]),
-        [["metrics", 9464]],
+        variant.mesh
+          ? [
+              ["metrics", 9464],
+              ["mesh-admin", 9443],
+            ]
+          : [["metrics", 9464]],
       );
       for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"] as const) execCommand(r, probe);
+    });
+
+    test("mesh admin API: TLS with client certificates on 9443, relayed to the listener, node-local Service", (t) => {
+      const objects = objectsOf(t, variant);
+      if (!objects) return;
+      const { pod } = node(objects);
+      const r = container(pod, "recall-service");
+      const env = Object.fromEntries((r.env ?? []).map((e) => [e.name, e.value ?? ""]));
+      const l = container(pod, "listener");
+      const listenerEnv = Object.fromEntries((l.env ?? []).map((e) => [e.name, e.value ?? ""]));
+      const services = ofKind(objects, "Service").filter((o) => nameOf(o) === "fanrecall-mesh-admin");
+      if (!variant.mesh) {
+        assert.equal(env.FANRECALL_MESH_ADMIN_ADDRESS, undefined, "off unless asked for");
+        assert.equal(listenerEnv.FANRECALL_MESH_ADMIN, undefined);
+        assert.deepEqual(services, []);
+        return;
+      }
+      assert.equal(env.FANRECALL_MESH_ADMIN_ADDRESS, "0.0.0.0:9443");
+      const mount = (r.volumeMounts ?? []).find((m) => m.name === "mesh-tls");
+      assert.equal(mount?.readOnly, true);
+      for (const k of ["FANRECALL_MESH_TLS_CERT", "FANRECALL_MESH_TLS_KEY", "FANRECALL_MESH_TLS_CLIENT_CA"]) {
+        assert.ok(env[k]?.startsWith(`${mount?.mountPath}/`), `${k} is in the mounted Secret`);
+      }
+      assert.equal(listenerEnv.FANRECALL_MESH_ADMIN, "true");
+      assert.equal(l.ports, undefined, "the listener still declares no port");
+      for (const c of allContainers(pod)) {
+        if (c.name !== "recall-service") {
+          assert.ok(
+            !(c.volumeMounts ?? []).some((m) => m.name === "mesh-tls"),
+            `${c.name} does not mount the TLS Secret`,
+          );
+        }
+      }
+      assert.equal(services.length, 1);
+      const spec = objectAt(services[0].spec, "Service spec");
+      assert.equal(spec.internalTrafficPolicy, "Local");
+      assert.equal(jsonText(objectAt(spec.selector, "selector")["app.kubernetes.io/component"]), "node");
+      const policy = ofKind(objects, "NetworkPolicy")[0];
+      assert.ok(JSON.stringify(policy.spec).includes('"port":9443'), "the NetworkPolicy admits 9443");
     });
 
     test("the holder is a separate container: a root sidecar without capabilities, started before the listener", (t) => {
@@ -492,26 +560,35 @@ describe("the exec probes in the manifest", () => {
     assert.notEqual(await probe(command), 0, "no socket fails the probe");
   });
 
-  test("the recall service's probe passes only for SERVING on the unix gRPC socket", async (t) => {
+  test("the recall service's probes: startup and liveness follow the server, readiness the recall path", async (t) => {
     const pod = baseNode(t);
     if (!pod) return;
     const r = container(pod, "recall-service");
-    const command = execCommand(r, "startupProbe");
-    for (const p of ["readinessProbe", "livenessProbe"] as const) assert.deepEqual(execCommand(r, p), command);
-    assert.ok(stringsAt(command, "probe").join(" ").includes("/run/fanrecall/recall/recall.sock"));
+    const live = execCommand(r, "startupProbe");
+    assert.deepEqual(execCommand(r, "livenessProbe"), live);
+    const ready = execCommand(r, "readinessProbe");
+    assert.notDeepEqual(ready, live);
+    for (const command of [live, ready]) {
+      assert.ok(stringsAt(command, "probe").join(" ").includes("/run/fanrecall/recall/recall.sock"));
+    }
     mkdirSync(join(dir, "recall"), { recursive: true });
     const health = new HealthStatus();
     health.set("", ServingStatus.SERVING);
+    health.set("recall.v1.RecallService", ServingStatus.NOT_SERVING);
     const server = await startServer(`unix://${join(dir, "recall", "recall.sock")}`, [
       { definition: toServiceDefinition(Health), handlers: toHandlers(Health, health.impl()) },
     ]);
     try {
-      assert.equal(await probe(command), 0, "SERVING passes");
+      assert.equal(await probe(live), 0, "the server serves: liveness passes");
+      assert.notEqual(await probe(ready), 0, "store or listener missing: not ready");
+      health.set("recall.v1.RecallService", ServingStatus.SERVING);
+      assert.equal(await probe(ready), 0, "recall path SERVING: ready");
       health.set("", ServingStatus.NOT_SERVING);
-      assert.notEqual(await probe(command), 0, "NOT_SERVING fails");
+      assert.notEqual(await probe(live), 0, "NOT_SERVING fails liveness");
     } finally {
       await server.stop(1000);
     }
-    assert.notEqual(await probe(command), 0, "no server fails");
+    assert.notEqual(await probe(live), 0, "no server fails liveness");
+    assert.notEqual(await probe(ready), 0, "no server fails readiness");
   });
 });
