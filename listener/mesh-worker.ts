@@ -7,9 +7,10 @@
 //   - restore registers a trigger and makes the access itself on libuv's thread pool (open
 //     and a 1-byte read), never on the main thread that serves the queue; the recall runs
 //     inside that event on its FMODE_NONOTIFY fd, exactly as for the CLI;
-//   - archive hands the recall service a read-only fd only for a file the recall service's
-//     own uid could read by its mode bits (owner or other): the mesh never reaches content
-//     that the unprivileged side could not read anyway.
+//   - archive hands the recall service a read-only fd of the file (it reads and uploads it).
+// Restore and archive are done only for a file that the recall service's own uid could read
+// by its mode bits (owner or other): through the mesh, the unprivileged side never gets an
+// fd of a file it could not open itself.
 // Runs only when the listener is started with --mesh-admin true (off by default).
 //
 // Owns: the poll loop and, per request, the O_PATH fd and any fd it opens (closed before
@@ -109,11 +110,12 @@ export class MeshWorker {
       const mode = this.opts.modeOf(st.dev);
       if (!mode) throw new AdminError("invalid-path", "not on a watched filesystem");
       const stub = this.stubOf(opath);
-      if (item.op === AdminOp.RESTORE && stub && needsRecall(stub.state)) await this.restore(opath, st, stub);
-      else if (item.op === AdminOp.ARCHIVE && !(stub && needsRecall(stub.state))) await this.archive(opath, st);
-      else if (item.op !== AdminOp.STATUS && item.op !== AdminOp.RESTORE && item.op !== AdminOp.ARCHIVE) {
+      if (item.op !== AdminOp.STATUS && item.op !== AdminOp.RESTORE && item.op !== AdminOp.ARCHIVE) {
         throw new AdminError("invalid-path", "unknown admin operation");
       }
+      if (item.op !== AdminOp.STATUS) this.requireReadableByRecallUser(st, AdminOp[item.op].toLowerCase());
+      if (item.op === AdminOp.RESTORE && stub && needsRecall(stub.state)) await this.restore(opath, st, stub);
+      if (item.op === AdminOp.ARCHIVE && !(stub && needsRecall(stub.state))) await this.archive(opath);
       return this.statusOf(item.path, opath, mode);
     } finally {
       native.close(opath);
@@ -142,14 +144,21 @@ export class MeshWorker {
     }
   }
 
-  private async archive(opath: number, st: FdStat): Promise<void> {
+  /**
+   * Restore and archive hand the recall service an fd of the file: through the mesh, only of
+   * a file its own uid could read by the mode bits (owner or other; groups are not counted).
+   */
+  private requireReadableByRecallUser(st: FdStat, op: string): void {
     const readable = (st.uid === this.opts.recallUid && (st.mode & 0o400) !== 0) || (st.mode & 0o004) !== 0;
     if (!readable) {
       throw new AdminError(
         "not-permitted",
-        "the recall service's user cannot read this file; archive it with 'fanrecall archive' as root",
+        `the recall service's user cannot read this file; ${op} it with 'fanrecall ${op}' as root`,
       );
     }
+  }
+
+  private async archive(opath: number): Promise<void> {
     const fd = await openAsync(procFd(opath), FAN.O_RDONLY | FAN.O_NOATIME | FAN.O_NONBLOCK);
     try {
       await this.opts.ops.archive(fd);

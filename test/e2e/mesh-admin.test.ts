@@ -186,7 +186,7 @@ function meshSuite(mode: "range" | "whole"): void {
     );
 
     rootTest(
-      "archive copies a readable file (verified later by release), never a file the recall user cannot read",
+      "archive copies a readable file (verified later by release); no fd of a file the recall user cannot read",
       async () => {
         const open = join(mesh.dir, "report.pdf");
         const data = randomBytes(2 * MiB + 7);
@@ -205,11 +205,13 @@ function meshSuite(mode: "range" | "whole"): void {
         const secret = join(mesh.dir, "secret.txt");
         writeFileSync(secret, "root only\n");
         chmodSync(secret, 0o600);
-        await rejectsWith(
-          client.admin.client.archive({ path: secret }, { timeoutMs: 10_000 }),
-          grpc.status.PERMISSION_DENIED,
-          "archive of a 0600 root file",
-        );
+        for (const op of ["archive", "restore"] as const) {
+          await rejectsWith(
+            client.admin.client[op]({ path: secret }, { timeoutMs: 10_000 }),
+            grpc.status.PERMISSION_DENIED,
+            `${op} of a 0600 root file`,
+          );
+        }
         const [st] = await mesh.fr.status([secret]);
         assert.equal(st.state, "resident");
         const s = (await client.admin.client.status({ path: secret }, { timeoutMs: 10_000 })).status;
