@@ -53,40 +53,39 @@ Napi::Value Fstat(const Napi::CallbackInfo& info) {
   return out;
 }
 
-Napi::Value Fgetxattr(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// One xattr read into a 64 KiB buffer: null for ENODATA, a Buffer of the value otherwise.
+template <typename Read>
+Napi::Value XattrValue(Napi::Env env, const char* syscall, Read read) {
   std::vector<char> buf(kXattrMax);
-  ssize_t n = fgetxattr(ArgInt(info, 0, "fd"), ArgString(info, 1, "name").c_str(), buf.data(), buf.size());
+  ssize_t n = read(buf.data(), buf.size());
   if (n < 0) {
     if (errno == ENODATA) return env.Null();
-    ThrowErrno(env, errno, "fgetxattr");
+    ThrowErrno(env, errno, syscall);
   }
   return Napi::Buffer<char>::Copy(env, buf.data(), static_cast<size_t>(n));
+}
+
+Napi::Value Fgetxattr(const Napi::CallbackInfo& info) {
+  int fd = ArgInt(info, 0, "fd");
+  std::string name = ArgString(info, 1, "name");
+  return XattrValue(info.Env(), "fgetxattr", [&](char* b, size_t len) { return fgetxattr(fd, name.c_str(), b, len); });
 }
 
 // By path, without following a final symlink and without opening the file: status reads
 // stub state this way so that looking at a stub never raises an open or access event.
 Napi::Value Lgetxattr(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::vector<char> buf(kXattrMax);
-  ssize_t n = lgetxattr(ArgString(info, 0, "path").c_str(), ArgString(info, 1, "name").c_str(), buf.data(), buf.size());
-  if (n < 0) {
-    if (errno == ENODATA) return env.Null();
-    ThrowErrno(env, errno, "lgetxattr");
-  }
-  return Napi::Buffer<char>::Copy(env, buf.data(), static_cast<size_t>(n));
+  std::string path = ArgString(info, 0, "path");
+  std::string name = ArgString(info, 1, "name");
+  return XattrValue(info.Env(), "lgetxattr",
+                    [&](char* b, size_t len) { return lgetxattr(path.c_str(), name.c_str(), b, len); });
 }
 
 // By path, following symlinks: for /proc/self/fd/N of an O_PATH fd, where fgetxattr gives EBADF.
 Napi::Value Getxattr(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  std::vector<char> buf(kXattrMax);
-  ssize_t n = getxattr(ArgString(info, 0, "path").c_str(), ArgString(info, 1, "name").c_str(), buf.data(), buf.size());
-  if (n < 0) {
-    if (errno == ENODATA) return env.Null();
-    ThrowErrno(env, errno, "getxattr");
-  }
-  return Napi::Buffer<char>::Copy(env, buf.data(), static_cast<size_t>(n));
+  std::string path = ArgString(info, 0, "path");
+  std::string name = ArgString(info, 1, "name");
+  return XattrValue(info.Env(), "getxattr",
+                    [&](char* b, size_t len) { return getxattr(path.c_str(), name.c_str(), b, len); });
 }
 
 // openat2(dirfd, relative path, O_PATH) that cannot leave dirfd's tree: no "..", absolute

@@ -2,9 +2,10 @@
 // finally block and the group is closed afterwards, so no reader can stay blocked; children
 // are killed by their spawn timeout at the latest.
 import assert from "node:assert/strict";
-import { statSync, writeFileSync } from "node:fs";
+import { mkdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { constants as osConstants } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { TestContext } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -17,11 +18,15 @@ import {
   fanotifyMark,
   fanotifyReadEvents,
   fanotifyRespond,
+  fgetxattr,
   fstat,
+  getxattr,
   isNativeError,
+  openBeneath,
+  openPath,
   type FanEvent,
 } from "../../native/index.js";
-import { spawnAsNobody, type Spawned } from "../helpers/child.js";
+import { NATIVE_FACADE_URL, nodeEvalArgv, spawnAsNobody, spawnChild, type Spawned } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import { rootTest } from "../helpers/root.js";
 
@@ -109,6 +114,10 @@ function makeFile(path: string, size: number): Buffer {
   for (let i = 0; i < size; i++) data[i] = (i * 7 + (i >> 12)) & 0xff;
   writeFileSync(path, data, { mode: 0o644 });
   return data;
+}
+
+function setxattrSync(path: string): void {
+  execFileSync("setfattr", ["-n", "trusted.fanrecall-test", "-v", "v", path]);
 }
 
 function ddPage(path: string, page: number): Spawned {
@@ -276,6 +285,71 @@ rootTest(
           });
         },
       );
+
+      await t.test("openBeneath: O_PATH beneath its directory only, and its open raises no event", async () => {
+        const file = join(fs.dir, "beneath", "f.bin");
+        mkdirSync(join(fs.dir, "beneath"), { recursive: true });
+        makeFile(file, PAGE);
+        setxattrSync(file);
+        symlinkSync("/etc/passwd", join(fs.dir, "beneath", "link"));
+        const root = openPath(fs.dir, FAN.O_PATH | FAN.O_DIRECTORY);
+        try {
+          const fd = openBeneath(root, "beneath/f.bin");
+          try {
+            assert.equal(fstat(fd).ino, statSync(file).ino);
+            assert.throws(
+              () => fgetxattr(fd, "trusted.fanrecall-test"),
+              (e: unknown) => isNativeError(e, "EBADF"),
+            );
+            assert.equal(getxattr(`/proc/self/fd/${fd}`, "trusted.fanrecall-test")?.toString(), "v");
+          } finally {
+            close(fd);
+          }
+          for (const [rel, code] of [
+            ["../" + basename(fs.dir) + "/beneath/f.bin", "EXDEV"],
+            ["/etc/passwd", "EXDEV"],
+            ["beneath/link/x", "ELOOP"],
+            ["beneath/missing", "ENOENT"],
+          ] as const) {
+            assert.throws(
+              () => openBeneath(root, rel),
+              (e: unknown) => isNativeError(e, code),
+              rel,
+            );
+          }
+        } finally {
+          close(root);
+        }
+        // The open runs in a child: were an event raised, only another process could answer it.
+        await withGroup(async (group) => {
+          fanotifyMark(group.fd, FAN.FAN_MARK_ADD | FAN.FAN_MARK_INODE, FAN.FAN_OPEN_PERM, AT_FDCWD, file);
+          group.mark(FAN.FAN_MARK_INODE, file);
+          const script = [
+            `import * as n from ${JSON.stringify(NATIVE_FACADE_URL)};`,
+            `const root = n.openPath(${JSON.stringify(fs.dir)}, n.FAN.O_PATH | n.FAN.O_DIRECTORY);`,
+            `const fd = n.openBeneath(root, "beneath/f.bin");`,
+            `n.getxattr("/proc/self/fd/" + fd, "trusted.fanrecall-test");`,
+            `console.log(n.fstat(fd).size);`,
+          ].join("\n");
+          const child = spawnChild(nodeEvalArgv(script), { timeoutMs: 15_000 });
+          try {
+            const result = await child.result;
+            assert.equal(result.code, 0, result.stderr);
+            assert.equal(result.stdout.toString().trim(), String(PAGE));
+            assert.deepEqual(await group.waitEvents(200), [], "no open or pre-content event for an O_PATH open");
+            const reader = ddPage(file, 0);
+            try {
+              const ev = await group.eventFrom(reader.pid);
+              assert.equal(ev.mask & FAN.FAN_OPEN_PERM, FAN.FAN_OPEN_PERM, "a real open does raise one");
+              group.answer(ev.fd, FAN.FAN_ALLOW);
+            } finally {
+              reader.kill();
+            }
+          } finally {
+            child.kill();
+          }
+        });
+      });
 
       await t.test("fanotifyMark errors carry code and syscall", async () => {
         await withGroup(async (group) => {
