@@ -4,6 +4,7 @@ import { listenerMain } from "../listener/main.js";
 import { recallServiceMain } from "../recall-service/main.js";
 import { holderMain } from "../holder/main.js";
 import { adminCommand, adminUsage, statusCommand } from "./admin-commands.js";
+import { MESH_HELP, meshCommand } from "./mesh-command.js";
 import { START_HELP, startCommand } from "./start.js";
 import { COMMANDS, mainUsage } from "./usage.js";
 
@@ -13,6 +14,7 @@ const HELP: Record<string, () => string> = {
   release: () => adminUsage("release"),
   restore: () => adminUsage("restore"),
   status: () => adminUsage("status"),
+  mesh: () => MESH_HELP,
 };
 
 async function run(name: string, rest: readonly string[]): Promise<number> {
@@ -31,6 +33,8 @@ async function run(name: string, rest: readonly string[]): Promise<number> {
       return adminCommand(name, rest);
     case "status":
       return statusCommand(rest);
+    case "mesh":
+      return meshCommand(rest);
     default:
       return 2;
   }

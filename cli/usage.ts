@@ -47,6 +47,12 @@ export const COMMANDS: readonly CommandHelp[] = [
     usage: "fanrecall status [--json] PATH...",
     built: true,
   },
+  {
+    name: "mesh",
+    summary: "status, restore or archive files through a recall service's mesh admin API (TLS)",
+    usage: "fanrecall mesh status|restore|archive --address HOST:PORT --ca FILE PATH...",
+    built: true,
+  },
 ];
 
 export function mainUsage(): string {

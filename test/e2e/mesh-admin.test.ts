@@ -9,7 +9,7 @@
 import { after, before, describe } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -19,7 +19,7 @@ import { NOBODY, runAsNobody, runChild } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
-import { startFanrecall } from "../helpers/fanrecall-instance.js";
+import { BIN, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { sha256 } from "../helpers/reader-files.js";
 import { makeTestPki } from "../helpers/tls-certs.js";
@@ -243,6 +243,30 @@ function meshSuite(mode: "range" | "whole"): void {
       }
       const ok = (await client.admin.client.status({ path: join(mesh.dir, "sub", "f") }, { timeoutMs: 10_000 })).status;
       assert.equal(ok?.state, "resident");
+    });
+
+    rootTest("`fanrecall mesh` as an unprivileged user: status and restore, JSON out, errors exit 1", async () => {
+      const path = join(mesh.dir, "cli.bin");
+      const data = randomBytes(MiB + 1);
+      writeFileSync(path, data);
+      chmodSync(path, 0o644);
+      const rel = await mesh.fr.cli(["release", path]);
+      assert.equal(rel.code, 0, rel.stderr);
+      for (const f of [pki.clientCert, pki.clientKey]) chownSync(f, NOBODY, NOBODY);
+      const tls = ["--address", mesh.address, "--ca", pki.caCert, "--cert", pki.clientCert, "--key", pki.clientKey];
+      const mesh$ = (args: readonly string[]) =>
+        runAsNobody([process.execPath, BIN, "mesh", ...args, "--server-name", "localhost"], { timeoutMs: 60_000 });
+      const st = await mesh$(["status", ...tls, "--json", path]);
+      assert.equal(st.code, 0, st.stderr);
+      assert.equal((JSON.parse(st.stdout.toString()) as { state: string }).state, "released");
+      const rs = await mesh$(["restore", ...tls, "--json", path, join(mesh.dir, "missing")]);
+      assert.equal(rs.code, 1, "one of the two paths failed");
+      assert.match(rs.stderr, /missing: .*NOT_FOUND/);
+      const restored = JSON.parse(rs.stdout.toString().trim()) as { state: string; populatedBytes: number };
+      assert.equal(restored.state, "archived");
+      assert.equal(restored.populatedBytes, data.length);
+      const bad = await mesh$(["status", "--address", mesh.address, path]);
+      assert.equal(bad.code, 2, "no --ca: usage error");
     });
 
     rootTest("a client without a certificate, or with one another CA signed, is refused", async () => {
