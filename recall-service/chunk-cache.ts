@@ -1,13 +1,16 @@
-// chunk-cache: fetches verified chunks of archived objects, once. Concurrent requests for
-// the same chunk share one GET (single flight); chunks fetched ahead of need (readahead)
-// wait in a byte-bounded LRU until a recall writes them. Every chunk is checked against
-// its manifest sha256 before anyone sees it.
+// chunk-cache: fetches chunks of archived objects, once each, and hands out only verified
+// bytes. A chunk is one ranged GET, streamed into one buffer; every verification block of it
+// (256 KiB with a version 2 manifest) is checked against its sha256 as soon as it is in, so a
+// recall can write the first blocks of a chunk while the rest is still on the wire. The GET
+// starts before the hashes are known (the manifest may still be in flight); no byte counts as
+// verified until they are. Concurrent users of a chunk share its GET (single flight); chunks
+// fetched ahead of need (readahead) wait in a byte-bounded LRU until a recall writes them.
 //
-// Owns: in-flight fetches, the LRU and the retry loop of a fetch. Must not own: files or
-// fds (writers take the verified buffer and write it themselves).
+// Owns: the chunk buffers, their GETs and the retry loop (a broken stream resumes where it
+// stopped, within the fetch deadline). Must not own: files or fds (writers take verified
+// bytes and write them themselves).
 import type { Logger } from "pino";
 import { RecallError, errorMessage, storeErrorReason } from "./errors.js";
-import type { Manifest } from "./manifest.js";
 import { sha256Hex } from "./manifest.js";
 import type { ObjectLocation, ObjectStore } from "./object-store.js";
 
@@ -20,139 +23,260 @@ export interface ChunkCacheOptions {
   readonly fetchTimeoutMs: number;
 }
 
+/** How an object's bytes are checked: block i is [i * blockSize, (i + 1) * blockSize) of the object. */
+export interface Verifier {
+  /** Divides the chunk size. */
+  readonly blockSize: number;
+  readonly hashes: readonly string[];
+}
+
 export interface ChunkRef {
   readonly loc: ObjectLocation;
-  readonly manifest: Manifest;
+  /** Names the archived version (the manifest's sha256 from the stub state). */
+  readonly version: string;
+  readonly size: number;
+  readonly chunkSize: number;
   readonly index: number;
+  /** May still be pending while the chunk's GET runs. */
+  readonly verifier: Promise<Verifier>;
 }
+
+/** Readahead GETs in flight at once, over all recalls. */
+const MAX_PREFETCH_GETS = 8;
 
 function cacheKey(c: ChunkRef): string {
-  return `${c.loc.bucket}\u0000${c.loc.key}\u0000${c.loc.versionId}\u0000${c.manifest.sha256}\u0000${c.index}`;
-}
-
-function chunkBounds(m: Manifest, index: number): { offset: number; length: number } {
-  const offset = index * m.chunkSize;
-  return { offset, length: Math.min(m.chunkSize, m.size - offset) };
+  return `${c.loc.bucket}\u0000${c.loc.key}\u0000${c.loc.versionId}\u0000${c.version}\u0000${c.index}`;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+interface Waiter {
+  readonly upTo: number;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+}
+
+/** One chunk: its buffer, how much of it arrived and how much of that is verified. */
+export class Chunk {
+  readonly offset: number;
+  readonly length: number;
+  readonly buf: Buffer;
+  received = 0;
+  /** [0, verified) of buf matched its hashes. */
+  verified = 0;
+  failure: Error | null = null;
+  prefetched = false;
+  private verifier: Verifier | null = null;
+  private waiters: Waiter[] = [];
+
+  constructor(
+    readonly ref: ChunkRef,
+    private readonly onFailure: () => void,
+  ) {
+    this.offset = ref.index * ref.chunkSize;
+    this.length = Math.min(ref.chunkSize, ref.size - this.offset);
+    this.buf = Buffer.allocUnsafe(this.length);
+  }
+
+  get settled(): boolean {
+    return this.failure !== null || this.verified === this.length;
+  }
+
+  /** Verified bytes of the chunk, [0, verified). */
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.verified);
+  }
+
+  setVerifier(v: Verifier): void {
+    this.verifier = v;
+    this.advance();
+  }
+
+  take(part: Buffer): void {
+    if (this.received + part.length > this.length) throw new Error("store returned more than the range asked for");
+    part.copy(this.buf, this.received);
+    this.received += part.length;
+    this.advance();
+  }
+
+  fail(err: Error): void {
+    if (this.settled) return;
+    this.failure = err;
+    for (const w of this.waiters.splice(0)) w.reject(err);
+    this.onFailure();
+  }
+
+  /** Resolves once [0, upTo) is verified (upTo is clipped to the chunk). */
+  wait(upTo: number): Promise<void> {
+    const target = Math.min(upTo, this.length);
+    if (this.verified >= target) return Promise.resolve();
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.waiters.push({ upTo: target, resolve, reject }));
+  }
+
+  /** Verifies every complete block that arrived; wakes the waiters it satisfies. */
+  private advance(): void {
+    const v = this.verifier;
+    if (!v || this.failure) return;
+    while (this.verified < this.length) {
+      const end = Math.min(this.length, this.verified + v.blockSize);
+      if (this.received < end) break;
+      const block = (this.offset + this.verified) / v.blockSize;
+      if (sha256Hex(this.buf.subarray(this.verified, end)) !== v.hashes[block]) {
+        const key = this.ref.loc.key;
+        this.fail(new RecallError("checksum-mismatch", `block ${block} of ${key} does not match its checksum`));
+        return;
+      }
+      this.verified = end;
+    }
+    const ready = this.waiters.filter((w) => w.upTo <= this.verified);
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((w) => w.upTo > this.verified);
+    for (const w of ready) w.resolve();
+  }
+}
+
 export class ChunkCache {
-  private readonly inflight = new Map<string, Promise<Buffer>>();
-  private readonly lru = new Map<string, Buffer>();
-  private lruBytes = 0;
+  /** In flight and kept chunks, oldest use first. */
+  private readonly chunks = new Map<string, Chunk>();
+  private bytes = 0;
+  private prefetchGets = 0;
   /** Bytes fetched from the store since start (for tests, metrics and benchmarks). */
   bytesFetched = 0;
   fetches = 0;
 
   constructor(private readonly opts: ChunkCacheOptions) {}
 
-  /** Returns the verified chunk, waiting at most until `signal` aborts. */
-  async get(c: ChunkRef, signal: AbortSignal): Promise<Buffer> {
+  /** The chunk, fetching it when it is neither cached nor in flight. */
+  chunk(c: ChunkRef): Chunk {
     const key = cacheKey(c);
-    const cached = this.lru.get(key);
-    if (cached) {
-      this.lru.delete(key);
-      this.lruBytes -= cached.length;
-      return cached;
+    const have = this.chunks.get(key);
+    if (have) {
+      this.chunks.delete(key);
+      this.chunks.set(key, have);
+      return have;
     }
-    const shared = this.fetchShared(key, c);
-    return new Promise<Buffer>((resolve, reject) => {
-      if (signal.aborted) return reject(new RecallError("timeout", "recall deadline passed"));
-      const onAbort = () => reject(new RecallError("timeout", "recall deadline passed"));
-      signal.addEventListener("abort", onAbort, { once: true });
-      shared.then(
-        (b) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(b);
-        },
-        (err: unknown) => {
-          signal.removeEventListener("abort", onAbort);
-          reject(err instanceof Error ? err : new Error(String(err)));
-        },
-      );
-    });
+    return this.fetch(key, c, false);
   }
 
-  /**
-   * Starts the fetches of chunks that a get() is about to ask for (in this tick), so they
-   * are on the wire before any readahead. Leaves the LRU alone. Never throws.
-   */
-  start(chunks: readonly ChunkRef[]): void {
-    for (const c of chunks) {
-      const key = cacheKey(c);
-      if (this.lru.has(key) || this.inflight.has(key)) continue;
-      this.fetchShared(key, c).catch(() => undefined);
+  /** The chunk when it is cached or in flight (no fetch started). */
+  peek(c: ChunkRef): Chunk | undefined {
+    return this.chunks.get(cacheKey(c));
+  }
+
+  /** Waits until [0, upTo) of the chunk is verified, at most until `signal` aborts. */
+  async verified(chunk: Chunk, upTo: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) throw new RecallError("timeout", "recall deadline passed");
+    const waiting = chunk.wait(upTo);
+    waiting.catch(() => undefined);
+    let onAbort: (() => void) | undefined;
+    try {
+      await Promise.race([
+        waiting,
+        new Promise<never>((_, reject) => {
+          onAbort = () => reject(new RecallError("timeout", "recall deadline passed"));
+          signal.addEventListener("abort", onAbort, { once: true });
+        }),
+      ]);
+    } finally {
+      if (onAbort) signal.removeEventListener("abort", onAbort);
     }
   }
 
-  /** Starts fetching chunks ahead of need; their buffers wait in the LRU. Never throws. */
+  /** Starts fetching chunks ahead of need, within the byte budget and GET limit. Never throws. */
   prefetch(chunks: readonly ChunkRef[]): void {
     for (const c of chunks) {
       const key = cacheKey(c);
-      if (this.lru.has(key) || this.inflight.has(key)) continue;
-      if (this.lruBytes + c.manifest.chunkSize > this.opts.maxBytes) return;
-      this.fetchShared(key, c).then(
-        (b) => this.remember(key, b),
-        () => {},
-      );
+      if (this.chunks.has(key)) continue;
+      if (this.prefetchGets >= MAX_PREFETCH_GETS) return;
+      this.evict();
+      if (this.bytes + c.chunkSize > this.opts.maxBytes) return;
+      this.fetch(key, c, true);
     }
   }
 
-  private remember(key: string, b: Buffer): void {
-    if (this.lru.has(key) || b.length > this.opts.maxBytes) return;
-    this.lru.set(key, b);
-    this.lruBytes += b.length;
-    for (const [k, v] of this.lru) {
-      if (this.lruBytes <= this.opts.maxBytes) break;
-      this.lru.delete(k);
-      this.lruBytes -= v.length;
+  /** Forgets a chunk (its bytes are in the file now). */
+  drop(c: ChunkRef): void {
+    const key = cacheKey(c);
+    const have = this.chunks.get(key);
+    if (have && have.settled) this.forget(key, have);
+  }
+
+  private forget(key: string, chunk: Chunk): void {
+    if (this.chunks.get(key) !== chunk) return;
+    this.chunks.delete(key);
+    this.bytes -= chunk.length;
+  }
+
+  /** Drops settled chunks, oldest use first, until the cache is within its budget. */
+  private evict(): void {
+    for (const [key, chunk] of this.chunks) {
+      if (this.bytes <= this.opts.maxBytes) return;
+      if (chunk.settled) this.forget(key, chunk);
     }
   }
 
-  private fetchShared(key: string, c: ChunkRef): Promise<Buffer> {
-    let p = this.inflight.get(key);
-    if (!p) {
-      p = this.fetchVerified(c).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, p);
-    }
-    return p;
+  private fetch(key: string, c: ChunkRef, prefetched: boolean): Chunk {
+    const chunk = new Chunk(c, () => this.forget(key, chunk));
+    chunk.prefetched = prefetched;
+    this.chunks.set(key, chunk);
+    this.bytes += chunk.length;
+    this.evict();
+    if (prefetched) this.prefetchGets++;
+    c.verifier.then(
+      (v) => chunk.setVerifier(v),
+      (err: unknown) => chunk.fail(err instanceof Error ? err : new Error(String(err))),
+    );
+    void this.stream(chunk)
+      .catch((err: unknown) => chunk.fail(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => {
+        if (prefetched) this.prefetchGets--;
+      });
+    return chunk;
   }
 
-  private async fetchVerified(c: ChunkRef): Promise<Buffer> {
-    const { offset, length } = chunkBounds(c.manifest, c.index);
+  /** Streams the chunk in, resuming after transient errors until the fetch deadline. */
+  private async stream(chunk: Chunk): Promise<void> {
+    const { loc } = chunk.ref;
     const deadline = Date.now() + this.opts.fetchTimeoutMs;
     let lastErr: unknown;
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0; chunk.received < chunk.length && chunk.failure === null; attempt++) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
       try {
-        const data = await this.opts.store.getRange(c.loc, offset, length, AbortSignal.timeout(remaining));
+        const from = chunk.received;
+        const signal = AbortSignal.timeout(remaining);
+        const body = await this.opts.store.getRangeStream(loc, chunk.offset + from, chunk.length - from, signal);
         this.fetches++;
-        this.bytesFetched += data.length;
-        if (data.length !== length || sha256Hex(data) !== c.manifest.chunks[c.index]) {
-          throw new RecallError("checksum-mismatch", `chunk ${c.index} of ${c.loc.key} does not match its checksum`);
+        for await (const part of body) {
+          const b = part as Buffer;
+          this.bytesFetched += b.length;
+          chunk.take(b);
+          if (chunk.failure) {
+            body.destroy();
+            return;
+          }
         }
-        return data;
+        if (chunk.received < chunk.length) throw new Error(`short read: ${chunk.received} of ${chunk.length} bytes`);
+        return;
       } catch (err: unknown) {
         lastErr = err;
         const reason = storeErrorReason(err);
         if (reason === "object-missing" || reason === "checksum-mismatch") break;
         this.opts.log.warn(
-          { reason, attempt, key: c.loc.key, chunk: c.index, err: errorMessage(err) },
+          { reason, attempt, key: loc.key, chunk: chunk.ref.index, err: errorMessage(err) },
           "chunk fetch failed",
         );
         await sleep(Math.min(2000, 100 * 2 ** attempt));
       }
     }
+    if (chunk.received === chunk.length || chunk.failure) return;
     if (lastErr instanceof RecallError) throw lastErr;
     const reason = lastErr === undefined ? "timeout" : storeErrorReason(lastErr);
     throw new RecallError(
       reason === "timeout" ? "store-unavailable" : reason,
       errorMessage(lastErr ?? "fetch timed out"),
-      {
-        cause: lastErr,
-      },
+      { cause: lastErr },
     );
   }
 }

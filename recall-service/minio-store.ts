@@ -67,6 +67,17 @@ export class MinioStore implements ObjectStore {
     return readAll(stream, signal, length);
   }
 
+  async getRangeStream(loc: ObjectLocation, offset: number, length: number, signal: AbortSignal): Promise<Readable> {
+    if (signal.aborted) throw abortError(signal);
+    const opts = loc.versionId ? { versionId: loc.versionId } : {};
+    const stream = await this.client.getPartialObject(loc.bucket, loc.key, offset, length, opts);
+    const onAbort = () => stream.destroy(abortError(signal));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    stream.once("close", () => signal.removeEventListener("abort", onAbort));
+    return stream;
+  }
+
   async getStream(loc: ObjectLocation, signal: AbortSignal): Promise<Readable> {
     if (signal.aborted) throw abortError(signal);
     const opts = loc.versionId ? { versionId: loc.versionId } : {};

@@ -16,6 +16,8 @@ export interface ObjectLocation {
 export interface ObjectStore {
   /** Reads [offset, offset + length) of an object into memory. */
   getRange(loc: ObjectLocation, offset: number, length: number, signal: AbortSignal): Promise<Buffer>;
+  /** Streams [offset, offset + length) of an object (one ranged GET); `signal` destroys the stream. */
+  getRangeStream(loc: ObjectLocation, offset: number, length: number, signal: AbortSignal): Promise<Readable>;
   /** Streams a whole object. */
   getStream(loc: ObjectLocation, signal: AbortSignal): Promise<Readable>;
   /** Uploads a stream of known size (multipart when large); returns the version id, if any. */

@@ -12,11 +12,11 @@ import { fdatasync, write } from "node:fs";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
-import type { RecallRequest } from "../proto/index.js";
+import type { Integrity, RecallRequest } from "../proto/index.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RecallResponseSchema } from "../proto/index.js";
 import { RecallMode, Verdict } from "../proto/index.js";
-import type { ChunkCache, ChunkRef } from "./chunk-cache.js";
+import type { Chunk, ChunkCache, ChunkRef, Verifier } from "./chunk-cache.js";
 import { RecallError, errnoFor, errorMessage, reasonToProto, writeErrorReason } from "./errors.js";
 import type { ReasonName } from "./errors.js";
 import type { FdInbox } from "./fd-inbox.js";
@@ -25,7 +25,16 @@ import type { Manifest } from "./manifest.js";
 import type { ObjectLocation } from "./object-store.js";
 import { auditRecord } from "./audit.js";
 import type { RecallMetrics } from "./metrics.js";
-import { isPopulated } from "./populated.js";
+import { holeRuns, isPopulated } from "./populated.js";
+
+/** Chunks fetched ahead of a ranged read at least (the configured depth wins when larger). */
+const READAHEAD_CHUNKS = 16;
+/** Chunk GETs in flight at once for one recall, at least. */
+const PARALLEL_FETCHES = 8;
+/** A one-chunk file up to this size is checked against its whole-content sha256 (no manifest GET). */
+const WHOLE_CONTENT_MAX_BYTES = 4 * 1024 * 1024;
+/** Verified bytes past the asked range that one recall writes when they are in memory. */
+const WRITE_AHEAD_BYTES = 16 * 1024 * 1024;
 
 export interface RecallHandlerOptions {
   readonly inbox: FdInbox;
@@ -41,19 +50,6 @@ export interface RecallHandlerOptions {
 }
 
 type Reply = MessageInitShape<typeof RecallResponseSchema>;
-
-function chunksFor(req: RecallRequest, m: Manifest): number[] {
-  const total = Math.ceil(m.size / m.chunkSize);
-  if (req.mode !== RecallMode.RANGE) return Array.from({ length: total }, (_, i) => i);
-  const wanted = new Set<number>();
-  for (const r of req.ranges) {
-    const start = Number(r.offset);
-    const end = Math.min(m.size, start + Number(r.length));
-    if (end <= start) continue;
-    for (let i = Math.floor(start / m.chunkSize); i * m.chunkSize < end; i++) wanted.add(i);
-  }
-  return [...wanted].sort((a, b) => a - b);
-}
 
 const writeAsync = promisify(write);
 const fdatasyncAsync = promisify(fdatasync);
@@ -139,27 +135,65 @@ export class RecallHandler {
     }
     if (BigInt(st.size) !== file.size) throw new RecallError("stub-changed", "file size changed since release");
     const size = st.size;
+    const chunkSize = Number(integrity.chunkSize);
+    if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new RecallError("protocol-error", "bad chunk size");
     const loc: ObjectLocation = { bucket: object.bucket, key: object.key, versionId: object.versionId };
-    const manifest = await this.opts.manifests.get(loc, integrity, size, signal);
-    const wanted = chunksFor(req, manifest);
-    const missing = wanted.filter((i) => !isPopulated(fd, i * manifest.chunkSize, this.chunkLength(manifest, i)));
-    // The chunks the reader waits for are asked for first; readahead starts only once they
-    // are in flight, so it never competes with them for the first bytes on the wire.
-    // (The loop below joins these fetches in this same tick: gets of a chunk share one GET.)
-    this.opts.chunks.start(missing.slice(0, this.opts.parallelFetches).map((index) => ({ loc, manifest, index })));
-    if (req.mode === RecallMode.RANGE && wanted.length > 0)
-      this.readahead(fd, loc, manifest, wanted[wanted.length - 1]);
-    let written = 0;
-    await forEachLimited(missing, this.opts.parallelFetches, async (index) => {
-      const data = await this.opts.chunks.get({ loc, manifest, index }, signal);
-      if (signal.aborted) throw new RecallError("timeout", "recall deadline passed");
-      try {
-        await writeAll(fd, data, index * manifest.chunkSize);
-      } catch (err: unknown) {
-        throw new RecallError(writeErrorReason(err), `write failed: ${errorMessage(err)}`, { cause: err });
-      }
-      written += data.length;
+    const verifier = this.verifierFor(loc, integrity, size, signal);
+    verifier.catch(() => undefined);
+    const refOf = (index: number): ChunkRef => ({
+      loc,
+      version: integrity.manifestSha256,
+      size,
+      chunkSize,
+      index,
+      verifier,
     });
+    const ranges = this.wantedRanges(req, size);
+    // Chunks with a hole in a wanted range, in order. Their GETs start now, alongside the
+    // manifest's: bytes wait in memory until the manifest's hashes have checked them.
+    const needed: Array<{ index: number; from: number; to: number }> = [];
+    for (const [start, end] of ranges) {
+      for (let i = Math.floor(start / chunkSize); i * chunkSize < end; i++) {
+        const from = Math.max(start, i * chunkSize);
+        const to = Math.min(end, (i + 1) * chunkSize);
+        if (isPopulated(fd, from, to - from)) continue;
+        const last = needed[needed.length - 1];
+        if (last && last.index === i) last.to = to;
+        else needed.push({ index: i, from, to });
+      }
+    }
+    const whole = req.mode !== RecallMode.RANGE;
+    const parallel = Math.max(this.opts.parallelFetches, PARALLEL_FETCHES);
+    let written = 0;
+    const writeVerified = async (chunk: Chunk, from: number, to: number, blockSize: number) => {
+      for (const [a, b] of holeRuns(fd, chunk.offset + from, chunk.offset + to, blockSize)) {
+        try {
+          await writeAll(fd, chunk.buf.subarray(a - chunk.offset, b - chunk.offset), a);
+        } catch (err: unknown) {
+          throw new RecallError(writeErrorReason(err), `write failed: ${errorMessage(err)}`, { cause: err });
+        }
+        written += b - a;
+      }
+      // A chunk whose bytes are all in the file now is not needed in memory any more.
+      if (isPopulated(fd, chunk.offset, chunk.length)) this.opts.chunks.drop(chunk.ref);
+    };
+    await forEachLimited(needed, parallel, async (n) => {
+      const chunk = this.opts.chunks.chunk(refOf(n.index));
+      const { blockSize } = await verifier;
+      const from = Math.floor((n.from - chunk.offset) / blockSize) * blockSize;
+      const to = whole
+        ? chunk.length
+        : Math.min(chunk.length, Math.ceil((n.to - chunk.offset) / blockSize) * blockSize);
+      await this.opts.chunks.verified(chunk, to, signal);
+      if (signal.aborted) throw new RecallError("timeout", "recall deadline passed");
+      // Everything verified by now is written, not only the blocks asked for.
+      await writeVerified(chunk, from, chunk.verified, blockSize);
+    });
+    if (!whole && ranges.length > 0) {
+      const end = ranges[ranges.length - 1][1];
+      this.readahead(fd, refOf, size, chunkSize, end);
+      if (needed.length > 0) await this.writeAhead(refOf, size, chunkSize, end, writeVerified, signal);
+    }
     const populated = native.dataBytes(fd, size);
     try {
       if (written > 0 && populated >= size) await fdatasyncAsync(fd);
@@ -177,17 +211,67 @@ export class RecallHandler {
     };
   }
 
-  private chunkLength(m: Manifest, index: number): number {
-    return Math.min(m.chunkSize, m.size - index * m.chunkSize);
+  /** The byte ranges the access needs, clipped to the file, in order. */
+  private wantedRanges(req: RecallRequest, size: number): Array<[number, number]> {
+    if (req.mode !== RecallMode.RANGE) return size > 0 ? [[0, size]] : [];
+    const out: Array<[number, number]> = [];
+    for (const r of req.ranges) {
+      const start = Number(r.offset);
+      const end = Math.min(size, start + Number(r.length));
+      if (end > start) out.push([start, end]);
+    }
+    return out.sort((a, b) => a[0] - b[0]);
   }
 
-  private readahead(fd: number, loc: ObjectLocation, manifest: Manifest, last: number): void {
-    const total = Math.ceil(manifest.size / manifest.chunkSize);
+  /**
+   * The hashes the bytes are checked against. A file of one chunk is checked against the
+   * whole-content sha256 of the trusted stub state (no manifest GET); a larger one against
+   * its manifest's block hashes.
+   */
+  private verifierFor(loc: ObjectLocation, integrity: Integrity, size: number, signal: AbortSignal): Promise<Verifier> {
+    const chunkSize = Number(integrity.chunkSize);
+    if (size <= chunkSize && size <= WHOLE_CONTENT_MAX_BYTES)
+      return Promise.resolve({ blockSize: chunkSize, hashes: [integrity.contentSha256] });
+    return this.opts.manifests
+      .get(loc, integrity, size, signal)
+      .then((m: Manifest) => ({ blockSize: m.blockSize, hashes: m.blocks }));
+  }
+
+  /** Starts GETs of the chunks after `end` that the file still lacks (they wait in memory). */
+  private readahead(fd: number, refOf: (i: number) => ChunkRef, size: number, chunkSize: number, end: number): void {
+    const total = Math.ceil(size / chunkSize);
+    const first = Math.ceil(end / chunkSize);
+    const depth = Math.max(this.opts.readaheadChunks, READAHEAD_CHUNKS);
     const ahead: ChunkRef[] = [];
-    for (let i = last + 1; i < Math.min(total, last + 1 + this.opts.readaheadChunks); i++) {
-      if (!isPopulated(fd, i * manifest.chunkSize, this.chunkLength(manifest, i)))
-        ahead.push({ loc, manifest, index: i });
+    for (let i = first; i < Math.min(total, first + depth); i++) {
+      if (!isPopulated(fd, i * chunkSize, Math.min(chunkSize, size - i * chunkSize))) ahead.push(refOf(i));
     }
     this.opts.chunks.prefetch(ahead);
+  }
+
+  /**
+   * Writes, inside this call, the verified bytes already in memory right after `end`, up to
+   * WRITE_AHEAD_BYTES (never waiting for a fetch): a sequential reader's next reads then find
+   * data and need no recall round trip.
+   */
+  private async writeAhead(
+    refOf: (i: number) => ChunkRef,
+    size: number,
+    chunkSize: number,
+    end: number,
+    writeVerified: (chunk: Chunk, from: number, to: number, blockSize: number) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const limit = Math.min(size, end + WRITE_AHEAD_BYTES);
+    for (let pos = end; pos < limit && !signal.aborted;) {
+      const chunk = this.opts.chunks.peek(refOf(Math.floor(pos / chunkSize)));
+      if (!chunk || chunk.failure) return;
+      const from = pos - chunk.offset;
+      const to = Math.min(chunk.verified, limit - chunk.offset);
+      if (to <= from) return;
+      await writeVerified(chunk, from, to, (await chunk.ref.verifier).blockSize);
+      if (to < chunk.length) return;
+      pos = chunk.offset + chunk.length;
+    }
   }
 }
