@@ -53,11 +53,18 @@ Napi::Value Fstat(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// One xattr read into a 64 KiB buffer: null for ENODATA, a Buffer of the value otherwise.
+// One xattr read: null for ENODATA, a Buffer of the value otherwise. A small stack buffer
+// first (stub states are far below 4 KiB, and most files have no such xattr at all); only
+// a larger value pays for the 64 KiB buffer.
 template <typename Read>
 Napi::Value XattrValue(Napi::Env env, const char* syscall, Read read) {
+  char small[4096];
+  ssize_t n = read(small, sizeof small);
+  if (n >= 0) return Napi::Buffer<char>::Copy(env, small, static_cast<size_t>(n));
+  if (errno == ENODATA) return env.Null();
+  if (errno != ERANGE) ThrowErrno(env, errno, syscall);
   std::vector<char> buf(kXattrMax);
-  ssize_t n = read(buf.data(), buf.size());
+  n = read(buf.data(), buf.size());
   if (n < 0) {
     if (errno == ENODATA) return env.Null();
     ThrowErrno(env, errno, syscall);

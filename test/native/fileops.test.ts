@@ -213,6 +213,23 @@ test("user.* xattrs: get/set/remove, ENODATA as null/false, XATTR_CREATE/REPLACE
   });
 });
 
+test("xattr values around the 4 KiB first-try buffer read back whole (tmpfs keeps large values)", () => {
+  // ext4 keeps xattrs in one block; tmpfs (Linux >= 6.6) stores user.* values of any size.
+  const path = join("/dev/shm", `fanrecall-xattr-${process.pid}`);
+  const fd = openPath(path, FAN.O_RDWR | FAN.O_CREAT | FAN.O_EXCL, 0o600);
+  try {
+    for (const size of [0, 4095, 4096, 4097, 20_000]) {
+      const value = Buffer.alloc(size, size & 0xff);
+      fsetxattr(fd, "user.fanrecall.big", value, 0);
+      assert.deepEqual(fgetxattr(fd, "user.fanrecall.big"), value, `${size} bytes`);
+      assert.deepEqual(lgetxattr(path, "user.fanrecall.big"), value, `${size} bytes by path`);
+    }
+  } finally {
+    close(fd);
+    rmSync(path, { force: true });
+  }
+});
+
 rootTest("trusted.* xattrs need root and work on fds", () => {
   withFile((fd) => {
     fsetxattr(fd, "trusted.fanrecall", Buffer.from([1, 2, 3]), 0);
