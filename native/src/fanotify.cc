@@ -73,38 +73,34 @@ bool ParseInfo(const char* ev, const fanotify_event_metadata& md, FanRangeInfo* 
   return found;
 }
 
-Napi::Object EventObject(Napi::Env env, const fanotify_event_metadata& md, const FanRangeInfo* range) {
-  Napi::Object obj = Napi::Object::New(env);
-  obj.Set("mask", Napi::Number::New(env, static_cast<double>(md.mask)));
-  obj.Set("fd", Napi::Number::New(env, md.fd));
-  obj.Set("pid", Napi::Number::New(env, md.pid));
-  if (range == nullptr) {
-    obj.Set("range", env.Null());
-  } else {
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("offset", Napi::Number::New(env, static_cast<double>(range->offset)));
-    r.Set("count", Napi::Number::New(env, static_cast<double>(range->count)));
-    obj.Set("range", r);
-  }
-  return obj;
-}
+// Fields per event in the caller's Float64Array: mask, fd, pid, has range, offset, count.
+constexpr size_t kEventFields = 6;
 
-Napi::Value ReadEvents(const Napi::CallbackInfo& info) {
+// One non-blocking read; the events go into `out` (a Float64Array of at least
+// kEventFields * (kReadBufferSize / FAN_EVENT_METADATA_LEN) elements) and the count is
+// returned. The JS facade builds the event objects: a literal there is much cheaper than
+// property sets from C++, and every access to a watched filesystem pays for it.
+Napi::Value ReadEventsInto(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int group = ArgInt(info, 0, "groupFd");
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[1].As<Napi::Float64Array>().ElementLength() < kEventFields * (kReadBufferSize / FAN_EVENT_METADATA_LEN)) {
+    Napi::TypeError::New(env, "fanotifyReadInto needs a large enough Float64Array").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Float64Array out = info[1].As<Napi::Float64Array>();
   // One buffer per thread, reused: a fresh zeroed 64 KiB per read showed up in the cost of
   // every event. Nothing refers to it after this call returns.
   static thread_local std::array<char, kReadBufferSize> buf;
   ssize_t n;
   do n = read(group, buf.data(), buf.size());
   while (n < 0 && errno == EINTR);
-  Napi::Array out = Napi::Array::New(env);
   if (n < 0) {
-    if (errno == EAGAIN) return out;
+    if (errno == EAGAIN) return Napi::Number::New(env, 0);
     ThrowErrno(env, errno, "read");
   }
   std::vector<int> fds;
-  size_t pos = 0;
+  size_t pos = 0, count = 0;
   const size_t total = static_cast<size_t>(n);
   while (total - pos >= FAN_EVENT_METADATA_LEN) {
     const char* ev = buf.data() + pos;
@@ -118,10 +114,16 @@ Napi::Value ReadEvents(const Napi::CallbackInfo& info) {
     if (md.fd >= 0) fds.push_back(md.fd);
     FanRangeInfo range;
     bool hasRange = ParseInfo(ev, md, &range);
-    out.Set(out.Length(), EventObject(env, md, hasRange ? &range : nullptr));
+    size_t at = count++ * kEventFields;
+    out[at] = static_cast<double>(md.mask);
+    out[at + 1] = md.fd;
+    out[at + 2] = md.pid;
+    out[at + 3] = hasRange ? 1 : 0;
+    out[at + 4] = hasRange ? static_cast<double>(range.offset) : 0;
+    out[at + 5] = hasRange ? static_cast<double>(range.count) : 0;
     pos += md.event_len;
   }
-  return out;
+  return Napi::Number::New(env, static_cast<double>(count));
 }
 
 Napi::Value Respond(const Napi::CallbackInfo& info) {
@@ -141,7 +143,7 @@ Napi::Value Respond(const Napi::CallbackInfo& info) {
 
 void RegisterFanotify(Napi::Env env, Napi::Object exports, Napi::Object constants) {
   SetFunctions(env, exports,
-               {{"fanotifyInit", Init}, {"fanotifyMark", Mark}, {"fanotifyReadEvents", ReadEvents},
+               {{"fanotifyInit", Init}, {"fanotifyMark", Mark}, {"fanotifyReadInto", ReadEventsInto},
                 {"fanotifyRespond", Respond}});
 #define C FANRECALL_CONSTANT
   SetConstants(env, constants,
