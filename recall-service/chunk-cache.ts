@@ -9,9 +9,12 @@
 // Owns: the chunk buffers, their GETs and the retry loop (a broken stream resumes where it
 // stopped, within the fetch deadline). Must not own: files or fds (writers take verified
 // bytes and write them themselves).
+import { createHash } from "node:crypto";
+import type { Hash } from "node:crypto";
+import { finished } from "node:stream/promises";
 import type { Logger } from "pino";
 import { RecallError, errorMessage, storeErrorReason } from "./errors.js";
-import { sha256Hex } from "./manifest.js";
+
 import type { ObjectLocation, ObjectStore } from "./object-store.js";
 
 export interface ChunkCacheOptions {
@@ -56,17 +59,26 @@ interface Waiter {
   readonly reject: (err: Error) => void;
 }
 
-/** One chunk: its buffer, how much of it arrived and how much of that is verified. */
+/**
+ * One chunk: the parts of it that arrived (kept as the network delivered them, never copied)
+ * and how much of that is verified. Block hashes are computed incrementally over the parts.
+ */
 export class Chunk {
   readonly offset: number;
   readonly length: number;
-  readonly buf: Buffer;
   received = 0;
-  /** [0, verified) of buf matched its hashes. */
+  /** [0, verified) of the chunk matched its hashes. */
   verified = 0;
   failure: Error | null = null;
   prefetched = false;
+  private readonly parts: Buffer[] = [];
+  /** Chunk offset of each part. */
+  private readonly starts: number[] = [];
   private verifier: Verifier | null = null;
+  private hash: Hash | null = null;
+  /** Bytes fed to `hash` so far (from the chunk start). */
+  private hashed = 0;
+  private nextPart = 0;
   private waiters: Waiter[] = [];
 
   constructor(
@@ -75,16 +87,23 @@ export class Chunk {
   ) {
     this.offset = ref.index * ref.chunkSize;
     this.length = Math.min(ref.chunkSize, ref.size - this.offset);
-    this.buf = Buffer.allocUnsafe(this.length);
   }
 
   get settled(): boolean {
     return this.failure !== null || this.verified === this.length;
   }
 
-  /** Verified bytes of the chunk, [0, verified). */
-  bytes(): Buffer {
-    return this.buf.subarray(0, this.verified);
+  /** The buffers holding [from, to) of the chunk (views, no copy); [from, to) must be verified. */
+  slices(from: number, to: number): Buffer[] {
+    if (to > this.verified) throw new Error("slices of unverified bytes asked for");
+    const out: Buffer[] = [];
+    for (let i = 0; i < this.parts.length && this.starts[i] < to; i++) {
+      const start = this.starts[i];
+      const part = this.parts[i];
+      if (start + part.length <= from) continue;
+      out.push(part.subarray(Math.max(0, from - start), Math.min(part.length, to - start)));
+    }
+    return out;
   }
 
   setVerifier(v: Verifier): void {
@@ -94,7 +113,8 @@ export class Chunk {
 
   take(part: Buffer): void {
     if (this.received + part.length > this.length) throw new Error("store returned more than the range asked for");
-    part.copy(this.buf, this.received);
+    this.parts.push(part);
+    this.starts.push(this.received);
     this.received += part.length;
     this.advance();
   }
@@ -114,20 +134,28 @@ export class Chunk {
     return new Promise((resolve, reject) => this.waiters.push({ upTo: target, resolve, reject }));
   }
 
-  /** Verifies every complete block that arrived; wakes the waiters it satisfies. */
+  /** Hashes what arrived, block by block; marks complete matching blocks verified and wakes waiters. */
   private advance(): void {
     const v = this.verifier;
     if (!v || this.failure) return;
-    while (this.verified < this.length) {
-      const end = Math.min(this.length, this.verified + v.blockSize);
-      if (this.received < end) break;
+    while (this.nextPart < this.parts.length) {
+      const part = this.parts[this.nextPart];
+      const partStart = this.starts[this.nextPart];
+      const blockEnd = Math.min(this.length, this.verified + v.blockSize);
+      const upTo = Math.min(partStart + part.length, blockEnd);
+      this.hash ??= createHash("sha256");
+      this.hash.update(part.subarray(this.hashed - partStart, upTo - partStart));
+      this.hashed = upTo;
+      if (upTo === partStart + part.length) this.nextPart++;
+      if (upTo < blockEnd) continue;
       const block = (this.offset + this.verified) / v.blockSize;
-      if (sha256Hex(this.buf.subarray(this.verified, end)) !== v.hashes[block]) {
+      if (this.hash.digest("hex") !== v.hashes[block]) {
         const key = this.ref.loc.key;
         this.fail(new RecallError("checksum-mismatch", `block ${block} of ${key} does not match its checksum`));
         return;
       }
-      this.verified = end;
+      this.hash = null;
+      this.verified = blockEnd;
     }
     const ready = this.waiters.filter((w) => w.upTo <= this.verified);
     if (ready.length === 0) return;
@@ -248,14 +276,20 @@ export class ChunkCache {
         const signal = AbortSignal.timeout(remaining);
         const body = await this.opts.store.getRangeStream(loc, chunk.offset + from, chunk.length - from, signal);
         this.fetches++;
-        for await (const part of body) {
-          const b = part as Buffer;
+        body.on("data", (b: Buffer) => {
           this.bytesFetched += b.length;
-          chunk.take(b);
-          if (chunk.failure) {
-            body.destroy();
-            return;
+          try {
+            chunk.take(b);
+          } catch (err: unknown) {
+            body.destroy(err instanceof Error ? err : new Error(String(err)));
           }
+          if (chunk.failure) body.destroy();
+        });
+        try {
+          await finished(body);
+        } catch (err: unknown) {
+          if (chunk.failure) return;
+          throw err;
         }
         if (chunk.received < chunk.length) throw new Error(`short read: ${chunk.received} of ${chunk.length} bytes`);
         return;

@@ -1,14 +1,16 @@
 // recall-handler: serves one Recall RPC. It takes the fd the listener sent for the request,
-// works out which chunks the access needs and which are missing, fetches them (verified,
-// shared, with readahead), writes them through the fd and answers the verdict. Writes run on
-// libuv's thread pool (never blocking other recalls). fdatasync runs only when the file is
+// works out which chunks the access needs and which are missing, fetches them (verified per
+// block, shared, with readahead), writes the verified blocks through the fd (the asked ones
+// as soon as they are verified, then any verified bytes right after them that are already in
+// memory) and answers the verdict. Only blocks with a hole are written; nothing is written
+// after the call returns. Writes run on libuv's thread pool (never blocking other recalls). fdatasync runs only when the file is
 // complete, before the reply that lets the listener clear the stub state: a partial recall
 // lost in a crash leaves holes that SEEK_DATA reports, so the stub stays valid and retryable.
 //
 // Writes the audit record of every call and counts it in the metrics.
 // Owns: the fd of the request for the duration of the call (closed in finally). Must not
 // own: the stub state (the listener keeps it) or any path. Never opens a file.
-import { fdatasync, write } from "node:fs";
+import { fdatasync, writev } from "node:fs";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
@@ -51,15 +53,20 @@ export interface RecallHandlerOptions {
 
 type Reply = MessageInitShape<typeof RecallResponseSchema>;
 
-const writeAsync = promisify(write);
+const writevAsync = promisify(writev);
+const IOV_MAX = 1024;
 const fdatasyncAsync = promisify(fdatasync);
 
-/** pwrite of all of `data` at `position`, on the thread pool (short writes continue). */
-async function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < data.length;) {
-    const { bytesWritten } = await writeAsync(fd, data, done, data.length - done, position + done);
+/** pwritev of all of `data` at `position`, on the thread pool (short writes continue). */
+async function writeAll(fd: number, data: readonly Buffer[], position: number): Promise<void> {
+  const bufs = data.filter((b) => b.length > 0);
+  for (let pos = position; bufs.length > 0;) {
+    const { bytesWritten } = await writevAsync(fd, bufs.slice(0, IOV_MAX), pos);
     if (bytesWritten === 0) throw new Error("write wrote nothing");
-    done += bytesWritten;
+    pos += bytesWritten;
+    let left = bytesWritten;
+    while (left > 0 && left >= bufs[0].length) left -= bufs.shift()!.length;
+    if (left > 0) bufs[0] = bufs[0].subarray(left);
   }
 }
 
@@ -168,7 +175,7 @@ export class RecallHandler {
     const writeVerified = async (chunk: Chunk, from: number, to: number, blockSize: number) => {
       for (const [a, b] of holeRuns(fd, chunk.offset + from, chunk.offset + to, blockSize)) {
         try {
-          await writeAll(fd, chunk.buf.subarray(a - chunk.offset, b - chunk.offset), a);
+          await writeAll(fd, chunk.slices(a - chunk.offset, b - chunk.offset), a);
         } catch (err: unknown) {
           throw new RecallError(writeErrorReason(err), `write failed: ${errorMessage(err)}`, { cause: err });
         }
