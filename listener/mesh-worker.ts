@@ -66,6 +66,8 @@ async function accessOffLoop(opathFd: number): Promise<void> {
 
 export class MeshWorker {
   private running = false;
+  /** Restores and archives in progress, by operation and inode: concurrent requests join them. */
+  private readonly inProgress = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: MeshWorkerOptions) {}
 
@@ -114,12 +116,28 @@ export class MeshWorker {
         throw new AdminError("invalid-path", "unknown admin operation");
       }
       if (item.op !== AdminOp.STATUS) this.requireReadableByRecallUser(st, AdminOp[item.op].toLowerCase());
-      if (item.op === AdminOp.RESTORE && stub && needsRecall(stub.state)) await this.restore(opath, st, stub);
-      if (item.op === AdminOp.ARCHIVE && !(stub && needsRecall(stub.state))) await this.archive(opath);
+      if (item.op === AdminOp.RESTORE && stub && needsRecall(stub.state)) {
+        await this.once(`restore:${st.dev}:${st.ino}`, () => this.restore(opath, st, stub));
+      }
+      if (item.op === AdminOp.ARCHIVE && !(stub && needsRecall(stub.state))) {
+        await this.once(`archive:${st.dev}:${st.ino}`, () => this.archive(opath));
+      }
       return this.statusOf(item.path, opath, mode);
     } finally {
       native.close(opath);
     }
+  }
+
+  /**
+   * Runs `work` unless the same operation on the same inode is already running, in which
+   * case it waits for that one (two triggers on one inode would replace each other).
+   */
+  private async once(key: string, work: () => Promise<void>): Promise<void> {
+    const running = this.inProgress.get(key);
+    if (running) return running;
+    const p = work().finally(() => this.inProgress.delete(key));
+    this.inProgress.set(key, p);
+    return p;
   }
 
   private stubOf(opath: number): StubState | null {
