@@ -23,6 +23,7 @@ import type { AdminFileStatus, CallContext, HealthStatus, RunningServer } from "
 import type { MeshAdminConfig } from "./config.js";
 import { errorMessage } from "./errors.js";
 import type { MeshRelay } from "./mesh-relay.js";
+import type { RecallMetrics } from "./metrics.js";
 import type { ObjectStore } from "./object-store.js";
 
 export interface MeshServerOptions {
@@ -30,6 +31,7 @@ export interface MeshServerOptions {
   readonly relay: MeshRelay;
   readonly health: HealthStatus;
   readonly store: ObjectStore;
+  readonly metrics: RecallMetrics;
   readonly log: Logger;
 }
 
@@ -73,16 +75,17 @@ export async function startMeshServer(o: MeshServerOptions): Promise<RunningServ
   };
   const serve = async (op: AdminOp, path: string, ctx: CallContext) => {
     const started = Date.now();
-    let reason = "ok";
+    let reason = "OK";
     try {
       checkPath(path);
       const wait = Number.isFinite(ctx.deadlineMs) ? ctx.deadlineMs - started : DEFAULT_WAIT_MS[op];
       const result = await o.relay.submit(op, path, started + Math.min(wait, MAX_WAIT_MS));
       return { status: op === AdminOp.STATUS ? await lostUnlessStored(result) : result };
     } catch (err: unknown) {
-      reason = err instanceof RpcError ? grpc.status[err.code] : "internal";
+      reason = err instanceof RpcError ? grpc.status[err.code] : "INTERNAL";
       throw err instanceof RpcError ? err : new RpcError(grpc.status.INTERNAL, errorMessage(err));
     } finally {
+      o.metrics.recordAdmin(OP_NAME[op], reason);
       o.log.info(
         { audit: "admin", op: OP_NAME[op], path, caller: ctx.caller, reason, durationMs: Date.now() - started },
         "admin request",

@@ -32,6 +32,7 @@ function labels(pairs: Record<string, string>): string {
 
 export class RecallMetrics {
   private readonly recalls = new Map<string, { verdict: string; reason: string; n: number }>();
+  private readonly admin = new Map<string, { op: string; code: string; n: number }>();
   private readonly bucketCounts: number[] = LATENCY_BUCKETS.map(() => 0);
   private latencyCount = 0;
   private latencySum = 0;
@@ -55,6 +56,14 @@ export class RecallMetrics {
     LATENCY_BUCKETS.forEach((le, i) => {
       if (seconds <= le) this.bucketCounts[i]++;
     });
+  }
+
+  /** One finished mesh admin call: op is status|restore|archive, code the gRPC status name (OK, NOT_FOUND, ...). */
+  recordAdmin(op: string, code: string): void {
+    const key = `${op}\0${code}`;
+    const row = this.admin.get(key) ?? { op, code, n: 0 };
+    row.n++;
+    this.admin.set(key, row);
   }
 
   /** True while a listener has reported within `maxAgeMs`. */
@@ -84,6 +93,9 @@ export class RecallMetrics {
     out.push(`fanrecall_recalls_in_flight ${this.inFlight}`);
     family("fanrecall_store_up", "gauge", "1 when the last object store probe succeeded.");
     out.push(`fanrecall_store_up ${this.storeUp}`);
+    family("fanrecall_admin_requests_total", "counter", "Mesh admin API calls finished, by operation and gRPC code.");
+    for (const a of this.admin.values())
+      out.push(`fanrecall_admin_requests_total${labels({ op: a.op, code: a.code })} ${a.n}`);
     this.renderListener(out, family);
     return `${out.join("\n")}\n`;
   }

@@ -153,6 +153,7 @@ export async function startRecallServer(
         relay,
         health,
         store: objectStore,
+        metrics,
         log: log.child({ component: "mesh-admin" }),
       })
     : null;

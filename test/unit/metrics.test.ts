@@ -11,6 +11,9 @@ function rendered(): string {
   m.recordRecall("allow", "recalled", 0.02, 4096);
   m.recordRecall("allow", "recalled", 3, 8192);
   m.recordRecall("deny", "timeout", 31, 0);
+  m.recordAdmin("restore", "OK");
+  m.recordAdmin("restore", "OK");
+  m.recordAdmin("archive", "PERMISSION_DENIED");
   m.listener = {
     pid: 7,
     eventsTotal: 10,
@@ -32,6 +35,8 @@ test("counters, histogram and listener figures render in the text format", () =>
   assert.match(text, /^fanrecall_recall_duration_seconds_bucket\{le="5"\} 2$/m);
   assert.match(text, /^fanrecall_recall_duration_seconds_bucket\{le="\+Inf"\} 3$/m);
   assert.match(text, /^fanrecall_recall_duration_seconds_count 3$/m);
+  assert.match(text, /^fanrecall_admin_requests_total\{op="restore",code="OK"\} 2$/m);
+  assert.match(text, /^fanrecall_admin_requests_total\{op="archive",code="PERMISSION_DENIED"\} 1$/m);
   assert.match(text, /^fanrecall_listener_up 1$/m);
   assert.match(text, /^fanrecall_listener_events_total 10$/m);
   assert.match(text, /^fanrecall_listener_verdicts_total\{verdict="deny",reason="queue-full"\} 2$/m);
