@@ -47,7 +47,8 @@ export function inodeKey(st: { dev: number; ino: number }): string {
 
 export class Dispatcher {
   private readonly queue = new InodeQueue();
-  private readonly triggers = new Map<string, Trigger>();
+  /** Admin work waiting for its command's access, by inode: several commands may wait on one file. */
+  private readonly triggers = new Map<string, Trigger[]>();
   /** Random start: ids never repeat across listener restarts (the recall service may still hold old ones). */
   private nextRequestId =
     BigInt.asUintN(62, BigInt(Date.now()) << 20n) | BigInt(Math.floor(Math.random() * 2 ** 20)) | 1n;
@@ -64,11 +65,21 @@ export class Dispatcher {
 
   /** Registers work to run inside the next event of `trigger.pid` on this inode. */
   expectTrigger(key: string, trigger: Trigger): void {
-    this.triggers.set(key, trigger);
+    this.triggers.set(key, [...(this.triggers.get(key) ?? []), trigger]);
   }
 
   cancelTrigger(key: string, trigger: Trigger): void {
-    if (this.triggers.get(key) === trigger) this.triggers.delete(key);
+    const rest = (this.triggers.get(key) ?? []).filter((t) => t !== trigger);
+    if (rest.length > 0) this.triggers.set(key, rest);
+    else this.triggers.delete(key);
+  }
+
+  /** The first trigger on `key` waiting for process `tgid`, removed from the table. */
+  private takeTrigger(key: string, tgid: number): Trigger | undefined {
+    const waiting = this.triggers.get(key);
+    const trigger = waiting?.find((t) => t.pid === tgid);
+    if (trigger) this.cancelTrigger(key, trigger);
+    return trigger;
   }
 
   newRequestId(): bigint {
@@ -92,9 +103,8 @@ export class Dispatcher {
     const mode = this.opts.modeOf(st.dev);
     if ((st.mode & S_IFMT) !== S_IFREG) return this.finishIgnored(ev.fd, mode, "resident");
     const key = inodeKey(st);
-    const trigger = this.triggers.get(key);
-    if (trigger && tgidOf(ev.pid) === trigger.pid) {
-      this.triggers.delete(key);
+    const trigger = this.triggers.has(key) ? this.takeTrigger(key, tgidOf(ev.pid)) : undefined;
+    if (trigger) {
       void this.queue.run(key, () => this.runTrigger(ev.fd, st, trigger));
       return;
     }

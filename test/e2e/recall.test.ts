@@ -286,8 +286,9 @@ describe(
         const sha = writeRandom(path, 10 * MiB);
         assert.equal((await fr.cli(["release", path])).code, 0);
         assert.ok(statSync(path).blocks * 512 <= 8192, "data blocks freed (an xattr block may remain)");
-        const r = await fr.cli(["restore", path]);
-        assert.equal(r.code, 0, r.stderr);
+        // Three admins restore it at once: each command's own access finds its own trigger.
+        const all = await Promise.all([0, 1, 2].map(() => fr.cli(["restore", path])));
+        for (const r of all) assert.equal(r.code, 0, r.stderr);
         assert.ok(allocatedBytes(path) >= 10 * MiB);
         const [s] = await fr.status([path]);
         assert.equal(s.state, "archived");
