@@ -113,6 +113,19 @@ function meshSuite(mode: "range" | "whole"): void {
     let mesh: MeshSetup;
     let client: ReturnType<typeof meshClient>;
 
+    /** A world-readable file of random bytes beneath the watched directory, optionally released. */
+    async function makeFile(name: string, size: number, release: boolean): Promise<{ path: string; data: Buffer }> {
+      const path = join(mesh.dir, name);
+      const data = randomBytes(size);
+      writeFileSync(path, data);
+      chmodSync(path, 0o644);
+      if (release) {
+        const rel = await mesh.fr.cli(["release", path]);
+        assert.equal(rel.code, 0, rel.stderr);
+      }
+      return { path, data };
+    }
+
     before(
       async () => {
         if (!isRoot()) return;
@@ -155,12 +168,7 @@ function meshSuite(mode: "range" | "whole"): void {
     rootTest(
       "status of a released file, restore brings every byte back, and readers then see the original",
       async () => {
-        const path = join(mesh.dir, "video.bin");
-        const data = randomBytes(5 * MiB + 123);
-        writeFileSync(path, data);
-        chmodSync(path, 0o644);
-        const rel = await mesh.fr.cli(["release", path]);
-        assert.equal(rel.code, 0, rel.stderr);
+        const { path, data } = await makeFile("video.bin", 5 * MiB + 123, true);
 
         const before = (await client.admin.client.status({ path }, { timeoutMs: 10_000 })).status;
         assert.ok(before);
@@ -194,10 +202,7 @@ function meshSuite(mode: "range" | "whole"): void {
     rootTest(
       "archive copies a readable file (verified later by release); no fd of a file the recall user cannot read",
       async () => {
-        const open = join(mesh.dir, "report.pdf");
-        const data = randomBytes(2 * MiB + 7);
-        writeFileSync(open, data);
-        chmodSync(open, 0o644);
+        const { path: open, data } = await makeFile("report.pdf", 2 * MiB + 7, false);
         const archived = (await client.admin.client.archive({ path: open }, { timeoutMs: 60_000 })).status;
         assert.ok(archived);
         assert.equal(archived.state, "archived");
@@ -252,12 +257,7 @@ function meshSuite(mode: "range" | "whole"): void {
     });
 
     rootTest("`fanrecall mesh` as an unprivileged user: status and restore, JSON out, errors exit 1", async () => {
-      const path = join(mesh.dir, "cli.bin");
-      const data = randomBytes(MiB + 1);
-      writeFileSync(path, data);
-      chmodSync(path, 0o644);
-      const rel = await mesh.fr.cli(["release", path]);
-      assert.equal(rel.code, 0, rel.stderr);
+      const { path, data } = await makeFile("cli.bin", MiB + 1, true);
       for (const f of [pki.clientCert, pki.clientKey]) chownSync(f, NOBODY, NOBODY);
       const tls = ["--address", mesh.address, "--ca", pki.caCert, "--cert", pki.clientCert, "--key", pki.clientKey];
       const mesh$ = (args: readonly string[]) =>
