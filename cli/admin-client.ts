@@ -1,9 +1,9 @@
 // admin-client: the admin commands' end of the listener's root-only admin socket. It sends
-// one request with the file's fd, and when the listener asks for it, performs the trigger
-// access (open + 1-byte read of the path) inside which the listener releases or restores
-// the file on an FMODE_NONOTIFY event fd.
+// one request with an fd of the file (opened O_RDONLY|O_NOFOLLOW, never read: the open raises
+// no pre-content event) and closes its copy at once: the listener reopens the inode itself,
+// and a release needs the file to be open nowhere else.
 //
-// Owns: the connected socket, and the fds it opens for one request (closed before return).
+// Owns: the connected socket, and the fd it opens for one request (closed right after sending).
 import * as native from "../native/index.js";
 import { FAN } from "../native/index.js";
 
@@ -42,29 +42,13 @@ export class AdminClient {
       const id = this.nextId++;
       if (!native.sendWithFd(this.sock, Buffer.from(JSON.stringify({ id, op })), fd))
         throw new Error("admin socket is full");
-      for (;;) {
-        const reply = await this.receive(timeoutMs);
-        if (reply.phase === "trigger") {
-          this.trigger(path);
-          continue;
-        }
-        return reply;
-      }
     } finally {
       native.close(fd);
     }
+    return this.receive(timeoutMs);
   }
 
-  private trigger(path: string): void {
-    const fd = native.openPath(path, FAN.O_RDONLY | O_NOFOLLOW | O_NOATIME);
-    try {
-      native.pread(fd, Buffer.alloc(1), 0);
-    } finally {
-      native.close(fd);
-    }
-  }
-
-  private receive(timeoutMs: number): Promise<AdminReply & { phase?: string }> {
+  private receive(timeoutMs: number): Promise<AdminReply> {
     return new Promise((resolve, reject) => {
       const poller = new native.FdPoller(this.sock, () => {
         const msg = native.recvWithFd(this.sock, 65536);
@@ -73,7 +57,7 @@ export class AdminClient {
         for (const fd of msg.fds) native.close(fd);
         if (msg.eof) return reject(new Error("the listener closed the admin connection"));
         try {
-          resolve(JSON.parse(msg.data.toString("utf8")) as AdminReply & { phase?: string });
+          resolve(JSON.parse(msg.data.toString("utf8")) as AdminReply);
         } catch {
           reject(new Error("malformed reply from the listener"));
         }

@@ -3,7 +3,11 @@
 // configured; the recall service (as the recall user, via setpriv: no capabilities,
 // no_new_privs, no supplementary groups) with the S3 settings; the listener (root) without
 // them. SIGINT/SIGTERM stop the listener first, which answers every held event before its
-// group closes, then the recall service, then the store.
+// group closes, then the recall service, then the store. Children are restarted whenever
+// they die; none is given up on. Every child but the holder dies with this process
+// (PR_SET_PDEATHSIG, via setpriv): if `fanrecall start` itself is killed, the holder stays and
+// answers the watched filesystems fail-closed (stubs EIO) until a new `fanrecall start`
+// takes the group from it.
 //
 // Owns: the child processes and the state directory layout. Holds the S3 settings only to
 // pass them to the recall service's environment.
@@ -104,9 +108,13 @@ function binPath(): string {
   return join(dirname(fileURLToPath(import.meta.url)), "..", "bin", "fanrecall.js");
 }
 
+/** setpriv options that make a child die with this process. */
+export const DIE_WITH_PARENT = ["--pdeathsig=SIGKILL"];
+
 function setprivArgs(uid: number, gid: number): string[] {
   // No capabilities at all, no way to gain any, no supplementary groups.
   return [
+    ...DIE_WITH_PARENT,
     `--reuid=${uid}`,
     `--regid=${gid}`,
     "--clear-groups",
@@ -147,13 +155,11 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
       FANRECALL_S3_REGION: store.region,
     });
   }
-  let giveUp: (why: string) => void = () => {};
-  const gaveUp = new Promise<string>((r) => (giveUp = r));
   const child = (name: string, readyPath: string, spawnIt: () => ChildProcess) =>
-    new SupervisedChild({ name, readyPath, log, onGiveUp: (why) => giveUp(why), spawn: spawnIt });
+    new SupervisedChild({ name, readyPath, log, spawn: spawnIt });
   const detached = { stdio: ["ignore", "inherit", "inherit"] as ["ignore", "inherit", "inherit"], detached: true };
   const holderSocket = join(runDir, "holder", "holder.sock");
-  const holder = child("the group holder", holderSocket, () =>
+  const holder = child("the group holder", `${holderSocket}.ready`, () =>
     spawn(process.execPath, [binPath(), "holder", "--socket", holderSocket], {
       ...detached,
       env: withoutSecrets(process.env),
@@ -184,7 +190,10 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   // The recall service serves the mesh admin API: let the listener take the requests it relays.
   if (process.env.FANRECALL_MESH_ADMIN_ADDRESS) listenerArgs.push("--mesh-admin", "true");
   const listener = child("the listener", join(runDir, "listener", "admin.sock"), () =>
-    spawn(process.execPath, [binPath(), ...listenerArgs], { ...detached, env: withoutSecrets(process.env) }),
+    spawn("setpriv", [...DIE_WITH_PARENT, process.execPath, binPath(), ...listenerArgs], {
+      ...detached,
+      env: withoutSecrets(process.env),
+    }),
   );
   // Stop order: the listener answers every held access and closes its group; then the holder
   // lets go; then the recall service and the store.
@@ -207,8 +216,8 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
     process.once("SIGINT", () => resolveSig("SIGINT"));
     process.once("SIGTERM", () => resolveSig("SIGTERM"));
   });
-  const why = await Promise.race([gaveUp, signalled]);
+  const why = await signalled;
   log(`stopping: ${why}`);
   await stopAll();
-  return why.startsWith("SIG") ? 0 : 1;
+  return 0;
 }

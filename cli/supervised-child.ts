@@ -1,5 +1,7 @@
-// supervised-child: one child process of `fanrecall start`, restarted when it dies on its
-// own (with backoff; a child that keeps dying gives up and stops the whole supervisor).
+// supervised-child: one child process of `fanrecall start`, restarted whenever it dies on its
+// own, with a backoff that grows to 30 s for a child that keeps dying. It never gives up:
+// stopping everything would close the fanotify group, and stubs would then read as zeros;
+// while the listener cannot run, the holder answers accesses fail-closed instead.
 // Readiness is a socket path the child creates.
 //
 // Owns: the child process (its own process group, so a terminal's Ctrl-C reaches only the
@@ -7,15 +9,13 @@
 import type { ChildProcess } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 
-const MAX_RESTARTS_PER_MINUTE = 10;
+const MAX_BACKOFF_MS = 30_000;
 
 export interface SupervisedChildOptions {
   readonly name: string;
   readonly spawn: () => ChildProcess;
   readonly readyPath: string;
   readonly log: (msg: string) => void;
-  /** Called when the child keeps dying and the supervisor should stop. */
-  readonly onGiveUp: (why: string) => void;
 }
 
 export class SupervisedChild {
@@ -47,13 +47,10 @@ export class SupervisedChild {
     if (this.stopping || child !== this.child) return;
     const now = Date.now();
     this.restarts = this.restarts.filter((t) => now - t < 60_000);
-    if (this.restarts.length >= MAX_RESTARTS_PER_MINUTE) {
-      this.opts.onGiveUp(`${this.opts.name} keeps exiting (${code ?? signal})`);
-      return;
-    }
     this.restarts.push(now);
-    const delay = Math.min(5_000, 200 * 2 ** (this.restarts.length - 1));
-    this.opts.log(`${this.opts.name} exited (${code ?? signal}); restarting in ${delay} ms`);
+    const delay = Math.min(MAX_BACKOFF_MS, 200 * 2 ** (this.restarts.length - 1));
+    const loop = this.restarts.length > 10 ? ` (${this.restarts.length} exits in a minute: it keeps exiting)` : "";
+    this.opts.log(`${this.opts.name} exited (${code ?? signal})${loop}; restarting in ${delay} ms`);
     setTimeout(() => {
       if (this.stopping) return;
       this.start().then(

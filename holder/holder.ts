@@ -1,18 +1,27 @@
 // holder: keeps a duplicate of the fanotify group fd so that the group, its marks and its
-// pending events outlive a listener crash. When the last fd of a group closes, the kernel
-// answers every pending permission event with ALLOW, which would hand blocked readers a
-// stub's zeros; while the holder lives, they stay blocked until a restarted listener takes
-// the group back and answers them.
+// pending events outlive the listener. When the last fd of a group closes, the kernel answers
+// every pending permission event with ALLOW, which would hand blocked readers a stub's
+// zeros. While a listener owns the group (it put or got it on a connection that is still
+// open), the holder only keeps the copy. When that connection closes without a "drop" (the
+// listener died), the holder waits a short grace for a successor and then answers the group
+// itself, fail-closed (fail-closed.ts): stubs EIO, other files allowed, nobody waits forever.
+// A successor's "get" ends that at once.
 //
-// Protocol (SOCK_SEQPACKET, root peers only, one JSON word per message):
-//   "get"        -> "fd" with the group fd attached, or "none"
-//   "put" + fd   -> "ok" (the held fd is replaced)
-//   "drop"       -> "ok" (the held fd is closed: a deliberate shutdown of the whole HSM)
-// Owns: the listening socket, its connections and the held group fd. Nothing else: no
-// policy, no events are ever read here.
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
+// Protocol (SOCK_SEQPACKET, root peers only, one word per message):
+//   "get"        -> "fd" with the group fd attached, or "none"; the sender owns the group now
+//   "put" + fd   -> "ok" (the held fd is replaced; the sender owns the group)
+//   "drop"       -> "ok" (the held fd is closed: a deliberate full stop of the HSM)
+//   "handover"   -> "fd"/"none", then this holder lets go and retires: a new holder (a new
+//                   `fanrecall start`) takes the group from one left behind
+// Owns: the listening socket, its connections, the held group fd and the fail-closed
+// answerer on it.
+import { chmodSync, existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import * as native from "../native/index.js";
+import { FailClosedAnswerer } from "./fail-closed.js";
+
+/** How long a dead listener's successor has to take the group before the holder answers. */
+export const OWNER_GRACE_MS = 1_000;
 
 export interface HolderLog {
   info(msg: string): void;
@@ -24,10 +33,15 @@ export class Holder {
   private readonly poller: native.FdPoller;
   private readonly conns = new Map<number, native.FdPoller>();
   private held = -1;
+  private owner = -1;
+  private answerer: FailClosedAnswerer | null = null;
+  private graceTimer: NodeJS.Timeout | null = null;
 
-  constructor(
+  private constructor(
     private readonly path: string,
     private readonly log: HolderLog,
+    private readonly onRetire: () => void,
+    inherited: number,
   ) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     chmodSync(dirname(path), 0o700);
@@ -36,10 +50,26 @@ export class Holder {
     chmodSync(path, 0o600);
     this.poller = new native.FdPoller(this.listenFd, () => this.acceptAll());
     this.poller.start();
+    if (inherited >= 0) {
+      this.held = inherited;
+      this.log.info("holder: took the group over from the holder left behind");
+      this.ownerGone();
+    }
+  }
+
+  /** A holder on `path`; a holder still running there hands its group over and retires. */
+  static async open(path: string, log: HolderLog, onRetire: () => void): Promise<Holder> {
+    const inherited = existsSync(path) ? await takeFromPredecessor(path) : -1;
+    return new Holder(path, log, onRetire, inherited);
   }
 
   get holding(): boolean {
     return this.held >= 0;
+  }
+
+  /** Whether the holder is answering the group itself (no listener owns it). */
+  get answering(): boolean {
+    return this.answerer?.running ?? false;
   }
 
   private acceptAll(): void {
@@ -63,16 +93,24 @@ export class Holder {
     const word = msg.eof || msg.truncated ? "" : msg.data.toString("utf8");
     const fds = msg.fds;
     try {
-      if (word === "get" && fds.length === 0) {
+      if ((word === "get" || word === "handover") && fds.length === 0) {
+        // Stop answering first: from here on the taker answers (it sweeps stale events).
+        this.stopAnswering();
         native.sendWithFd(conn, Buffer.from(this.held >= 0 ? "fd" : "none"), this.held);
+        if (word === "handover") return this.retire();
+        this.owner = conn;
       } else if (word === "put" && fds.length === 1) {
+        this.stopAnswering();
         if (this.held >= 0) native.close(this.held);
         this.held = fds.pop()!;
+        this.owner = conn;
         this.log.info("holder: holding the fanotify group");
         native.sendWithFd(conn, Buffer.from("ok"), -1);
       } else if (word === "drop" && fds.length === 0) {
+        this.stopAnswering();
         if (this.held >= 0) native.close(this.held);
         this.held = -1;
+        this.owner = -1;
         this.log.info("holder: released the fanotify group");
         native.sendWithFd(conn, Buffer.from("ok"), -1);
       } else {
@@ -92,14 +130,81 @@ export class Holder {
     p.close();
     this.conns.delete(conn);
     native.close(conn);
+    if (conn === this.owner) {
+      this.owner = -1;
+      if (this.held >= 0) this.ownerGone();
+    }
+  }
+
+  /** The owning listener is gone: unless a successor takes the group in time, answer it here. */
+  private ownerGone(): void {
+    this.log.warn(`holder: the listener is gone; answering fail-closed in ${OWNER_GRACE_MS} ms unless one takes over`);
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = null;
+      if (this.owner >= 0 || this.held < 0) return;
+      this.answerer = new FailClosedAnswerer(this.held, this.log);
+      this.answerer.start();
+    }, OWNER_GRACE_MS);
+  }
+
+  private stopAnswering(): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = null;
+    if (this.answerer?.running) {
+      this.log.info(
+        `holder: a listener took over (${this.answerer.failed} accesses failed, ${this.answerer.allowed} allowed meanwhile)`,
+      );
+    }
+    this.answerer?.stop();
+    this.answerer = null;
+  }
+
+  private retire(): void {
+    this.log.info("holder: handed the group to a new holder; retiring");
+    if (this.held >= 0) native.close(this.held);
+    this.held = -1;
+    this.closeSockets(false);
+    this.onRetire();
+  }
+
+  private closeSockets(unlink: boolean): void {
+    this.poller.close();
+    native.close(this.listenFd);
+    for (const c of [...this.conns.keys()]) {
+      this.conns.get(c)?.close();
+      native.close(c);
+    }
+    this.conns.clear();
+    if (unlink) rmSync(this.path, { force: true });
   }
 
   close(): void {
-    this.poller.close();
-    native.close(this.listenFd);
-    for (const c of [...this.conns.keys()]) this.drop(c);
+    this.stopAnswering();
     if (this.held >= 0) native.close(this.held);
     this.held = -1;
-    rmSync(this.path, { force: true });
+    this.closeSockets(true);
+  }
+}
+
+/** Takes the group from a holder still serving `path` (it then retires); -1 when there is none. */
+async function takeFromPredecessor(path: string): Promise<number> {
+  let sock: number;
+  try {
+    sock = native.seqpacketConnect(path);
+  } catch {
+    return -1;
+  }
+  try {
+    if (native.peerCred(sock).uid !== 0) return -1;
+    native.sendWithFd(sock, Buffer.from("handover"), -1);
+    const reply = await native.recvOnce(sock, 64, 3_000);
+    if (reply.data.toString("utf8") === "fd" && reply.fds.length === 1) return reply.fds[0];
+    for (const fd of reply.fds) native.close(fd);
+    return -1;
+  } catch {
+    return -1;
+  } finally {
+    native.close(sock);
   }
 }

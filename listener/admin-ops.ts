@@ -1,22 +1,26 @@
 // admin-ops: archive, release and restore, as asked by `fanrecall` admin commands (root)
-// over the admin socket. The command sends an fd of the file; the listener decides what the
-// recall service may see (the same fd, over the fd channel) and keeps the stub state.
-// Release and restore run their local part inside an event the command's own process raises
-// on the file, so the punch and the recall happen on an FMODE_NONOTIFY event fd, serialized
-// with every other access to the inode.
+// over the admin socket, and by the mesh worker. The caller passes an fd of the file that the
+// listener opened itself through its private view (read-only, no events); the listener
+// decides what the recall service may see (that fd, over the fd channel) and keeps the stub
+// state. Release and restore run inside the inode's queue, after every access queued before
+// them. Release frees blocks only under a write lease, which the kernel grants only while no
+// one else has the file open and which holds every new open until the release is done: so no
+// reader can be between "allowed" and "read" while the blocks go, and no writer's bytes can
+// be punched away.
 //
-// Owns: nothing long-lived; borrows the admin fd for the duration of one operation.
+// Owns: nothing long-lived; the writable fd of one release or restore (closed before it returns).
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
 import { Reason } from "../proto/index.js";
-import type { Dispatcher, Trigger } from "./dispatcher.js";
+import type { Dispatcher } from "./dispatcher.js";
 import { inodeKey } from "./dispatcher.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
 import type { FdChannel } from "./fd-channel.js";
 import type { RecallClient } from "./recall-client.js";
 import { needsRecall, withState } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
+import type { WritableViews } from "./writable-view.js";
 
 export class AdminError extends Error {
   override readonly name = "AdminError";
@@ -39,9 +43,20 @@ export interface AdminOpsOptions {
   readonly channel: FdChannel;
   readonly recall: RecallClient;
   readonly log: Logger;
+  readonly views: WritableViews;
   readonly modeOf: (dev: number) => WatchMode | undefined;
-  readonly triggerTimeoutMs: number;
   readonly recallTimeoutMs: number;
+}
+
+/** An fd the caller owns that an operation may close early (release must, to get its lease). */
+export class OwnedFd {
+  private open = true;
+  constructor(readonly fd: number) {}
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    native.close(this.fd);
+  }
 }
 
 /** A multiple of every block size in use (ext4/xfs/btrfs/tmpfs). */
@@ -114,15 +129,15 @@ export class AdminOps {
     return { state: "archived", object: objectOf(stub) };
   }
 
-  /** Verifies the archived copy, then asks the caller to trigger the release event. */
-  async prepareRelease(fd: number, peerPid: number): Promise<{ wait: Promise<AdminResult> } | AdminResult> {
-    await this.archive(fd);
-    const { st, mode } = this.check(fd);
-    const stub = this.stubOf(fd);
+  /** Archives if needed, verifies the archived copy, then frees the blocks under a write lease. */
+  async release(file: OwnedFd): Promise<AdminResult> {
+    await this.archive(file.fd);
+    const { st, mode } = this.check(file.fd);
+    const stub = this.stubOf(file.fd);
     if (!stub) throw new AdminError("protocol-error", "no stub state after archive");
     if (needsRecall(stub.state)) return { state: stub.state, object: objectOf(stub) };
     const requestId = this.opts.dispatcher.newRequestId();
-    this.opts.channel.send(requestId, fd);
+    this.opts.channel.send(requestId, file.fd);
     const reply = await this.opts.recall.verify(
       {
         requestId,
@@ -138,78 +153,68 @@ export class AdminOps {
     if (!reply.ok) throw new AdminError(reply.reason, reply.message);
     if (!reply.value.equal)
       throw new AdminError("mismatch", `archived copy differs from the file: ${reply.value.message}`);
-    if (!sameContentVersion(native.fstat(fd), stub))
-      throw new AdminError("stub-changed", "the file changed during verification");
-    this.opts.source.unignore(fd, mode);
-    return { wait: this.expect(st, peerPid, (evFd, evSt) => this.releaseOn(evFd, evSt, stub)) };
+    const rw = this.opts.views.reopen(file.fd, st, "write");
+    // The lease needs this to be the only open file of the inode.
+    file.close();
+    try {
+      return await this.opts.dispatcher.exclusive(inodeKey(st), () => this.releaseLeased(rw, stub, mode));
+    } finally {
+      native.close(rw);
+    }
   }
 
-  private releaseOn(fd: number, st: FdStat, verified: StubState): AdminResult {
-    const now = this.stubOf(fd);
-    if (!now || now.key !== verified.key || now.state !== "archived" || !sameContentVersion(st, verified)) {
-      throw new AdminError("stub-changed", "the file changed before it could be released; nothing was freed");
+  /** Synchronous from lease to unlease: no event is read, nothing else runs meanwhile. */
+  private releaseLeased(rw: number, verified: StubState, mode: WatchMode): AdminResult {
+    try {
+      native.setLease(rw, "write");
+    } catch (err: unknown) {
+      if (native.isNativeError(err, "EAGAIN") || native.isNativeError(err, "EBUSY"))
+        throw new AdminError("busy", "the file is open (or mapped, or running); nothing was freed: try again later");
+      throw err;
     }
-    // State first: if anything below fails half way, the file is a stub that recalls correctly.
-    this.opts.dispatcher.writeStub(fd, { ...withState(verified, "released"), atimeNs: st.atimeNs });
-    // Punch whole blocks past EOF too: punching part of a block only zeroes it and keeps it
-    // allocated, which would later look like recalled data.
-    if (st.size > 0) native.punchHole(fd, 0, Math.ceil(st.size / PUNCH_ALIGN) * PUNCH_ALIGN);
-    native.futimens(fd, st.atimeNs, st.mtimeNs);
-    const left = native.seekData(fd, 0);
-    if (left !== -1 && left < st.size) {
-      throw new AdminError(
-        "write-failed",
-        `data remains at byte ${left} after punching; the file is a stub, reads recall it`,
-      );
+    try {
+      const st = native.fstat(rw);
+      const now = this.stubOf(rw);
+      if (!now || now.key !== verified.key || now.state !== "archived" || !sameContentVersion(st, verified)) {
+        throw new AdminError("stub-changed", "the file changed before it could be released; nothing was freed");
+      }
+      // State first: if anything below fails half way, the file is a stub that recalls correctly.
+      this.opts.dispatcher.writeStub(rw, { ...withState(verified, "released"), atimeNs: st.atimeNs });
+      // A stub must raise an event on every access: drop any ignore mark the inode has.
+      this.opts.source.unignore(rw, mode);
+      // Punch whole blocks past EOF too: punching part of a block only zeroes it and keeps it
+      // allocated, which would later look like recalled data.
+      if (st.size > 0) native.punchHole(rw, 0, Math.ceil(st.size / PUNCH_ALIGN) * PUNCH_ALIGN);
+      native.futimens(rw, st.atimeNs, st.mtimeNs);
+      const left = native.seekData(rw, 0);
+      if (left !== -1 && left < st.size) {
+        throw new AdminError(
+          "write-failed",
+          `data remains at byte ${left} after punching; the file is a stub, reads recall it`,
+        );
+      }
+      this.opts.log.info({ ino: st.ino, bytes: st.size, key: verified.key }, "released");
+      return { state: "released", object: objectOf(verified) };
+    } finally {
+      native.setLease(rw, "none");
     }
-    this.opts.log.info({ ino: st.ino, bytes: st.size, key: verified.key }, "released");
-    return { state: "released", object: objectOf(verified) };
   }
 
-  /** Restore: recall the whole file, inside the caller's trigger event. */
-  prepareRestore(fd: number, peerPid: number): { wait: Promise<AdminResult> } | AdminResult {
+  /** Restore: recall the whole file now, inside the inode's queue. */
+  async restore(fd: number): Promise<AdminResult> {
     const { st } = this.check(fd);
-    return this.prepareRestoreOf(st, this.stubOf(fd), peerPid);
-  }
-
-  /** Restore of a file already looked at (`st`, `stub`): the recall runs inside `peerPid`'s next access. */
-  prepareRestoreOf(st: FdStat, stub: StubState | null, peerPid: number): { wait: Promise<AdminResult> } | AdminResult {
+    const stub = this.stubOf(fd);
     if (!stub || !needsRecall(stub.state))
       return { state: stub?.state ?? "resident", ...(stub ? { object: objectOf(stub) } : {}) };
-    return {
-      wait: this.expect(st, peerPid, async (evFd, evSt) => {
-        const cur = this.stubOf(evFd);
-        if (!cur || !needsRecall(cur.state)) return { state: cur?.state ?? "resident" };
-        const reason = await this.opts.dispatcher.recall(evFd, evSt, cur, null, peerPid);
-        if (reason !== "recalled") throw new AdminError(reason, `restore failed: ${reason}`);
-        return { state: "archived", object: objectOf(cur) };
-      }),
-    };
-  }
-
-  private expect(
-    st: FdStat,
-    pid: number,
-    work: (fd: number, st: FdStat) => AdminResult | Promise<AdminResult>,
-  ): Promise<AdminResult> {
-    const key = inodeKey(st);
-    return new Promise<AdminResult>((resolve, reject) => {
-      const trigger: Trigger = {
-        pid,
-        run: async (fd, evSt) => {
-          clearTimeout(timer);
-          try {
-            resolve(await work(fd, evSt));
-          } catch (err: unknown) {
-            reject(err instanceof Error ? err : new Error(String(err)));
-          }
-        },
-      };
-      const timer = setTimeout(() => {
-        this.opts.dispatcher.cancelTrigger(key, trigger);
-        reject(new AdminError("timeout", "the file was not accessed by the command in time"));
-      }, this.opts.triggerTimeoutMs);
-      this.opts.dispatcher.expectTrigger(key, trigger);
+    return this.opts.dispatcher.exclusive(inodeKey(st), async () => {
+      const cur = this.stubOf(fd);
+      if (!cur || !needsRecall(cur.state)) return { state: cur?.state ?? "resident" };
+      const now = native.fstat(fd);
+      const reason = await this.opts.dispatcher.withWritable(fd, now, (rw) =>
+        this.opts.dispatcher.recall(rw, now, cur, null, 0),
+      );
+      if (reason !== "recalled") throw new AdminError(reason, `restore failed: ${reason}`);
+      return { state: "archived", object: objectOf(cur) };
     });
   }
 }

@@ -3,14 +3,19 @@
 // 4 KiB with exactly one fd of the file; the peer must be uid 0 (SO_PEERCRED). One request
 // at a time per connection; anything malformed closes that connection only.
 //
-// Owns: the listening socket, accepted connections, and the request fd until the operation
-// ends. Must not own: what the operations do (admin-ops).
+// The command's fd only names the file: the listener reopens that inode read-only through its
+// own private view (no events, and never a fd the command could still use) and closes the
+// command's copy at once.
+//
+// Owns: the listening socket, accepted connections, and the listener's own fd of the file
+// until the operation ends. Must not own: what the operations do (admin-ops).
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { AdminOps, AdminResult } from "./admin-ops.js";
-import { AdminError } from "./admin-ops.js";
+import { AdminError, OwnedFd } from "./admin-ops.js";
+import type { WritableViews } from "./writable-view.js";
 
 const MAX_MESSAGE = 4096;
 
@@ -44,6 +49,7 @@ export class AdminServer {
   constructor(
     private readonly path: string,
     private readonly ops: AdminOps,
+    private readonly views: WritableViews,
     private readonly log: Logger,
   ) {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -90,26 +96,40 @@ export class AdminServer {
     });
   }
 
-  private async serve(conn: Conn, req: Request, fd: number): Promise<void> {
+  private async serve(conn: Conn, req: Request, clientFd: number): Promise<void> {
+    let file: OwnedFd | null = null;
     try {
-      const result = await this.run(conn, req, fd);
+      file = this.reopen(clientFd);
+      const result = await this.run(req, file);
       this.reply(conn, { id: req.id, ok: true, ...result });
     } catch (err: unknown) {
       const reason = err instanceof AdminError ? err.reason : "protocol-error";
       const message = err instanceof Error ? err.message : String(err);
       this.reply(conn, { id: req.id, ok: false, reason, error: message });
     } finally {
-      native.close(fd);
+      file?.close();
     }
   }
 
-  private async run(conn: Conn, req: Request, fd: number): Promise<AdminResult> {
-    if (req.op === "archive") return this.ops.archive(fd);
-    const prepared =
-      req.op === "release" ? await this.ops.prepareRelease(fd, conn.pid) : this.ops.prepareRestore(fd, conn.pid);
-    if (!("wait" in prepared)) return prepared;
-    this.reply(conn, { id: req.id, phase: "trigger" });
-    return prepared.wait;
+  /** The listener's own read-only fd of the file the command named; the command's fd is closed. */
+  private reopen(clientFd: number): OwnedFd {
+    try {
+      const st = native.fstat(clientFd);
+      if ((st.mode & 0o170000) !== 0o100000) throw new AdminError("protocol-error", "not a regular file");
+      try {
+        return new OwnedFd(this.views.reopen(clientFd, st, "read"));
+      } catch {
+        throw new AdminError("protocol-error", "not on a watched filesystem");
+      }
+    } finally {
+      native.close(clientFd);
+    }
+  }
+
+  private run(req: Request, file: OwnedFd): Promise<AdminResult> {
+    if (req.op === "archive") return this.ops.archive(file.fd);
+    if (req.op === "release") return this.ops.release(file);
+    return this.ops.restore(file.fd);
   }
 
   private reply(conn: Conn, body: Record<string, unknown>): void {

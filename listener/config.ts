@@ -13,7 +13,10 @@ export interface ListenerConfig {
   readonly recallUid: number;
   readonly mode: "auto" | "range" | "whole";
   readonly recallTimeoutMs: number;
-  readonly maxInFlight: number;
+  /** Distinct files recalled at once. */
+  readonly maxRecalls: number;
+  /** The part of maxRecalls one uid or cgroup may hold. */
+  readonly callerShare: number;
   readonly logLevel: string;
   /** Where the root-only admin socket goes (default RUN_DIR/listener/admin.sock). */
   readonly adminSocket: string;
@@ -35,6 +38,10 @@ Settings (flag, environment variable, or key in the --config JSON file):
   --recall-uid UID          FANRECALL_RECALL_UID           recallUid    (default 65534)
   --mode auto|range|whole   FANRECALL_MODE                 mode         (default auto)
   --recall-timeout-ms MS    FANRECALL_RECALL_TIMEOUT_MS    recallTimeoutMs (default 30000)
+  --max-recalls N           FANRECALL_MAX_RECALLS          maxRecalls   (default 256: distinct files
+                            recalled at once; readers of a file being recalled wait for it uncounted)
+  --caller-share FRACTION   FANRECALL_CALLER_SHARE         callerShare  (default 0.5: the part of
+                            max-recalls one uid or one cgroup may hold; beyond it, EAGAIN)
   --log-level LEVEL         FANRECALL_LOG_LEVEL            logLevel     (default info)
   --admin-socket PATH       FANRECALL_ADMIN_SOCKET         adminSocket  (default RUN_DIR/listener/admin.sock)
   --holder-socket PATH      FANRECALL_HOLDER_SOCKET        holderSocket (default RUN_DIR/holder/holder.sock;
@@ -59,6 +66,8 @@ const FLAGS = [
   "mode",
   "recall-timeout-ms",
   "log-level",
+  "max-recalls",
+  "caller-share",
   "config",
 ];
 
@@ -102,6 +111,12 @@ export function loadListenerConfig(
   const recallUid = Number(one("recall-uid", "FANRECALL_RECALL_UID", "recallUid") ?? "65534");
   if (!Number.isSafeInteger(recallUid) || recallUid <= 0)
     throw new Error("recall uid must be a positive integer (never root)");
+  const maxRecalls = Number(one("max-recalls", "FANRECALL_MAX_RECALLS", "maxRecalls") ?? "256");
+  if (!Number.isSafeInteger(maxRecalls) || maxRecalls < 1 || maxRecalls > 65536)
+    throw new Error("max-recalls must be an integer from 1 to 65536");
+  const callerShare = Number(one("caller-share", "FANRECALL_CALLER_SHARE", "callerShare") ?? "0.5");
+  if (!Number.isFinite(callerShare) || callerShare <= 0 || callerShare > 1)
+    throw new Error("caller-share must be a fraction above 0 and at most 1");
   return {
     watch: watch.map((w) => resolve(w)),
     runDir: resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall"),
@@ -109,7 +124,8 @@ export function loadListenerConfig(
     meshAdmin: meshAdmin === "true",
     mode,
     recallTimeoutMs: timeout,
-    maxInFlight: 4096,
+    maxRecalls,
+    callerShare,
     logLevel: one("log-level", "FANRECALL_LOG_LEVEL", "logLevel") ?? "info",
     adminSocket:
       one("admin-socket", "FANRECALL_ADMIN_SOCKET", "adminSocket") ??

@@ -1,43 +1,48 @@
 // dispatcher: decides every fanotify event. A file that is not a stub is allowed at once and
 // ignore-marked. For a stub, the event goes through the per-inode queue: the access is
-// classified (read or modify), the fd is handed to the recall service with the ranges it
+// classified (read or modify), the inode is reopened writable through the listener's private
+// view (event fds are read-only), that fd is handed to the recall service with the ranges it
 // needs, and the kernel gets the verdict back. After a recall the listener restores the
 // file's times and updates the stub state; a fully populated file stops being a stub.
+// Whatever goes wrong with one event is answered for that event (EIO) and logged; it never
+// stops the others. New recalls are admitted by the recall budget (fair share per caller).
 //
 // Owns: every event fd from the moment onEvent receives it until it is answered and closed
-// (exactly once, in `finish`). Must not own: the group (fanotify-source), the wire (fd-channel,
+// (exactly once, in `finish`), and the writable fd of each recall it runs (closed when that
+// recall ends). Must not own: the group (fanotify-source), the wire (fd-channel,
 // recall-client) or S3 anything. Never opens a watched file by path.
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { FanEvent, FdStat } from "../native/index.js";
 import { RecallMode, Verdict } from "../proto/index.js";
-import { classifyAccess, describeAccessor, tgidOf } from "./classify-access.js";
+import { classifyAccess, describeAccessor } from "./classify-access.js";
 import { FAILURE_POLICY, fromProtoReason } from "./failure-policy.js";
 import type { ListenerReason } from "./failure-policy.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
 import type { FdChannel } from "./fd-channel.js";
 import { InodeQueue } from "./inode-queue.js";
+import { RecallBudget } from "./recall-budget.js";
 import type { RecallClient } from "./recall-client.js";
 import { STUB_XATTR, StubStateError, decodeStubState, encodeStubState, needsRecall, withState } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
+import type { WritableViews } from "./writable-view.js";
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
-
-/** Work an admin command waits to do inside the event its own process raises. */
-export interface Trigger {
-  readonly pid: number;
-  /** Runs inside the inode queue with the event's (FMODE_NONOTIFY) fd; the event is then allowed. */
-  readonly run: (eventFd: number, st: FdStat) => Promise<void>;
-}
 
 export interface DispatcherOptions {
   readonly source: FanotifySource;
   readonly channel: FdChannel;
   readonly recall: RecallClient;
   readonly log: Logger;
+  readonly views: WritableViews;
   readonly recallTimeoutMs: number;
-  readonly maxInFlight: number;
+  /** Distinct files recalled at once. */
+  readonly maxRecalls: number;
+  /** The part of maxRecalls one uid or cgroup may hold (0 < share <= 1). */
+  readonly callerShare: number;
+  /** Event fds held at once (readers waiting); beyond it new events get EAGAIN. */
+  readonly maxHeld: number;
   readonly modeOf: (dev: number) => WatchMode;
 }
 
@@ -47,12 +52,10 @@ export function inodeKey(st: { dev: number; ino: number }): string {
 
 export class Dispatcher {
   private readonly queue = new InodeQueue();
-  /** Admin work waiting for its command's access, by inode: several commands may wait on one file. */
-  private readonly triggers = new Map<string, Trigger[]>();
+  private readonly budget: RecallBudget;
   /** Random start: ids never repeat across listener restarts (the recall service may still hold old ones). */
   private nextRequestId =
     BigInt.asUintN(62, BigInt(Date.now()) << 20n) | BigInt(Math.floor(Math.random() * 2 ** 20)) | 1n;
-  private inFlight = 0;
   /** Event fds held, and whether the kernel has been answered already (by drain). */
   private readonly pending = new Map<number, { answered: boolean }>();
   private closing = false;
@@ -61,25 +64,13 @@ export class Dispatcher {
   /** Events read since start (for the listener's metrics). */
   eventsTotal = 0;
 
-  constructor(private readonly opts: DispatcherOptions) {}
-
-  /** Registers work to run inside the next event of `trigger.pid` on this inode. */
-  expectTrigger(key: string, trigger: Trigger): void {
-    this.triggers.set(key, [...(this.triggers.get(key) ?? []), trigger]);
+  constructor(private readonly opts: DispatcherOptions) {
+    this.budget = new RecallBudget(opts.maxRecalls, opts.callerShare);
   }
 
-  cancelTrigger(key: string, trigger: Trigger): void {
-    const rest = (this.triggers.get(key) ?? []).filter((t) => t !== trigger);
-    if (rest.length > 0) this.triggers.set(key, rest);
-    else this.triggers.delete(key);
-  }
-
-  /** The first trigger on `key` waiting for process `tgid`, removed from the table. */
-  private takeTrigger(key: string, tgid: number): Trigger | undefined {
-    const waiting = this.triggers.get(key);
-    const trigger = waiting?.find((t) => t.pid === tgid);
-    if (trigger) this.cancelTrigger(key, trigger);
-    return trigger;
+  /** Runs `work` for inode `key` alone: after every access queued before it, before any after. */
+  exclusive<T>(key: string, work: () => Promise<T> | T): Promise<T> {
+    return this.queue.run(key, async () => work());
   }
 
   newRequestId(): bigint {
@@ -89,51 +80,47 @@ export class Dispatcher {
   onEvent(ev: FanEvent): void {
     this.eventsTotal++;
     if (ev.fd < 0) {
-      this.opts.log.error({ mask: ev.mask, fd: ev.fd }, "event without fd");
+      // FAN_REPORT_FD_ERROR: the kernel could not open an fd for this event (-errno) and has
+      // denied that access itself; nothing is left to answer.
+      this.count("no-fd");
+      this.opts.log.warn({ errno: -ev.fd, reason: "no-fd" }, "event without fd (denied by the kernel)");
       return;
     }
     this.pending.set(ev.fd, { answered: false });
-    if (ev.pid === process.pid) return this.finish(ev.fd, "self");
-    let st: FdStat;
     try {
-      st = native.fstat(ev.fd);
-    } catch {
-      return this.finish(ev.fd, "protocol-error");
+      this.decide(ev);
+    } catch (err: unknown) {
+      this.opts.log.error({ err: String(err), reason: "internal-error" }, "event handling failed");
+      if (this.pending.has(ev.fd)) this.finish(ev.fd, "internal-error");
     }
+  }
+
+  private decide(ev: FanEvent): void {
+    if (ev.pid === process.pid) return this.finish(ev.fd, "self");
+    const st = native.fstat(ev.fd);
     const mode = this.opts.modeOf(st.dev);
     if ((st.mode & S_IFMT) !== S_IFREG) return this.finishIgnored(ev.fd, mode, "resident");
-    const key = inodeKey(st);
-    const trigger = this.triggers.has(key) ? this.takeTrigger(key, tgidOf(ev.pid)) : undefined;
-    if (trigger) {
-      void this.queue.run(key, () => this.runTrigger(ev.fd, st, trigger));
-      return;
-    }
     const stub = this.readStub(ev.fd);
     if (stub === "corrupt") return this.finish(ev.fd, "stub-corrupt");
     if (stub === null || !needsRecall(stub.state)) return this.finishIgnored(ev.fd, mode, "resident");
     if (this.closing) return this.finish(ev.fd, "shutdown");
-    if (this.inFlight >= this.opts.maxInFlight) return this.finish(ev.fd, "queue-full");
-    this.inFlight++;
+    if (this.pending.size > this.opts.maxHeld) return this.finish(ev.fd, "overloaded");
+    const key = inodeKey(st);
+    const admission = this.budget.admit(key, () => describeAccessor(ev.pid));
+    if (admission === "budget-full" || admission === "caller-over-share") {
+      this.opts.log.warn({ pid: ev.pid, admission, reason: "overloaded" }, "recall not admitted");
+      return this.finish(ev.fd, "overloaded");
+    }
     void this.queue
       .run(key, () => this.recallEvent(ev, mode))
       .then(
         (reason) => this.finish(ev.fd, reason),
         (err: unknown) => {
-          this.opts.log.error({ err: String(err) }, "recall crashed");
-          this.finish(ev.fd, "protocol-error");
+          this.opts.log.error({ err: String(err), reason: "internal-error" }, "recall crashed");
+          this.finish(ev.fd, "internal-error");
         },
       )
-      .finally(() => this.inFlight--);
-  }
-
-  private async runTrigger(fd: number, st: FdStat, trigger: Trigger): Promise<void> {
-    try {
-      await trigger.run(fd, st);
-    } catch (err: unknown) {
-      this.opts.log.error({ err: String(err) }, "admin trigger failed");
-    }
-    // The admin command's own access is allowed whatever happened: it reads nothing it uses.
-    this.finish(fd, "self");
+      .finally(() => this.budget.done(key));
   }
 
   readStub(fd: number): StubState | null | "corrupt" {
@@ -162,16 +149,38 @@ export class Dispatcher {
     }
     if (st.size !== stub.size) {
       // Rewritten behind the stub's back (O_TRUNC): the user's bytes win; never recall over them.
-      this.writeStub(ev.fd, withState(stub, "dirty"));
+      const r = await this.withWritable(ev.fd, st, (rw) => {
+        this.writeStub(rw, withState(stub, "dirty"));
+        return "stub-changed" as const;
+      });
       this.opts.source.ignore(ev.fd, mode);
       this.opts.log.warn({ ino: st.ino, size: st.size, stubSize: stub.size, reason: "stub-changed" }, "stub rewritten");
-      return "stub-changed";
+      return r;
     }
     const whole = mode === "whole" || ev.range === null || ev.range.count === 0 || classifyAccess(ev.pid) === "modify";
-    return this.recall(ev.fd, st, stub, whole ? null : ev.range, ev.pid);
+    return this.withWritable(ev.fd, st, (rw) => this.recall(rw, st, stub, whole ? null : ev.range, ev.pid));
   }
 
-  /** Recalls `range` (null = the whole file) of a stub through `fd`. Runs inside the inode queue. */
+  /** Runs `work` with a writable fd of the inode behind `fd` (from the private view), closed after. */
+  async withWritable<T>(fd: number, st: FdStat, work: (rw: number) => T | Promise<T>): Promise<T | "not-writable"> {
+    let rw: number;
+    try {
+      rw = this.opts.views.reopen(fd, st, "write");
+    } catch (err: unknown) {
+      this.opts.log.warn({ ino: st.ino, err: String(err), reason: "not-writable" }, "no writable view of the file");
+      return "not-writable";
+    }
+    try {
+      return await work(rw);
+    } finally {
+      native.close(rw);
+    }
+  }
+
+  /**
+   * Recalls `range` (null = the whole file) of a stub through `fd`, a writable fd of the
+   * private view (its writes raise no event). Runs inside the inode queue.
+   */
   async recall(
     fd: number,
     st: FdStat,
@@ -255,7 +264,15 @@ export class Dispatcher {
     }
     this.pending.delete(fd);
     if (!entry.answered) this.answer(fd, reason);
-    native.close(fd);
+    try {
+      native.close(fd);
+    } catch (err: unknown) {
+      this.opts.log.error({ fd, err: String(err) }, "closing an event fd failed");
+    }
+  }
+
+  private count(reason: ListenerReason): void {
+    this.counts.set(reason, (this.counts.get(reason) ?? 0) + 1);
   }
 
   private answer(fd: number, reason: ListenerReason): void {
@@ -265,7 +282,7 @@ export class Dispatcher {
     } catch (err: unknown) {
       this.opts.log.error({ err: String(err), reason }, "response write failed");
     }
-    this.counts.set(reason, (this.counts.get(reason) ?? 0) + 1);
+    this.count(reason);
     if (outcome.verdict === "deny") this.opts.log.warn({ reason, errno: outcome.errno }, "access denied");
   }
 
@@ -294,5 +311,10 @@ export class Dispatcher {
 
   get queued(): number {
     return this.queue.size;
+  }
+
+  /** Distinct files being recalled now. */
+  get recalling(): number {
+    return this.budget.size;
   }
 }

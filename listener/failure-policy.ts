@@ -11,7 +11,10 @@ export type ListenerReason =
   | "self"
   | "populated"
   | "stub-changed"
-  | "queue-full"
+  | "overloaded"
+  | "no-fd"
+  | "internal-error"
+  | "not-writable"
   | "timeout"
   | "recall-unavailable"
   | "store-unavailable"
@@ -47,7 +50,13 @@ export const FAILURE_POLICY: Record<ListenerReason, Outcome> = {
   // the user's now; old archived data must never be written over them.
   "stub-changed": { verdict: "allow", errno: 0 },
   // Overload is temporary: EAGAIN tells well-behaved programs to retry.
-  "queue-full": { verdict: "deny", errno: EAGAIN },
+  overloaded: { verdict: "deny", errno: EAGAIN },
+  // The kernel could not open an event fd and denied the access itself (listed for counting).
+  "no-fd": { verdict: "deny", errno: EIO },
+  // A fault in handling this one event: that event fails, the others go on.
+  "internal-error": { verdict: "deny", errno: EIO },
+  // No writable fd of the file could be had through the listener's private view.
+  "not-writable": { verdict: "deny", errno: EIO },
   // Everything else would hand the reader wrong bytes if allowed: fail closed.
   timeout: { verdict: "deny", errno: EIO },
   "recall-unavailable": { verdict: "deny", errno: EIO },
@@ -72,7 +81,7 @@ const FROM_PROTO = new Map<Reason, ListenerReason>([
   [Reason.NO_SPACE, "no-space"],
   [Reason.FD_MISSING, "fd-missing"],
   [Reason.PROTOCOL_ERROR, "protocol-error"],
-  [Reason.OVERLOADED, "queue-full"],
+  [Reason.OVERLOADED, "overloaded"],
   [Reason.STUB_CHANGED, "stub-changed"],
 ]);
 

@@ -1,7 +1,11 @@
 // fanotify-source: owns the fanotify group of the pre-content class. It marks the watched
 // filesystems (FAN_PRE_ACCESS range mode where the kernel and filesystem allow it, else
 // FAN_OPEN_PERM whole-file mode), reads events off the main loop without blocking it, and
-// writes responses and ignore marks.
+// writes responses and ignore marks. Event fds are opened read-only, so accesses made through
+// read-only mounts get events too; each watched filesystem's private writable view (see
+// writable-view) gets an ignore mark, so writes through it never raise events. An error
+// reading the group (one event's fd that could not be opened, say) is logged and reading
+// goes on: it never stops the listener.
 //
 // Owns: the group fd and its poller. Must not own: decisions about events (the dispatcher)
 // or the event fds (handed to onEvent, whose owner closes them after answering).
@@ -10,6 +14,7 @@ import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import { FAN } from "../native/index.js";
 import type { FanEvent } from "../native/index.js";
+import type { WritableViews } from "./writable-view.js";
 
 export type WatchMode = "range" | "whole";
 
@@ -24,6 +29,7 @@ export interface FanotifySourceOptions {
   readonly mode: "auto" | WatchMode;
   readonly log: Logger;
   readonly onEvent: (ev: FanEvent) => void;
+  readonly views: WritableViews;
   /** Take over an existing group fd instead of creating one. */
   readonly groupFd?: number;
 }
@@ -35,7 +41,37 @@ export const INIT_FLAGS =
   FAN.FAN_UNLIMITED_QUEUE |
   FAN.FAN_UNLIMITED_MARKS |
   FAN.FAN_REPORT_TID;
-const EVENT_F_FLAGS = FAN.O_RDWR | FAN.O_LARGEFILE | FAN.O_CLOEXEC;
+/** Read-only: an O_RDWR event fd cannot be opened for an access through a read-only mount. */
+export const EVENT_F_FLAGS = FAN.O_RDONLY | FAN.O_LARGEFILE | FAN.O_CLOEXEC;
+
+/** A new group; with FAN_REPORT_FD_ERROR where the kernel has it (6.13+), so a failed event fd is that event's. */
+export function createGroup(): number {
+  try {
+    return native.fanotifyInit(INIT_FLAGS | FAN.FAN_REPORT_FD_ERROR, EVENT_F_FLAGS);
+  } catch (err: unknown) {
+    if (!native.isNativeError(err, "EINVAL")) throw err;
+    return native.fanotifyInit(INIT_FLAGS, EVENT_F_FLAGS);
+  }
+}
+
+/** Reads every queued event batch (up to `batches`); a read error is reported, never thrown. */
+export function readBatches(groupFd: number, batches: number, onError: (err: unknown) => void): FanEvent[][] {
+  const out: FanEvent[][] = [];
+  for (let i = 0; i < batches; i++) {
+    let events: FanEvent[];
+    try {
+      events = native.fanotifyReadEvents(groupFd);
+    } catch (err: unknown) {
+      // Without FAN_REPORT_FD_ERROR a failed event-fd open fails the read; the kernel has
+      // answered that event itself (deny). The next read goes on with the next event.
+      onError(err);
+      continue;
+    }
+    if (events.length === 0) break;
+    out.push(events);
+  }
+  return out;
+}
 
 export function maskFor(mode: WatchMode): number {
   return mode === "range" ? FAN.FAN_PRE_ACCESS : FAN.FAN_OPEN_PERM;
@@ -44,12 +80,14 @@ export function maskFor(mode: WatchMode): number {
 export class FanotifySource {
   /** Ignore marks added since start (for the listener's metrics). */
   ignoreMarks = 0;
+  /** Reads of the group that failed (an event whose fd the kernel could not open). */
+  readErrors = 0;
   readonly groupFd: number;
   private poller: native.FdPoller | null = null;
   readonly watches: Watch[] = [];
 
   constructor(private readonly opts: FanotifySourceOptions) {
-    this.groupFd = opts.groupFd ?? native.fanotifyInit(INIT_FLAGS, EVENT_F_FLAGS);
+    this.groupFd = opts.groupFd ?? createGroup();
   }
 
   /** Marks every watched directory's filesystem; throws with a clear message on failure. */
@@ -73,11 +111,19 @@ export class FanotifySource {
     const modes: WatchMode[] = this.opts.mode === "auto" ? ["range", "whole"] : [this.opts.mode];
     for (const mode of modes) {
       if (tryMark(FAN.FAN_MARK_FILESYSTEM, mode) || tryMark(FAN.FAN_MARK_MOUNT, mode)) {
+        this.ignoreView(dir, dev, mode);
         this.opts.log.info({ dir, mode }, "watching");
         return { dir, dev, mode };
       }
     }
     throw new Error(`cannot watch ${dir}: the kernel or filesystem refuses ${modes.join(" and ")} marks`);
+  }
+
+  /** The private writable view of `dir`'s filesystem, and the mount ignore mark that keeps it silent. */
+  private ignoreView(dir: string, dev: number, mode: WatchMode): void {
+    const root = this.opts.views.add(dir, dev);
+    const flags = FAN.FAN_MARK_ADD | FAN.FAN_MARK_MOUNT | FAN.FAN_MARK_IGNORE | FAN.FAN_MARK_IGNORED_SURV_MODIFY;
+    native.fanotifyMark(this.groupFd, flags, maskFor(mode), root, ".");
   }
 
   start(): void {
@@ -100,9 +146,7 @@ export class FanotifySource {
 
   /** Reads and hands out every event still queued (used at shutdown, after flushMarks). */
   drainQueued(): void {
-    for (let i = 0; i < 1000; i++) {
-      const events = native.fanotifyReadEvents(this.groupFd);
-      if (events.length === 0) return;
+    for (const events of readBatches(this.groupFd, 1000, (err) => this.readFailed(err))) {
       for (const ev of events) this.opts.onEvent(ev);
     }
   }
@@ -114,11 +158,14 @@ export class FanotifySource {
   }
 
   private drain(): void {
-    for (let batch = 0; batch < 16; batch++) {
-      const events = native.fanotifyReadEvents(this.groupFd);
-      if (events.length === 0) return;
+    for (const events of readBatches(this.groupFd, 16, (err) => this.readFailed(err))) {
       for (const ev of events) this.opts.onEvent(ev);
     }
+  }
+
+  private readFailed(err: unknown): void {
+    this.readErrors++;
+    this.opts.log.warn({ err: String(err), reason: "no-fd" }, "reading the group failed for one event");
   }
 
   respond(eventFd: number, verdict: "allow" | "deny", errno: number): void {

@@ -4,7 +4,11 @@
 // numbers identify them, so `answerStale` answers every number a predecessor can have used
 // with EIO before any new event is read (new fds could reuse those numbers).
 //
-// Owns: the connection to the holder. The group fd it returns belongs to the caller.
+// The connection stays open while the listener runs: it is how the holder knows a listener
+// owns the group. If the holder dies, the listener deposits a copy again as soon as a holder
+// answers (checked every second), so the group is never left with a single owner for long.
+//
+// Owns: the connection to the holder and its poller. The group fd it returns belongs to the caller.
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 
@@ -12,8 +16,13 @@ const REPLY_TIMEOUT_MS = 3_000;
 /** Predecessors never hold more fds than this (4096 in flight plus their own sockets). */
 export const STALE_FD_SWEEP = 65_536;
 
+const REDEPOSIT_MS = 1_000;
+
 export class GroupHandoff {
   private sock = -1;
+  private poller: native.FdPoller | null = null;
+  private retry: NodeJS.Timeout | null = null;
+  private kept = -1;
 
   constructor(
     private readonly path: string,
@@ -25,6 +34,7 @@ export class GroupHandoff {
     try {
       this.sock = native.seqpacketConnect(this.path);
     } catch (err: unknown) {
+      if (this.kept >= 0) return false; // retrying every second: said once already
       this.log.warn(
         { holder: this.path, err: String(err) },
         "no group holder: a listener crash would let held readers through",
@@ -61,8 +71,49 @@ export class GroupHandoff {
     return reply.data.toString("utf8") === "ok";
   }
 
+  /**
+   * Watches the holder connection for as long as the listener runs: if the holder goes away,
+   * a copy of `groupFd` is deposited again with the next holder that answers.
+   */
+  keep(groupFd: number): void {
+    this.kept = groupFd;
+    if (this.sock < 0) return this.scheduleRedeposit();
+    this.poller = new native.FdPoller(this.sock, () => {
+      const msg = native.recvWithFd(this.sock, 64);
+      if (msg === null) return;
+      for (const fd of msg.fds) native.close(fd);
+      if (!msg.eof) return;
+      this.log.warn({ holder: this.path }, "the group holder went away; depositing again when one answers");
+      this.unwatch();
+      this.close();
+      this.scheduleRedeposit();
+    });
+    this.poller.start();
+  }
+
+  private scheduleRedeposit(): void {
+    if (this.kept < 0 || this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      this.deposit(this.kept).then(
+        (ok) => (ok ? this.keep(this.kept) : this.scheduleRedeposit()),
+        () => {
+          this.close();
+          this.scheduleRedeposit();
+        },
+      );
+    }, REDEPOSIT_MS);
+  }
+
+  private unwatch(): void {
+    this.poller?.close();
+    this.poller = null;
+  }
+
   /** Asks the holder to let go of the group (a deliberate full stop). */
   async drop(): Promise<void> {
+    this.kept = -1;
+    this.unwatch();
     if (this.sock < 0) return;
     try {
       await this.request("drop", -1);
@@ -72,6 +123,9 @@ export class GroupHandoff {
   }
 
   close(): void {
+    this.unwatch();
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
     if (this.sock >= 0) native.close(this.sock);
     this.sock = -1;
   }

@@ -21,6 +21,7 @@ import { RecallClient } from "./recall-client.js";
 import { StatsReporter } from "./stats-reporter.js";
 import { SystemdNotify, takeFromFdStore } from "./systemd-notify.js";
 import { WatchedPaths } from "./watched-path.js";
+import { WritableViews } from "./writable-view.js";
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -49,17 +50,28 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
       log.warn({ err: err instanceof Error ? err.message : String(err) }, `systemd notify (${what}) failed`);
     }
   };
-  // systemd's fd store first (a crash under systemd), then the holder (fanrecall start).
+  // systemd's fd store first (a crash under systemd), then the holder. Either way the holder
+  // hears from this listener before anything is read, so it stops answering the group
+  // fail-closed before this listener sweeps stale events and starts serving.
   const stored = takeFromFdStore();
-  const taken = stored ?? (config.holderSocket ? await handoff.take().catch(() => null) : null);
+  let taken = stored;
+  if (config.holderSocket) {
+    if (stored !== null) await handoff.deposit(stored).catch(() => false);
+    else taken = await handoff.take().catch(() => null);
+  }
   const channel = new FdChannel({ path: join(config.runDir, "recall", "fd.sock"), recallUid: config.recallUid, log });
   const recall = new RecallClient(join(config.runDir, "recall", "recall.sock"));
   const modes = new Map<number, WatchMode>();
+  const views = new WritableViews();
+  // A release holds a write lease; an open by someone else meanwhile sends SIGIO, whose
+  // default action would end this process. The release lets go within milliseconds anyway.
+  process.on("SIGIO", () => undefined);
   let dispatcher: Dispatcher | null = null;
   const source = new FanotifySource({
     dirs: config.watch,
     mode: config.mode,
     log,
+    views,
     onEvent: (ev) => dispatcher?.onEvent(ev),
     ...(taken === null ? {} : { groupFd: taken }),
   });
@@ -74,8 +86,11 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     channel,
     recall,
     log,
+    views,
     recallTimeoutMs: config.recallTimeoutMs,
-    maxInFlight: config.maxInFlight,
+    maxRecalls: config.maxRecalls,
+    callerShare: config.callerShare,
+    maxHeld: 32_768,
     modeOf: (dev) => modes.get(dev) ?? "range",
   });
   try {
@@ -86,6 +101,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     return 1;
   }
   if (taken === null && config.holderSocket) await handoff.deposit(source.groupFd).catch(() => false);
+  if (config.holderSocket) handoff.keep(source.groupFd);
   if (stored === null) notify("FDSTORE", () => systemd.storeGroup(source.groupFd));
   const ops = new AdminOps({
     dispatcher,
@@ -93,17 +109,18 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     channel,
     recall,
     log,
+    views,
     modeOf: (dev) => modes.get(dev),
-    triggerTimeoutMs: 10_000,
     recallTimeoutMs: config.recallTimeoutMs,
   });
-  const admin = new AdminServer(config.adminSocket, ops, log);
+  const admin = new AdminServer(config.adminSocket, ops, views, log);
   const paths = config.meshAdmin ? new WatchedPaths(config.watch) : null;
   const mesh = paths
     ? new MeshWorker({
         recall,
         ops,
         paths,
+        views,
         modeOf: (dev) => modes.get(dev),
         recallUid: config.recallUid,
         log: log.child({ component: "mesh-admin" }),
@@ -153,6 +170,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   }
   handoff.close();
   source.close();
+  views.close();
   channel.reset();
   recall.close();
   log.info({ answered, upgrade }, "listener stopped");

@@ -4,10 +4,9 @@
 // and acts as `fanrecall status|restore|archive` would:
 //   - status reads the stub state through /proc/self/fd of the O_PATH fd; nothing is opened
 //     for reading, so nothing is recalled;
-//   - restore registers a trigger and makes the access itself on libuv's thread pool (open
-//     and a 1-byte read), never on the main thread that serves the queue; the recall runs
-//     inside that event on its FMODE_NONOTIFY fd, exactly as for the CLI;
-//   - archive hands the recall service a read-only fd of the file (it reads and uploads it).
+//   - restore and archive reopen the inode read-only through the listener's private view
+//     (no event) and run exactly as for the CLI (admin-ops): the recall service gets that
+//     read-only fd to archive, or a writable one of the same view to recall.
 // Restore and archive are done only for a file that the recall service's own uid could read
 // by its mode bits (owner or other): through the mesh, the unprivileged side never gets an
 // fd of a file it could not open itself.
@@ -15,26 +14,25 @@
 //
 // Owns: the poll loop and, per request, the O_PATH fd and any fd it opens (closed before
 // the result is sent). Must not own: stub state rules (admin-ops, stub-state) or the wire.
-import { close as closeCb, open as openCb, read as readCb } from "node:fs";
-import { promisify } from "node:util";
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
-import { FAN } from "../native/index.js";
 import type { FdStat } from "../native/index.js";
 import { AdminOp } from "../proto/index.js";
 import type { AdminWorkItem } from "../proto/index.js";
-import { AdminError } from "./admin-ops.js";
+import { AdminError, OwnedFd } from "./admin-ops.js";
 import type { AdminOps } from "./admin-ops.js";
 import type { WatchMode } from "./fanotify-source.js";
 import type { RecallClient } from "./recall-client.js";
 import { STUB_XATTR, StubStateError, decodeStubState, needsRecall } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
 import type { WatchedPaths } from "./watched-path.js";
+import type { WritableViews } from "./writable-view.js";
 
 export interface MeshWorkerOptions {
   readonly recall: RecallClient;
   readonly ops: AdminOps;
   readonly paths: WatchedPaths;
+  readonly views: WritableViews;
   readonly modeOf: (dev: number) => WatchMode | undefined;
   readonly recallUid: number;
   readonly log: Logger;
@@ -49,20 +47,7 @@ interface FileStatus {
 }
 
 const POLL_MS = 20_000;
-const openAsync = promisify(openCb);
-const readAsync = promisify(readCb);
-const closeAsync = promisify(closeCb);
 const procFd = (fd: number) => `/proc/self/fd/${fd}`;
-
-/** The user's access on the thread pool: open through the O_PATH fd, read one byte, close. */
-async function accessOffLoop(opathFd: number): Promise<void> {
-  const fd = await openAsync(procFd(opathFd), FAN.O_RDONLY | FAN.O_NOATIME | FAN.O_NONBLOCK);
-  try {
-    await readAsync(fd, Buffer.alloc(1), 0, 1, 0);
-  } finally {
-    await closeAsync(fd);
-  }
-}
 
 export class MeshWorker {
   private running = false;
@@ -117,12 +102,16 @@ export class MeshWorker {
       }
       if (item.op !== AdminOp.STATUS) this.requireReadableByRecallUser(st, AdminOp[item.op].toLowerCase());
       if (item.op === AdminOp.RESTORE && stub && needsRecall(stub.state)) {
-        await this.once(`restore:${st.dev}:${st.ino}`, () => this.restore(opath, st, stub));
+        await this.once(`restore:${st.dev}:${st.ino}`, () =>
+          this.withViewFd(opath, st, (fd) => this.opts.ops.restore(fd)),
+        );
       }
       if (item.op === AdminOp.ARCHIVE && !(stub && needsRecall(stub.state))) {
-        await this.once(`archive:${st.dev}:${st.ino}`, () => this.archive(opath));
+        await this.once(`archive:${st.dev}:${st.ino}`, () =>
+          this.withViewFd(opath, st, (fd) => this.opts.ops.archive(fd)),
+        );
       }
-      return this.statusOf(item.path, opath, mode);
+      return this.statusOf(item.path, opath);
     } finally {
       native.close(opath);
     }
@@ -150,15 +139,13 @@ export class MeshWorker {
     }
   }
 
-  private async restore(opath: number, st: FdStat, stub: StubState): Promise<void> {
-    const prepared = this.opts.ops.prepareRestoreOf(st, stub, process.pid);
-    if (!("wait" in prepared)) return;
-    // The access that raises the trigger event; the work itself happens inside that event.
-    const access = accessOffLoop(opath).catch((err: unknown) => err);
+  /** Runs `work` with the listener's own read-only fd of the inode (private view: no event). */
+  private async withViewFd(opath: number, st: FdStat, work: (fd: number) => Promise<unknown>): Promise<void> {
+    const file = new OwnedFd(this.opts.views.reopen(opath, st, "read"));
     try {
-      await prepared.wait;
+      await work(file.fd);
     } finally {
-      await access;
+      file.close();
     }
   }
 
@@ -176,16 +163,7 @@ export class MeshWorker {
     }
   }
 
-  private async archive(opath: number): Promise<void> {
-    const fd = await openAsync(procFd(opath), FAN.O_RDONLY | FAN.O_NOATIME | FAN.O_NONBLOCK);
-    try {
-      await this.opts.ops.archive(fd);
-    } finally {
-      await closeAsync(fd);
-    }
-  }
-
-  private statusOf(path: string, opath: number, mode: WatchMode): FileStatus {
+  private statusOf(path: string, opath: number): FileStatus {
     const st = native.fstat(opath);
     const size = BigInt(st.size);
     const stub = this.stubOf(opath);
@@ -195,17 +173,16 @@ export class MeshWorker {
     if (stub.state === "archived" && (st.size !== stub.size || st.mtimeNs !== stub.mtimeNs)) state = "dirty";
     let populated = stub.state === "released" ? 0 : st.size;
     if (stub.state === "partial") {
-      // Range mode only: opening for read there raises no event. Whole mode has no partial
-      // files of its own making; count allocated blocks instead of opening.
-      populated = mode === "range" ? this.partialBytes(opath, st.size) : Math.min(st.size, st.blocks * 512);
+      // Through the private view: no event, whatever the mode.
+      populated = this.partialBytes(opath, st);
     }
     return { path, state, size, populatedBytes: BigInt(populated), object };
   }
 
-  private partialBytes(opath: number, size: number): number {
-    const fd = native.openPath(procFd(opath), FAN.O_RDONLY | FAN.O_NOATIME | FAN.O_NONBLOCK);
+  private partialBytes(opath: number, st: FdStat): number {
+    const fd = this.opts.views.reopen(opath, st, "read");
     try {
-      return native.dataBytes(fd, size);
+      return native.dataBytes(fd, st.size);
     } finally {
       native.close(fd);
     }

@@ -7,7 +7,8 @@
         "src/fanotify.cc",
         "src/fdpass.cc",
         "src/fileops.cc",
-        "src/poller.cc"
+        "src/poller.cc",
+        "src/views.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=9"],

@@ -80,6 +80,9 @@ type NativeBinding = {
   close(fd: number): void;
   openPath(path: string, flags: number, mode?: number): number;
   dup(fd: number): number;
+  openTreeClone(path: string): number;
+  reopenByHandle(fd: number, mountFd: number, flags: number): number;
+  setLease(fd: number, type: number): void;
   FdPoller: new (fd: number, onReadable: (err?: NativeError) => void) => NativePoller;
 };
 
@@ -139,6 +142,9 @@ const FAN_KEYS = [
   "FALLOC_FL_PUNCH_HOLE",
   "XATTR_CREATE",
   "XATTR_REPLACE",
+  "F_RDLCK",
+  "F_WRLCK",
+  "F_UNLCK",
 ] as const;
 
 export type FanConstant = (typeof FAN_KEYS)[number];
@@ -472,4 +478,23 @@ export function openPath(path: string, flags: number, mode?: number): number {
 /** Close-on-exec duplicate. */
 export function dup(fd: number): number {
   return binding.dup(fd);
+}
+
+/**
+ * A detached, private, read-write clone of the mount `path` is on, rooted at `path`: an
+ * O_RDONLY directory fd of its root. No other process can reach it; it is writable even when
+ * `path` was reached through a read-only mount. Freed when the last fd of it closes.
+ */
+export function openTreeClone(path: string): number {
+  return binding.openTreeClone(path);
+}
+
+/** The inode behind `fd` (any fd, O_PATH included) opened again with `flags` on `mountFd`'s mount. */
+export function reopenByHandle(fd: number, mountFd: number, flags: number): number {
+  return binding.reopenByHandle(fd, mountFd, flags);
+}
+
+/** fcntl(F_SETLEASE): F_WRLCK only while no one else has the file open (EAGAIN); F_UNLCK ends it. */
+export function setLease(fd: number, type: "write" | "none"): void {
+  binding.setLease(fd, type === "write" ? FAN.F_WRLCK : FAN.F_UNLCK);
 }

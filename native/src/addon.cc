@@ -10,6 +10,7 @@
 #include "fdpass.h"
 #include "fileops.h"
 #include "poller.h"
+#include "views.h"
 
 static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   Napi::Object constants = Napi::Object::New(env);
@@ -17,6 +18,7 @@ static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   fanrecall::RegisterFdpass(env, exports);
   fanrecall::RegisterFileops(env, exports, constants);
   fanrecall::FdPoller::Register(env, exports);
+  fanrecall::RegisterViews(env, exports, constants);
   exports.Set("constants", constants);
   return exports;
 }

@@ -32,10 +32,10 @@ test("recall-service/ imports nothing from listener/", () => {
   }
 });
 
-test("listener/ opens no watched file by a name: only watch roots (O_PATH) and O_PATH fds it resolved", () => {
+test("listener/ and holder/ open no watched file by a name: only watch roots (O_PATH), then handles through the private view", () => {
   const opens = /\bopenPath\(|\bopenSync\(|createReadStream\(|\bopenAsync\(|\bopenBeneath\(|\bopen as\b|\bfs\.open\b/;
-  for (const { file, text } of sources("listener")) {
-    if (!["listener/watched-path.ts", "listener/mesh-worker.ts"].includes(file)) {
+  for (const { file, text } of [...sources("listener"), ...sources("holder")]) {
+    if (file !== "listener/watched-path.ts") {
       assert.doesNotMatch(text, opens, `${file} opens a path`);
     }
     if (!["listener/classify-access.ts", "listener/config.ts"].includes(file)) {
@@ -43,7 +43,9 @@ test("listener/ opens no watched file by a name: only watch roots (O_PATH) and O
     }
   }
   const classify = readFileSync(join(root, "listener/classify-access.ts"), "utf8");
-  for (const m of classify.matchAll(/readProc\(`([^`]+)`\)/g)) assert.match(m[1], /^\/proc\//);
+  const procReads = [...classify.matchAll(/readProc\(`([^`]+)`\)/g)];
+  assert.ok(procReads.length > 0);
+  for (const m of procReads) assert.match(m[1], /^\/proc\//);
   // watched-path: the configured watch roots, as O_PATH directories; everything beneath them
   // only through openat2 confined to those roots.
   const watched = readFileSync(join(root, "listener/watched-path.ts"), "utf8");
@@ -51,12 +53,12 @@ test("listener/ opens no watched file by a name: only watch roots (O_PATH) and O
     [...watched.matchAll(/\b(openPath|openBeneath)\(([^)]*)\)/g)].map((m) => `${m[1]}(${m[2]})`),
     ["openPath(dir, FAN.O_PATH | FAN.O_DIRECTORY)", "openBeneath(root.fd, rel)"],
   );
-  // mesh-worker: reopens only an O_PATH fd that watched-path resolved, through /proc/self/fd.
-  const mesh = readFileSync(join(root, "listener/mesh-worker.ts"), "utf8");
-  const calls = [...mesh.matchAll(/\b(openPath|openAsync)\(([^,]*),/g)];
-  assert.ok(calls.length > 0);
-  for (const m of calls) assert.match(m[2], /^procFd\(\w+\)$/, `mesh-worker opens ${m[2]}`);
-  assert.match(mesh, /const procFd = \(fd: number\) => `\/proc\/self\/fd\/\$\{fd\}`;/);
+  // writable-view: files are entered by handle only, never by a name.
+  const view = readFileSync(join(root, "listener/writable-view.ts"), "utf8");
+  assert.deepEqual(
+    [...view.matchAll(/native\.(\w+)\(/g)].map((m) => m[1]).filter((f) => /open|reopen/i.test(f)),
+    ["openTreeClone", "reopenByHandle"],
+  );
 });
 
 test("every module starts with a charter comment", () => {

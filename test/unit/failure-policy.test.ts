@@ -16,7 +16,7 @@ test("every reason but the ones that mean 'the data is there' denies, with an er
       assert.ok(KERNEL_ERRNOS.has(outcome.errno), `${reason}: errno ${outcome.errno}`);
     }
   }
-  assert.equal(FAILURE_POLICY["queue-full"].errno, 11);
+  assert.equal(FAILURE_POLICY["overloaded"].errno, 11);
   assert.equal(FAILURE_POLICY.timeout.errno, 5);
 });
 

@@ -19,7 +19,7 @@ function rendered(): string {
     eventsTotal: 10,
     ignoreMarkedFiles: 3,
     queueDepth: 1,
-    verdicts: [{ verdict: "deny", reason: "queue-full", count: 2 }],
+    verdicts: [{ verdict: "deny", reason: "overloaded", count: 2 }],
     receivedMs: Date.now(),
   };
   return m.render();
@@ -39,7 +39,7 @@ test("counters, histogram and listener figures render in the text format", () =>
   assert.match(text, /^fanrecall_admin_requests_total\{op="archive",code="PERMISSION_DENIED"\} 1$/m);
   assert.match(text, /^fanrecall_listener_up 1$/m);
   assert.match(text, /^fanrecall_listener_events_total 10$/m);
-  assert.match(text, /^fanrecall_listener_verdicts_total\{verdict="deny",reason="queue-full"\} 2$/m);
+  assert.match(text, /^fanrecall_listener_verdicts_total\{verdict="deny",reason="overloaded"\} 2$/m);
   for (const line of text.trimEnd().split("\n"))
     assert.match(line, /^(# (HELP|TYPE) fanrecall_\w+ .+|fanrecall_\w+(\{[^}]*\})? [0-9.e+-]+)$/, line);
 });
