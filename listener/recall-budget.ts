@@ -3,7 +3,8 @@
 // (a uid, or a cgroup: a container or a systemd service) may hold at most `share` of the
 // budget, so one user's thousand readers or one backup scanner cannot starve everyone else.
 // Beyond its share a caller gets EAGAIN; the others get EAGAIN only when the whole budget
-// is in use.
+// is in use. The root cgroup ("/", where everything is on a machine without cgroup
+// delegation) is not a caller of its own: there the uid decides.
 //
 // Owns: the table of inodes being recalled and who started each. Holds no fds.
 
@@ -45,7 +46,8 @@ export class RecallBudget {
       return "joined";
     }
     if (this.active.size >= this.max) return "budget-full";
-    const who = caller();
+    const asked = caller();
+    const who = asked.cgroup === "/" ? { uid: asked.uid, cgroup: "" } : asked;
     if ((this.byUid.get(who.uid) ?? 0) >= this.perCaller) return "caller-over-share";
     if (who.cgroup !== "" && (this.byCgroup.get(who.cgroup) ?? 0) >= this.perCaller) return "caller-over-share";
     this.active.set(key, { caller: who, waiters: 1 });
