@@ -9,14 +9,14 @@ usage() {
 usage: deploy/systemd/install.sh [--root DIR] [--help]
 
 Installs (as root):
-  /etc/systemd/system/fanrecall-listener.service, fanrecall-recall.service
+  /etc/systemd/system/fanrecall-listener.service, fanrecall-recall.service, fanrecall-holder.service
   /etc/sysusers.d/fanrecall.conf, and creates the user/group fanrecall (systemd-sysusers)
   /etc/fanrecall/listener.env        (0644, from listener.env.example, if missing;
                                       FANRECALL_RECALL_UID set to fanrecall's uid)
   /etc/fanrecall/recall-service.env  (0600 root:root, from recall-service.env.example,
                                       if missing: put the S3 keys there)
 then runs `systemctl daemon-reload`. It enables nothing; afterwards:
-  systemctl enable --now fanrecall-recall.service fanrecall-listener.service
+  systemctl enable --now fanrecall-holder.service fanrecall-recall.service fanrecall-listener.service
 
   --root DIR   install into DIR as an alternate root (for images and tests): no systemctl
 EOF
@@ -49,7 +49,8 @@ src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 command -v systemd-sysusers >/dev/null || die "systemd-sysusers is missing (Debian package systemd)"
 
 install -d -m 0755 "$root/etc/systemd/system" "$root/etc/sysusers.d" "$root/etc/fanrecall"
-install -m 0644 "$src/fanrecall-listener.service" "$src/fanrecall-recall.service" "$root/etc/systemd/system/"
+install -m 0644 "$src/fanrecall-listener.service" "$src/fanrecall-recall.service" "$src/fanrecall-holder.service" \
+  "$root/etc/systemd/system/"
 install -m 0644 "$src/sysusers.d/fanrecall.conf" "$root/etc/sysusers.d/fanrecall.conf"
 if [[ -n "$root" ]]; then
   systemd-sysusers --root="$root" "$root/etc/sysusers.d/fanrecall.conf"
@@ -74,7 +75,7 @@ fi
 if [[ -z "$root" ]]; then
   systemctl daemon-reload
   echo "install.sh: installed; put the S3 settings in /etc/fanrecall/recall-service.env, then"
-  echo "  systemctl enable --now fanrecall-recall.service fanrecall-listener.service"
+  echo "  systemctl enable --now fanrecall-holder.service fanrecall-recall.service fanrecall-listener.service"
 else
   echo "install.sh: installed into $root"
 fi

@@ -55,8 +55,8 @@ const RENDERERS = ["kubectl", "kustomize"];
 const RENDERER_WHY = "kubectl (with its built-in kustomize) renders deploy/kubernetes";
 
 const RECALL_UID = 10001;
-const BASE_LISTENER_CAPS = ["FOWNER", "SYS_ADMIN"];
-const CLASSIFYING_LISTENER_CAPS = ["DAC_READ_SEARCH", "FOWNER", "SYS_ADMIN", "SYS_PTRACE"];
+const BASE_LISTENER_CAPS = ["DAC_READ_SEARCH", "FOWNER", "LEASE", "SYS_ADMIN"];
+const CLASSIFYING_LISTENER_CAPS = ["DAC_READ_SEARCH", "FOWNER", "LEASE", "SYS_ADMIN", "SYS_PTRACE"];
 const LABELS = [
   "app.kubernetes.io/name",
   "app.kubernetes.io/instance",
