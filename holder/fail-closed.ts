@@ -48,7 +48,7 @@ export class FailClosedAnswerer {
 
   start(): void {
     if (this.poller) return;
-    const stale = answerStale(this.groupFd);
+    const stale = answerStale(this.groupFd, EIO);
     this.log.warn(
       `no listener: answering the group fail-closed (stubs EIO, other files allowed); ${stale} stale events answered EIO`,
     );

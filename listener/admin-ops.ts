@@ -13,6 +13,7 @@ import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
 import { Reason } from "../proto/index.js";
+import type { ReasonName } from "../proto/index.js";
 import type { Dispatcher } from "./dispatcher.js";
 import { inodeKey } from "./dispatcher.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
@@ -22,10 +23,11 @@ import { needsRecall, withState } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
 import type { WritableViews } from "./writable-view.js";
 
+/** An admin request's failure, with a reason of the closed set (proto/reasons.ts). */
 export class AdminError extends Error {
   override readonly name = "AdminError";
   constructor(
-    readonly reason: string,
+    readonly reason: ReasonName,
     message: string,
   ) {
     super(message);

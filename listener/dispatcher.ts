@@ -60,7 +60,7 @@ export class Dispatcher {
   private readonly pending = new Map<number, { answered: boolean }>();
   private closing = false;
   /** Counters by reason, for status and metrics. */
-  readonly counts = new Map<string, number>();
+  readonly counts = new Map<ListenerReason, number>();
   /** Events read since start (for the listener's metrics). */
   eventsTotal = 0;
 

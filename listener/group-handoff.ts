@@ -2,7 +2,8 @@
 // a group a dead predecessor left behind; when it creates a new group it deposits a copy.
 // A taken-over group may hold events the predecessor read but never answered: only their fd
 // numbers identify them, so `answerStale` answers every number a predecessor can have used
-// with EIO before any new event is read (new fds could reuse those numbers).
+// with a deny (EIO: the failure table's `shutdown`) before any new event is read (new fds
+// could reuse those numbers).
 //
 // The connection stays open while the listener runs: it is how the holder knows a listener
 // owns the group. If the holder dies, the listener deposits a copy again as soon as a holder
@@ -131,13 +132,13 @@ export class GroupHandoff {
   }
 }
 
-/** Answers, with EIO, every event a dead predecessor had read but not answered. */
-export function answerStale(groupFd: number): number {
-  const eio = native.denyErrno(5);
+/** Answers, with a deny of `errno`, every event a dead predecessor had read but not answered. */
+export function answerStale(groupFd: number, errno: number): number {
+  const deny = native.denyErrno(errno);
   let answered = 0;
   for (let fd = 0; fd < STALE_FD_SWEEP; fd++) {
     try {
-      native.fanotifyRespond(groupFd, fd, eio);
+      native.fanotifyRespond(groupFd, fd, deny);
       answered++;
     } catch {
       // ENOENT: no pending event with this number.

@@ -12,6 +12,7 @@ import { AdminServer } from "./admin-server.js";
 import { LISTENER_HELP, loadListenerConfig, refuseSelfWatch } from "./config.js";
 import type { ListenerConfig } from "./config.js";
 import { Dispatcher } from "./dispatcher.js";
+import { FAILURE_POLICY } from "./failure-policy.js";
 import { FanotifySource } from "./fanotify-source.js";
 import type { WatchMode } from "./fanotify-source.js";
 import { FdChannel } from "./fd-channel.js";
@@ -77,7 +78,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   });
   if (taken !== null) {
     // Before reading anything: new event fds could reuse the numbers of the stale ones.
-    const stale = answerStale(source.groupFd);
+    const stale = answerStale(source.groupFd, FAILURE_POLICY.shutdown.errno);
     const from = stored === null ? "holder" : "systemd fd store";
     log.warn({ stale, reason: "shutdown", from }, "took over the group; answered stale events with EIO");
   }

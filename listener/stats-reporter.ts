@@ -15,7 +15,7 @@ export interface ListenerCounters {
   readonly eventsTotal: number;
   readonly ignoreMarks: number;
   readonly held: number;
-  readonly counts: ReadonlyMap<string, number>;
+  readonly counts: ReadonlyMap<ListenerReason, number>;
 }
 
 export class StatsReporter {
@@ -48,7 +48,7 @@ export class StatsReporter {
         ignoreMarkedFiles: BigInt(c.ignoreMarks),
         queueDepth: BigInt(c.held),
         verdicts: [...c.counts].map(([reason, count]) => ({
-          verdict: FAILURE_POLICY[reason as ListenerReason]?.verdict ?? "deny",
+          verdict: FAILURE_POLICY[reason].verdict,
           reason,
           count: BigInt(count),
         })),

@@ -5,7 +5,7 @@
 // Owns: the record's shape and the pod-from-cgroup derivation. Must not own: logging
 // configuration (main.ts sets the redaction of secrets) or anything that reads /proc (the
 // listener, which sees the process, sends what it read). Holds no fds.
-import type { RecallRequest } from "../proto/index.js";
+import type { ReasonName, RecallRequest } from "../proto/index.js";
 import { RecallMode } from "../proto/index.js";
 
 /**
@@ -20,7 +20,7 @@ export function podUidFromCgroup(cgroup: string): string | null {
 
 export interface RecallOutcome {
   readonly verdict: "allow" | "deny";
-  readonly reason: string;
+  readonly reason: ReasonName;
   readonly bytesFetched: number;
   readonly durationMs: number;
 }

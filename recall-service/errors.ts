@@ -1,48 +1,9 @@
-// errors: the closed set of failure reasons of the recall service, and the one error type
-// that carries them. The same reason names are log fields and metric labels.
+// errors: the one error type of the recall service, which carries a reason of the closed set
+// (proto/reasons.ts: the same names are log fields, metric labels and the wire's Reason).
 //
-// Owns: RecallError and the mapping from store/fs errors to reasons. Must not own: what a
-// reason means for the reader (the listener's failure policy decides). Holds no fds.
-import { Reason } from "../proto/index.js";
-
-export type ReasonName =
-  | "recalled"
-  | "archived"
-  | "verified"
-  | "timeout"
-  | "store-unavailable"
-  | "object-missing"
-  | "checksum-mismatch"
-  | "write-failed"
-  | "no-space"
-  | "fd-missing"
-  | "protocol-error"
-  | "overloaded"
-  | "stub-changed"
-  | "read-failed"
-  | "mismatch";
-
-const TO_PROTO: Record<ReasonName, Reason> = {
-  recalled: Reason.RECALLED,
-  archived: Reason.ARCHIVED,
-  verified: Reason.VERIFIED,
-  timeout: Reason.TIMEOUT,
-  "store-unavailable": Reason.STORE_UNAVAILABLE,
-  "object-missing": Reason.OBJECT_MISSING,
-  "checksum-mismatch": Reason.CHECKSUM_MISMATCH,
-  "write-failed": Reason.WRITE_FAILED,
-  "no-space": Reason.NO_SPACE,
-  "fd-missing": Reason.FD_MISSING,
-  "protocol-error": Reason.PROTOCOL_ERROR,
-  overloaded: Reason.OVERLOADED,
-  "stub-changed": Reason.STUB_CHANGED,
-  "read-failed": Reason.READ_FAILED,
-  mismatch: Reason.MISMATCH,
-};
-
-export function reasonToProto(reason: ReasonName): Reason {
-  return TO_PROTO[reason];
-}
+// Owns: RecallError and the mapping from store/fs errors to reasons. Must not own: the set of
+// reasons or what one means for the reader (the shared table in proto/reasons.ts). Holds no fds.
+import type { ReasonName } from "../proto/index.js";
 
 /** A failure with a reason from the closed set. */
 export class RecallError extends Error {
@@ -84,16 +45,4 @@ export function writeErrorReason(err: unknown): ReasonName {
   const code = errCode(err);
   if (code === "ENOSPC" || code === "EDQUOT") return "no-space";
   return "write-failed";
-}
-
-/** The errno a reader sees for a reason, when the recall fails. */
-export function errnoFor(reason: ReasonName): number {
-  switch (reason) {
-    case "overloaded":
-      return 11; // EAGAIN
-    case "no-space":
-      return 28; // ENOSPC
-    default:
-      return 5; // EIO
-  }
 }

@@ -8,7 +8,7 @@
 // or the TLS server (mesh-server.ts). Holds no fds.
 import { status } from "@grpc/grpc-js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { AdminOp, RpcError } from "../proto/index.js";
+import { AdminOp, RpcError, grpcCodeOf, isReasonName } from "../proto/index.js";
 import type { AdminFileStatus, AdminWorkItemSchema, FinishAdminWorkRequest } from "../proto/index.js";
 
 type Item = MessageInitShape<typeof AdminWorkItemSchema> & { workId: bigint; deadlineUnixMs: bigint };
@@ -25,23 +25,14 @@ const POLL_GRACE_MS = 3_000;
 /** At most this many requests wait for the listener at once; more are refused (RESOURCE_EXHAUSTED). */
 const MAX_WAITING = 256;
 
-/** The listener's error reasons, mapped to the gRPC code the mesh client sees. */
-const CODE_OF: Record<string, status> = {
-  "invalid-path": status.INVALID_ARGUMENT,
-  "not-found": status.NOT_FOUND,
-  "not-permitted": status.PERMISSION_DENIED,
-  "stub-corrupt": status.FAILED_PRECONDITION,
-  "stub-changed": status.FAILED_PRECONDITION,
-  mismatch: status.FAILED_PRECONDITION,
-  timeout: status.DEADLINE_EXCEEDED,
-  "store-unavailable": status.UNAVAILABLE,
-  "recall-unavailable": status.UNAVAILABLE,
-  "object-missing": status.FAILED_PRECONDITION,
-  shutdown: status.UNAVAILABLE,
-};
-
+/**
+ * The gRPC code the mesh client sees for the listener's error reason: the shared table's
+ * (proto/reasons.ts). A name outside the set, or a failure reported with a reason that means
+ * success, is a broken contract: INTERNAL.
+ */
 export function codeForReason(reason: string): status {
-  return CODE_OF[reason] ?? status.INTERNAL;
+  const code = isReasonName(reason) ? grpcCodeOf(reason) : status.INTERNAL;
+  return code === status.OK ? status.INTERNAL : code;
 }
 
 export class MeshRelay {

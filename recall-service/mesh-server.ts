@@ -75,19 +75,20 @@ export async function startMeshServer(o: MeshServerOptions): Promise<RunningServ
   };
   const serve = async (op: AdminOp, path: string, ctx: CallContext) => {
     const started = Date.now();
-    let reason = "OK";
+    // The gRPC code name (OK, NOT_FOUND, ...): the metric label `code`; `reason` is only ever a reason name.
+    let code = "OK";
     try {
       checkPath(path);
       const wait = Number.isFinite(ctx.deadlineMs) ? ctx.deadlineMs - started : DEFAULT_WAIT_MS[op];
       const result = await o.relay.submit(op, path, started + Math.min(wait, MAX_WAIT_MS));
       return { status: op === AdminOp.STATUS ? await lostUnlessStored(result) : result };
     } catch (err: unknown) {
-      reason = err instanceof RpcError ? grpc.status[err.code] : "INTERNAL";
+      code = err instanceof RpcError ? grpc.status[err.code] : "INTERNAL";
       throw err instanceof RpcError ? err : new RpcError(grpc.status.INTERNAL, errorMessage(err));
     } finally {
-      o.metrics.recordAdmin(OP_NAME[op], reason);
+      o.metrics.recordAdmin(OP_NAME[op], code);
       o.log.info(
-        { audit: "admin", op: OP_NAME[op], path, caller: ctx.caller, reason, durationMs: Date.now() - started },
+        { audit: "admin", op: OP_NAME[op], path, caller: ctx.caller, code, durationMs: Date.now() - started },
         "admin request",
       );
     }

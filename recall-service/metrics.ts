@@ -3,8 +3,10 @@
 // Prometheus text exposition format (version 0.0.4).
 //
 // Owns: the metric values and their rendering. Label values are closed sets (verdict, reason
-// names), never paths or user input. Must not own: the HTTP server (metrics-server.ts) or
-// deciding what a recall's outcome was. Holds no fds.
+// names of proto/reasons.ts, gRPC code names), never paths or user input. Must not own: the
+// HTTP server (metrics-server.ts) or deciding what a recall's outcome was. Holds no fds.
+import { accessOutcome, isReasonName } from "../proto/index.js";
+import type { ReasonName } from "../proto/index.js";
 
 /** Upper bounds (seconds) of the recall latency histogram. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const;
@@ -14,9 +16,28 @@ export interface ListenerSnapshot {
   readonly eventsTotal: number;
   readonly ignoreMarkedFiles: number;
   readonly queueDepth: number;
-  readonly verdicts: ReadonlyArray<{ verdict: string; reason: string; count: number }>;
+  readonly verdicts: ReadonlyArray<ListenerVerdictCount>;
   /** Date.now() when it arrived. */
   readonly receivedMs: number;
+}
+
+export interface ListenerVerdictCount {
+  readonly verdict: "allow" | "deny";
+  readonly reason: ReasonName;
+  readonly count: number;
+}
+
+/**
+ * The listener's reported counts as label values of the closed set: a name outside it (a
+ * listener of another version) counts as protocol-error, and each verdict is the table's.
+ */
+export function listenerVerdicts(reported: ReadonlyArray<{ reason: string; count: number }>): ListenerVerdictCount[] {
+  const counts = new Map<ReasonName, number>();
+  for (const r of reported) {
+    const reason = isReasonName(r.reason) ? r.reason : "protocol-error";
+    counts.set(reason, (counts.get(reason) ?? 0) + r.count);
+  }
+  return [...counts].map(([reason, count]) => ({ verdict: accessOutcome(reason).verdict, reason, count }));
 }
 
 function escapeLabel(v: string): string {
@@ -31,7 +52,7 @@ function labels(pairs: Record<string, string>): string {
 }
 
 export class RecallMetrics {
-  private readonly recalls = new Map<string, { verdict: string; reason: string; n: number }>();
+  private readonly recalls = new Map<string, { verdict: string; reason: ReasonName; n: number }>();
   private readonly admin = new Map<string, { op: string; code: string; n: number }>();
   private readonly bucketCounts: number[] = LATENCY_BUCKETS.map(() => 0);
   private latencyCount = 0;
@@ -45,7 +66,7 @@ export class RecallMetrics {
   constructor(private readonly storeBytesFetched: () => number) {}
 
   /** One finished Recall RPC. */
-  recordRecall(verdict: "allow" | "deny", reason: string, seconds: number, bytesWritten: number): void {
+  recordRecall(verdict: "allow" | "deny", reason: ReasonName, seconds: number, bytesWritten: number): void {
     const key = `${verdict}\0${reason}`;
     const row = this.recalls.get(key) ?? { verdict, reason, n: 0 };
     row.n++;

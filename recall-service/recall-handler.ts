@@ -17,10 +17,10 @@ import * as native from "../native/index.js";
 import type { Integrity, RecallRequest } from "../proto/index.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RecallResponseSchema } from "../proto/index.js";
-import { RecallMode, Verdict } from "../proto/index.js";
+import { RecallMode, Verdict, accessOutcome, reasonToProto } from "../proto/index.js";
+import type { ReasonName } from "../proto/index.js";
 import type { Chunk, ChunkCache, ChunkRef, Verifier } from "./chunk-cache.js";
-import { RecallError, errnoFor, errorMessage, reasonToProto, writeErrorReason } from "./errors.js";
-import type { ReasonName } from "./errors.js";
+import { RecallError, errorMessage, writeErrorReason } from "./errors.js";
 import type { FdInbox } from "./fd-inbox.js";
 import type { ManifestLoader } from "./manifest-loader.js";
 import type { Manifest } from "./manifest.js";
@@ -127,7 +127,12 @@ export class RecallHandler {
   }
 
   private deny(req: RecallRequest, reason: ReasonName): Reply {
-    return { requestId: req.requestId, verdict: Verdict.DENY, errno: errnoFor(reason), reason: reasonToProto(reason) };
+    return {
+      requestId: req.requestId,
+      verdict: Verdict.DENY,
+      errno: accessOutcome(reason).errno,
+      reason: reasonToProto(reason),
+    };
   }
 
   private async recallThrough(fd: number, req: RecallRequest, signal: AbortSignal): Promise<Reply> {

@@ -12,6 +12,7 @@ import {
   HealthStatus,
   RecallService,
   ServingStatus,
+  reasonToProto,
   startServer,
   toHandlers,
   toServiceDefinition,
@@ -21,10 +22,10 @@ import { ArchiveHandler } from "./archive-handler.js";
 import { ChunkCache } from "./chunk-cache.js";
 import type { RecallServiceConfig } from "./config.js";
 import { recallSocketPaths } from "./config.js";
-import { errorMessage, reasonToProto, storeErrorReason } from "./errors.js";
+import { errorMessage, storeErrorReason } from "./errors.js";
 import { FdInbox } from "./fd-inbox.js";
 import { HealthMonitor } from "./health-monitor.js";
-import { RecallMetrics } from "./metrics.js";
+import { RecallMetrics, listenerVerdicts } from "./metrics.js";
 import type { ListenerSnapshot } from "./metrics.js";
 import { startMetricsServer } from "./metrics-server.js";
 import type { MetricsServer } from "./metrics-server.js";
@@ -112,7 +113,7 @@ export async function startRecallServer(
             eventsTotal: Number(req.eventsTotal),
             ignoreMarkedFiles: Number(req.ignoreMarkedFiles),
             queueDepth: Number(req.queueDepth),
-            verdicts: req.verdicts.map((v) => ({ verdict: v.verdict, reason: v.reason, count: Number(v.count) })),
+            verdicts: listenerVerdicts(req.verdicts.map((v) => ({ reason: v.reason, count: Number(v.count) }))),
             receivedMs: Date.now(),
           };
           metrics.listener = snapshot;

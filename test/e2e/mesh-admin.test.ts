@@ -194,7 +194,7 @@ function meshSuite(mode: "range" | "whole"): void {
         assert.equal(r.code, 0, r.stderr);
         assert.equal(sha256(r.stdout), sha256(data));
         assert.match(mesh.fr.output(), /"audit":"admin","op":"restore"[^\n]*"caller":"cn=prefetcher"/);
-        assert.match(mesh.fr.output(), /"audit":"admin","op":"restore"[^\n]*"reason":"OK"/);
+        assert.match(mesh.fr.output(), /"audit":"admin","op":"restore"[^\n]*"code":"OK"/);
       },
       { timeout: 120_000 },
     );
