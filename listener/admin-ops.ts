@@ -12,7 +12,7 @@
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
-import { Reason } from "../proto/index.js";
+import { Reason, reasonFromProto } from "../proto/index.js";
 import type { ReasonName } from "../proto/index.js";
 import type { Dispatcher } from "./dispatcher.js";
 import { inodeKey } from "./dispatcher.js";
@@ -107,7 +107,8 @@ export class AdminOps {
     if (!reply.ok) throw new AdminError(reply.reason, reply.message);
     const r = reply.value;
     if (r.reason !== Reason.ARCHIVED || !r.object || !r.integrity) {
-      throw new AdminError("store-unavailable", r.message || "archive failed");
+      const said = reasonFromProto(r.reason);
+      throw new AdminError(said === "archived" ? "protocol-error" : said, r.message || "archive failed");
     }
     const after = native.fstat(fd);
     if (after.size !== st.size || after.mtimeNs !== st.mtimeNs) {

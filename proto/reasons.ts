@@ -79,8 +79,9 @@ export const REASONS: Readonly<Record<ReasonName, ReasonEntry>> = {
   resident: { proto: Reason.RESIDENT, access: ALLOW, grpc: status.OK },
   // The data is in the file: the access may go on.
   populated: { proto: Reason.POPULATED, access: ALLOW, grpc: status.OK },
-  // The data is in the file: the access may go on.
-  released: { proto: Reason.RELEASED, access: ALLOW, grpc: status.OK },
+  // An admin outcome (the file was released), never an access's answer; were it ever used
+  // for one, the data would not be in the file: fail closed.
+  released: { proto: Reason.RELEASED, access: DENY_EIO, grpc: status.OK },
   // Our own accesses must never wait on ourselves.
   self: { proto: Reason.SELF, access: ALLOW, grpc: status.OK },
   // The file was rewritten (O_TRUNC, or a writer the group could not see): its bytes are the

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { FAILURE_POLICY, fromProtoReason } from "../../listener/failure-policy.js";
 import { Reason } from "../../proto/index.js";
 
-const ALLOWED = new Set(["recalled", "resident", "populated", "released", "self", "stub-changed"]);
+const ALLOWED = new Set(["recalled", "resident", "populated", "self", "stub-changed"]);
 const KERNEL_ERRNOS = new Set([1, 5, 16, 26, 11, 28, 122]);
 
 test("every reason but the ones that mean 'the data is there' denies, with an errno the kernel accepts", () => {

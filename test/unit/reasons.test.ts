@@ -24,7 +24,7 @@ import { codeForReason } from "../../recall-service/mesh-relay.js";
 
 const root = new URL("../../", import.meta.url).pathname;
 const SUCCESS = new Set(["recalled", "resident", "populated", "released", "self", "archived", "verified"]);
-const ALLOWED = new Set(["recalled", "resident", "populated", "released", "self", "stub-changed"]);
+const ALLOWED = new Set(["recalled", "resident", "populated", "self", "stub-changed"]);
 
 test("every reason has its own wire value, and each wire value names one reason", () => {
   const protos = REASON_NAMES.map((name) => reasonToProto(name));
