@@ -154,8 +154,12 @@ export class AdminOps {
       Math.max(120_000, (st.size / (5 * 1024 * 1024)) * 1000),
     );
     if (!reply.ok) throw new AdminError(reply.reason, reply.message);
-    if (!reply.value.equal)
+    if (!reply.value.equal) {
+      // A file written since it was archived differs from its copy: that is a change, not a bad copy.
+      if (!sameContentVersion(native.fstat(file.fd), stub))
+        throw new AdminError("stub-changed", "the file changed since it was archived; nothing was freed");
       throw new AdminError("mismatch", `archived copy differs from the file: ${reply.value.message}`);
+    }
     const rw = this.opts.views.reopen(file.fd, st, "write");
     // The lease needs this to be the only open file of the inode.
     file.close();

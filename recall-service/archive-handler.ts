@@ -89,7 +89,7 @@ export class ArchiveHandler {
     const manifest = builder.finish();
     const after = native.fstat(fd);
     if (after.size !== before.size || after.mtimeNs !== before.mtimeNs || manifest.size !== before.size) {
-      throw new RecallError("mismatch", "the file changed while it was being archived");
+      throw new RecallError("stub-changed", "the file changed while it was being archived");
     }
     const encoded = encodeManifest(manifest);
     await this.opts.store.put(bucket, manifestKey(key), encoded, encoded.length, {
