@@ -73,6 +73,30 @@ export function runAsNobody(argv: readonly string[], options: SpawnOptions = {})
   return spawnAsNobody(argv, options).result;
 }
 
+/**
+ * An unprivileged uid/gid with no passwd entry and nothing in common with 65534 (which
+ * `fanrecall start` gives the recall service by default): a reader that is nobody else.
+ */
+export const OTHER_UID = 1234;
+
+/** The setpriv prefix of SETPRIV_NOBODY for any uid/gid. */
+export function setprivAs(uid: number, gid = uid): string[] {
+  return [
+    "setpriv",
+    `--reuid=${uid}`,
+    `--regid=${gid}`,
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--bounding-set=-all",
+    "--no-new-privs",
+  ];
+}
+
+/** Runs argv as uid/gid `uid` (same hardening as runAsNobody). */
+export function runAsUid(uid: number, argv: readonly string[], options: SpawnOptions = {}): Promise<ChildResult> {
+  return spawnChild([...setprivAs(uid), ...argv], options).result;
+}
+
 export function runChild(argv: readonly string[], options: SpawnOptions = {}): Promise<ChildResult> {
   return spawnChild(argv, options).result;
 }

@@ -1,9 +1,11 @@
-// test/helpers/loop-fs.ts: a scratch ext4 filesystem on a loop device, for fanotify tests.
+// test/helpers/loop-fs.ts: a scratch filesystem (ext4, xfs or btrfs) on a loop device, for
+// fanotify tests.
 //
 // Owns: the image file, its mount point and the mount (tmpfs refuses pre-content marks, and
 // filesystem-wide marks must never land on the machine's root fs).
 // Must not: be used without root, or leave a mount behind: cleanup() unmounts (lazily if
-// busy) and removes the directory. Holds no fds (the loop device auto-detaches on umount).
+// busy) and removes the directory, and a failed setup does the same before it throws. Holds
+// no fds (the loop device auto-detaches on umount).
 import { execFile } from "node:child_process";
 import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,37 +14,68 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
-export type Ext4 = { dir: string; image: string; cleanup(): Promise<void> };
+export type LoopFsType = "ext4" | "xfs" | "btrfs";
 
-export async function makeExt4(sizeMiB = 256): Promise<Ext4> {
-  const base = await mkdtemp(join(tmpdir(), "fanrecall-ext4-"));
-  // Unprivileged test children must be able to reach files on the mount.
-  await chmod(base, 0o755);
-  const image = join(base, "image.ext4");
+export type LoopFs = { type: LoopFsType; dir: string; image: string; cleanup(): Promise<void> };
+
+/** Kept for the callers that only ever wanted ext4. */
+export type Ext4 = LoopFs;
+
+/** mkfs command line (the image path is appended) and the smallest image it accepts. */
+const MKFS: Record<LoopFsType, { argv: readonly string[]; minMiB: number }> = {
+  ext4: { argv: ["mkfs.ext4", "-q", "-F"], minMiB: 1 },
+  // xfsprogs >= 5.19 refuses filesystems under 300 MiB.
+  xfs: { argv: ["mkfs.xfs", "-q", "-f"], minMiB: 300 },
+  // Below ~128 MiB btrfs wants --mixed block groups, which is not the layout people run.
+  btrfs: { argv: ["mkfs.btrfs", "-q", "-f"], minMiB: 128 },
+};
+
+export async function makeLoopFs(type: LoopFsType, sizeMiB: number): Promise<LoopFs> {
+  const mkfs = MKFS[type];
+  if (sizeMiB < mkfs.minMiB) throw new Error(`makeLoopFs: ${type} needs at least ${mkfs.minMiB} MiB, not ${sizeMiB}`);
+  const base = await mkdtemp(join(tmpdir(), `fanrecall-${type}-`));
+  const image = join(base, `image.${type}`);
   const dir = join(base, "mnt");
   try {
+    // Unprivileged test children must be able to reach files on the mount.
+    await chmod(base, 0o755);
     await mkdir(dir);
     await run("truncate", ["-s", `${sizeMiB}M`, image]);
     await chmod(image, 0o600);
-    await run("mkfs.ext4", ["-q", "-F", image]);
+    const [cmd, ...args] = mkfs.argv;
+    await run(cmd, [...args, image]);
     await run("mount", ["-o", "loop", image, dir]);
     await chmod(dir, 0o755);
+    // A test named for a filesystem must really run on it.
+    const { stdout } = await run("findmnt", ["-n", "-o", "FSTYPE", "--mountpoint", dir]);
+    if (stdout.trim() !== type) throw new Error(`makeLoopFs: ${dir} is ${stdout.trim() || "not mounted"}, not ${type}`);
   } catch (err: unknown) {
     await unmount(dir).catch(() => undefined);
-    await rm(base, { recursive: true, force: true });
+    if (!(await isMountPoint(dir))) await rm(base, { recursive: true, force: true });
     throw err;
   }
   let cleaned = false;
   return {
+    type,
     dir,
     image,
     async cleanup(): Promise<void> {
       if (cleaned) return;
       cleaned = true;
-      await unmount(dir);
+      let unmountError: Error | undefined;
+      await unmount(dir).catch((err: unknown) => {
+        unmountError = err instanceof Error ? err : new Error(String(err));
+      });
+      // Never rm through a live mount: that would empty the filesystem and still fail.
+      if (await isMountPoint(dir)) throw unmountError ?? new Error(`makeLoopFs: ${dir} is still mounted`);
       await rm(base, { recursive: true, force: true });
     },
   };
+}
+
+/** A scratch ext4 (the default for tests that do not care which filesystem). */
+export function makeExt4(sizeMiB = 256): Promise<Ext4> {
+  return makeLoopFs("ext4", sizeMiB);
 }
 
 async function unmount(dir: string): Promise<void> {
@@ -50,8 +83,16 @@ async function unmount(dir: string): Promise<void> {
     await run("umount", [dir]);
   } catch (err: unknown) {
     const stderr = err instanceof Error && "stderr" in err ? String(err.stderr) : "";
-    if (/not mounted/.test(stderr)) return;
-    if (!/busy/i.test(stderr)) throw err;
+    if (/not mounted|no mount point/i.test(stderr)) return;
     await run("umount", ["-l", dir]);
+  }
+}
+
+async function isMountPoint(dir: string): Promise<boolean> {
+  try {
+    await run("findmnt", ["-n", "--mountpoint", dir]);
+    return true;
+  } catch {
+    return false; // findmnt exits 1 when nothing is mounted there
   }
 }
