@@ -37,7 +37,12 @@ export class RecallClient {
   private readonly handle;
 
   constructor(socketPath: string) {
-    this.handle = createClient(RecallService, `unix://${socketPath}`);
+    // A local socket: reconnect within a second once the recall service is back (grpc-js
+    // would otherwise back off up to two minutes, failing recalls long after it returned).
+    this.handle = createClient(RecallService, `unix://${socketPath}`, undefined, {
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 1_000,
+    });
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<RpcResult<T>> {
