@@ -38,10 +38,15 @@ export interface StartOptions {
   readonly bucket?: string;
   readonly extraArgs?: readonly string[];
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Reuse this state directory (one a killed instance left, with its holder still running)
+   * instead of a fresh one; stop() removes it as usual.
+   */
+  readonly stateDir?: string;
 }
 
 export async function startFanrecall(opts: StartOptions): Promise<FanrecallInstance> {
-  const stateDir = mkdtempSync(join(tmpdir(), "fanrecall-state-"));
+  const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "fanrecall-state-"));
   const runDir = join(stateDir, "run");
   const env: NodeJS.ProcessEnv = { ...process.env, FANRECALL_LOG_LEVEL: "info", ...opts.env };
   for (const k of Object.keys(env)) if (k.startsWith("FANRECALL_S3_")) delete env[k];
