@@ -1,43 +1,39 @@
 // main: the fanrecall command-line dispatcher. Parses the command name, prints help,
-// and hands off to one module per command. Owns the process exit code only; holds no fds.
-import { listenerMain } from "../listener/main.js";
-import { recallServiceMain } from "../recall-service/main.js";
-import { holderMain } from "../holder/main.js";
-import { adminCommand, adminUsage, statusCommand } from "./admin-commands.js";
-import { MESH_HELP, meshCommand } from "./mesh-command.js";
-import { START_HELP, startCommand } from "./start.js";
+// and hands off to one module per command, loaded only when that command runs: the root
+// processes (listener, holder, admin commands) must never load the recall service, the
+// minio client, the mesh TLS server or s3rver. Owns the process exit code only; holds no fds.
 import { COMMANDS, mainUsage } from "./usage.js";
 
-const HELP: Record<string, () => string> = {
-  start: () => START_HELP,
-  archive: () => adminUsage("archive"),
-  release: () => adminUsage("release"),
-  restore: () => adminUsage("restore"),
-  status: () => adminUsage("status"),
-  mesh: () => MESH_HELP,
+interface Command {
+  readonly run: (rest: readonly string[]) => Promise<number>;
+  /** Help printed here; commands without it print their own on --help. */
+  readonly help?: () => string;
+}
+
+const LOADERS: Record<string, () => Promise<Command>> = {
+  start: async () => {
+    const m = await import("./start.js");
+    return { run: m.startCommand, help: () => m.START_HELP };
+  },
+  listener: async () => ({ run: (await import("../listener/main.js")).listenerMain }),
+  "recall-service": async () => ({ run: (await import("../recall-service/main.js")).recallServiceMain }),
+  holder: async () => ({ run: (await import("../holder/main.js")).holderMain }),
+  archive: async () => admin("archive"),
+  release: async () => admin("release"),
+  restore: async () => admin("restore"),
+  status: async () => {
+    const m = await import("./admin-commands.js");
+    return { run: m.statusCommand, help: () => m.adminUsage("status") };
+  },
+  mesh: async () => {
+    const m = await import("./mesh-command.js");
+    return { run: m.meshCommand, help: () => m.MESH_HELP };
+  },
 };
 
-async function run(name: string, rest: readonly string[]): Promise<number> {
-  switch (name) {
-    case "start":
-      return startCommand(rest);
-    case "listener":
-      return listenerMain(rest);
-    case "recall-service":
-      return recallServiceMain(rest);
-    case "holder":
-      return holderMain(rest);
-    case "archive":
-    case "release":
-    case "restore":
-      return adminCommand(name, rest);
-    case "status":
-      return statusCommand(rest);
-    case "mesh":
-      return meshCommand(rest);
-    default:
-      return 2;
-  }
+async function admin(op: "archive" | "release" | "restore"): Promise<Command> {
+  const m = await import("./admin-commands.js");
+  return { run: (rest) => m.adminCommand(op, rest), help: () => m.adminUsage(op) };
 }
 
 /** Runs the CLI and returns the exit code (0 ok, 1 failure, 2 usage error). */
@@ -51,12 +47,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`fanrecall: unknown command '${name}'\n\n${mainUsage()}`);
     return 2;
   }
-  if ((rest.includes("--help") || rest.includes("-h")) && HELP[name]) {
-    process.stdout.write(HELP[name]());
-    return 0;
-  }
+  const load = LOADERS[name];
+  if (!load) return 2;
   try {
-    return await run(name, rest);
+    const command = await load();
+    if ((rest.includes("--help") || rest.includes("-h")) && command.help) {
+      process.stdout.write(command.help());
+      return 0;
+    }
+    return await command.run(rest);
   } catch (err: unknown) {
     process.stderr.write(`fanrecall ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
