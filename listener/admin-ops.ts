@@ -61,6 +61,8 @@ export class OwnedFd {
   }
 }
 
+const LEASE_ATTEMPTS = 20;
+const LEASE_RETRY_MS = 50;
 /** A multiple of every block size in use (ext4/xfs/btrfs/tmpfs). */
 const PUNCH_ALIGN = 1024 * 1024;
 const S_IFMT = 0o170000;
@@ -164,9 +166,25 @@ export class AdminOps {
     // The lease needs this to be the only open file of the inode.
     file.close();
     try {
-      return await this.opts.dispatcher.exclusive(inodeKey(st), () => this.releaseLeased(rw, stub, mode));
+      return await this.opts.dispatcher.exclusive(inodeKey(st), () => this.releaseWhenFree(rw, stub, mode));
     } finally {
       native.close(rw);
+    }
+  }
+
+  /**
+   * Tries the lease for about a second: an access that finished just before this turn in the
+   * queue may still be closing its fd. While it waits the inode queue is held, so no new
+   * recall of the file starts; a file that stays open fails with busy.
+   */
+  private async releaseWhenFree(rw: number, verified: StubState, mode: WatchMode): Promise<AdminResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return this.releaseLeased(rw, verified, mode);
+      } catch (err: unknown) {
+        if (!(err instanceof AdminError && err.reason === "busy") || attempt >= LEASE_ATTEMPTS) throw err;
+      }
+      await new Promise((r) => setTimeout(r, LEASE_RETRY_MS));
     }
   }
 
@@ -218,7 +236,7 @@ export class AdminOps {
       if (!cur || !needsRecall(cur.state)) return { state: cur?.state ?? "resident" };
       const now = native.fstat(fd);
       const reason = await this.opts.dispatcher.withWritable(fd, now, (rw) =>
-        this.opts.dispatcher.recall(rw, now, cur, null, 0),
+        this.opts.dispatcher.recall(rw, now, cur, null, null),
       );
       if (reason !== "recalled") throw new AdminError(reason, `restore failed: ${reason}`);
       return { state: "archived", object: objectOf(cur) };

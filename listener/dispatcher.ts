@@ -16,6 +16,7 @@ import * as native from "../native/index.js";
 import type { FanEvent, FdStat } from "../native/index.js";
 import { RecallMode, Verdict } from "../proto/index.js";
 import { classifyAccess, describeAccessor } from "./classify-access.js";
+import type { AccessorInfo } from "./classify-access.js";
 import { FAILURE_POLICY, fromProtoReason } from "./failure-policy.js";
 import type { ListenerReason } from "./failure-policy.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
@@ -106,13 +107,16 @@ export class Dispatcher {
     if (this.closing) return this.finish(ev.fd, "shutdown");
     if (this.pending.size > this.opts.maxHeld) return this.finish(ev.fd, "overloaded");
     const key = inodeKey(st);
-    const admission = this.budget.admit(key, () => describeAccessor(ev.pid));
+    // Read from /proc at most once per event: for the budget and for the audit record.
+    let who: AccessorInfo | undefined;
+    const accessor = () => (who ??= describeAccessor(ev.pid));
+    const admission = this.budget.admit(key, accessor);
     if (admission === "budget-full" || admission === "caller-over-share") {
       this.opts.log.warn({ pid: ev.pid, admission, reason: "overloaded" }, "recall not admitted");
       return this.finish(ev.fd, "overloaded");
     }
     void this.queue
-      .run(key, () => this.recallEvent(ev, mode))
+      .run(key, () => this.recallEvent(ev, mode, accessor))
       .then(
         (reason) => this.finish(ev.fd, reason),
         (err: unknown) => {
@@ -138,7 +142,7 @@ export class Dispatcher {
     native.fsetxattr(fd, STUB_XATTR, encodeStubState(s), 0);
   }
 
-  private async recallEvent(ev: FanEvent, mode: WatchMode): Promise<ListenerReason> {
+  private async recallEvent(ev: FanEvent, mode: WatchMode, accessor: () => AccessorInfo): Promise<ListenerReason> {
     // Re-read under the queue: an earlier recall may have finished the file.
     const st = native.fstat(ev.fd);
     const stub = this.readStub(ev.fd);
@@ -158,7 +162,17 @@ export class Dispatcher {
       return r;
     }
     const whole = mode === "whole" || ev.range === null || ev.range.count === 0 || classifyAccess(ev.pid) === "modify";
-    return this.withWritable(ev.fd, st, (rw) => this.recall(rw, st, stub, whole ? null : ev.range, ev.pid));
+    const range = whole ? null : ev.range;
+    if (range !== null && rangePresent(ev.fd, st.size, range)) {
+      // Checked on the event fd: no writable fd for a read of bytes already there. A stub
+      // still marked released with data in it got that data from a recall its listener did
+      // not live to record: say partial, so status and release see it.
+      if (stub.state === "released")
+        await this.withWritable(ev.fd, st, (rw) => this.writeStub(rw, withState(stub, "partial")));
+      return "populated";
+    }
+    const who = ev.pid > 0 ? accessor() : null;
+    return this.withWritable(ev.fd, st, (rw) => this.recall(rw, st, stub, range, who));
   }
 
   /** Runs `work` with a writable fd of the inode behind `fd` (from the private view), closed after. */
@@ -186,17 +200,11 @@ export class Dispatcher {
     st: FdStat,
     stub: StubState,
     range: { offset: number; count: number } | null,
-    pid: number,
+    who: AccessorInfo | null,
   ): Promise<ListenerReason> {
-    if (range !== null) {
-      const end = Math.min(st.size, range.offset + range.count);
-      if (end <= range.offset) return "populated";
-      const hole = native.seekHole(fd, range.offset);
-      if (hole === -1 || hole >= end) return "populated";
-    }
     const deadline = Date.now() + this.opts.recallTimeoutMs;
     for (let attempt = 0; ; attempt++) {
-      const reason = await this.recallOnce(fd, st, stub, range, pid, deadline);
+      const reason = await this.recallOnce(fd, st, stub, range, who, deadline);
       // A recall service that is restarting gets the event again, inside the same deadline.
       const retry = reason === "recall-unavailable" || reason === "fd-missing";
       if (!retry || this.closing || Date.now() + 250 >= deadline) return reason;
@@ -210,7 +218,7 @@ export class Dispatcher {
     st: FdStat,
     stub: StubState,
     range: { offset: number; count: number } | null,
-    pid: number,
+    who: AccessorInfo | null,
     deadline: number,
   ): Promise<ListenerReason> {
     const requestId = this.newRequestId();
@@ -234,7 +242,7 @@ export class Dispatcher {
         mode: range === null ? RecallMode.WHOLE : RecallMode.RANGE,
         ranges: range === null ? [] : [{ offset: BigInt(range.offset), length: BigInt(range.count) }],
         deadlineUnixMs: BigInt(deadline),
-        accessor: pid > 0 ? describeAccessor(pid) : { pid },
+        accessor: who ?? { pid: 0 },
       },
       timeoutMs,
     );
@@ -317,4 +325,12 @@ export class Dispatcher {
   get recalling(): number {
     return this.budget.size;
   }
+}
+
+/** Whether every byte of `range` (clipped to the file's size) is already in the file. */
+function rangePresent(fd: number, size: number, range: { offset: number; count: number }): boolean {
+  const end = Math.min(size, range.offset + range.count);
+  if (end <= range.offset) return true;
+  const hole = native.seekHole(fd, range.offset);
+  return hole === -1 || hole >= end;
 }
