@@ -14,7 +14,7 @@ import type { Logger } from "pino";
 import * as native from "../native/index.js";
 
 const REPLY_TIMEOUT_MS = 3_000;
-/** Predecessors never hold more fds than this (4096 in flight plus their own sockets). */
+/** Predecessors never hold more fds than this (at most 32768 held event fds, one writable fd per recall, their sockets). */
 export const STALE_FD_SWEEP = 65_536;
 
 const REDEPOSIT_MS = 1_000;
