@@ -134,15 +134,5 @@ export class GroupHandoff {
 
 /** Answers, with a deny of `errno`, every event a dead predecessor had read but not answered. */
 export function answerStale(groupFd: number, errno: number): number {
-  const deny = native.denyErrno(errno);
-  let answered = 0;
-  for (let fd = 0; fd < STALE_FD_SWEEP; fd++) {
-    try {
-      native.fanotifyRespond(groupFd, fd, deny);
-      answered++;
-    } catch {
-      // ENOENT: no pending event with this number.
-    }
-  }
-  return answered;
+  return native.fanotifyRespondRange(groupFd, 0, STALE_FD_SWEEP, native.denyErrno(errno));
 }

@@ -53,6 +53,7 @@ type NativeBinding = {
   fanotifyMark(groupFd: number, flags: number, mask: number, dirFd: number, path: string | null): void;
   fanotifyReadInto(groupFd: number, out: Float64Array): number;
   fanotifyRespond(groupFd: number, eventFd: number, response: number): void;
+  fanotifyRespondRange(groupFd: number, from: number, to: number, response: number): number;
   seqpacketListen(path: string, backlog?: number): number;
   seqpacketAccept(listenFd: number): number;
   seqpacketConnect(path: string): number;
@@ -227,6 +228,11 @@ export function fanotifyReadEvents(groupFd: number): FanEvent[] {
 /** Throws (EINVAL for a rejected response, ENOENT for an unknown fd); the event then stays pending. */
 export function fanotifyRespond(groupFd: number, eventFd: number, response: number): void {
   binding.fanotifyRespond(groupFd, eventFd, response);
+}
+
+/** Writes `response` for every event fd number in [from, to); returns how many were pending. */
+export function fanotifyRespondRange(groupFd: number, from: number, to: number, response: number): number {
+  return binding.fanotifyRespondRange(groupFd, from, to, response);
 }
 
 // ---- poller ---------------------------------------------------------------------------------
