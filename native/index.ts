@@ -100,6 +100,8 @@ const binding = createRequire(import.meta.url)(addonPath) as NativeBinding;
 
 const FAN_KEYS = [
   "FAN_CLASS_PRE_CONTENT",
+  "FAN_CLASS_NOTIF",
+  "FAN_OPEN",
   "FAN_CLOEXEC",
   "FAN_NONBLOCK",
   "FAN_UNLIMITED_QUEUE",
