@@ -1,13 +1,13 @@
 // admin-client: the admin commands' end of the listener's root-only admin socket. It sends
-// one request with an fd of the file (opened O_RDONLY|O_NOFOLLOW, never read: the open raises
-// no pre-content event) and closes its copy at once: the listener reopens the inode itself,
+// one request with an fd of the file (opened O_RDONLY with no symlink followed in any
+// component, never read: the open raises no pre-content event) and closes its copy at once: the listener reopens the inode itself,
 // and a release needs the file to be open nowhere else.
 //
 // Owns: the connected socket, and the fd it opens for one request (closed right after sending).
 import * as native from "../native/index.js";
 import { FAN } from "../native/index.js";
 
-const { O_NOFOLLOW, O_NOATIME } = FAN;
+const { O_NOATIME } = FAN;
 
 export interface AdminReply {
   readonly ok: boolean;
@@ -37,7 +37,15 @@ export class AdminClient {
   }
 
   async request(op: "archive" | "release" | "restore", path: string, timeoutMs: number): Promise<AdminReply> {
-    const fd = native.openPath(path, FAN.O_RDONLY | O_NOFOLLOW | O_NOATIME);
+    let fd: number;
+    try {
+      // No symlink anywhere on the way: a directory swapped for one cannot redirect root.
+      fd = native.openNoSymlinks(path, FAN.O_RDONLY | O_NOATIME);
+    } catch (err: unknown) {
+      if (native.isNativeError(err, "ELOOP"))
+        throw new Error("a symlink is on the way to this path; root commands never follow one", { cause: err });
+      throw err;
+    }
     try {
       const id = this.nextId++;
       if (!native.sendWithFd(this.sock, Buffer.from(JSON.stringify({ id, op })), fd))

@@ -68,6 +68,7 @@ type NativeBinding = {
   lgetxattr(path: string, name: string): Buffer | null;
   getxattr(path: string, name: string): Buffer | null;
   openBeneath(dirFd: number, path: string): number;
+  openNoSymlinks(path: string, flags: number): number;
   setNoNewPrivs(): void;
   fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void;
   fremovexattr(fd: number, name: string): boolean;
@@ -372,6 +373,11 @@ export function getxattr(path: string, name: string): Buffer | null {
  */
 export function openBeneath(dirFd: number, path: string): number {
   return binding.openBeneath(dirFd, path);
+}
+
+/** openat2 of `path` with `flags`, refusing any symlink in any component (ELOOP). */
+export function openNoSymlinks(path: string, flags: number): number {
+  return binding.openNoSymlinks(path, flags);
 }
 
 /** prctl(PR_SET_NO_NEW_PRIVS, 1): no later exec can gain privileges. */

@@ -116,6 +116,21 @@ Napi::Value OpenBeneath(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(fd));
 }
 
+// openat2(AT_FDCWD, path, flags) refusing every symlink on the way, not only the last one
+// (ELOOP): a root command given a path must not be redirected by a directory someone swapped
+// for a symlink.
+Napi::Value OpenNoSymlinks(const Napi::CallbackInfo& info) {
+  std::string path = ArgString(info, 0, "path");
+  struct open_how how = {};
+  how.flags = static_cast<uint64_t>(ArgInt(info, 1, "flags")) | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  long fd;
+  do fd = syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) ThrowErrno(info.Env(), errno, "openat2");
+  return Napi::Number::New(info.Env(), static_cast<double>(fd));
+}
+
 // prctl(PR_SET_NO_NEW_PRIVS): this process and its children can never gain privileges.
 Napi::Value SetNoNewPrivs(const Napi::CallbackInfo& info) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) ThrowErrno(info.Env(), errno, "prctl");
@@ -240,7 +255,7 @@ Napi::Value Dup(const Napi::CallbackInfo& info) {
 
 void RegisterFileops(Napi::Env env, Napi::Object exports, Napi::Object constants) {
   SetFunctions(env, exports,
-               {{"fstatInto", FstatInto}, {"fgetxattr", Fgetxattr}, {"lgetxattr", Lgetxattr}, {"getxattr", Getxattr}, {"openBeneath", OpenBeneath}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr}, {"fremovexattr", Fremovexattr},
+               {{"fstatInto", FstatInto}, {"fgetxattr", Fgetxattr}, {"lgetxattr", Lgetxattr}, {"getxattr", Getxattr}, {"openBeneath", OpenBeneath}, {"openNoSymlinks", OpenNoSymlinks}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr}, {"fremovexattr", Fremovexattr},
                 {"pread", Pread}, {"pwrite", Pwrite}, {"fsync", Fsync}, {"fdatasync", Fdatasync},
                 {"fallocate", Fallocate}, {"seek", Seek}, {"futimens", Futimens}, {"close", Close},
                 {"openPath", OpenPath}, {"dup", Dup}});

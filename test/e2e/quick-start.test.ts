@@ -3,7 +3,7 @@
 import { after, before, describe } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, writeFileSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isRoot, rootTest } from "../helpers/root.js";
 import { runAsNobody } from "../helpers/child.js";
@@ -61,6 +61,28 @@ describe("quick start on the embedded s3rver", () => {
     },
     { timeout: 60_000 },
   );
+
+  rootTest("a directory swapped for a symlink mid-path cannot redirect release to another file", async () => {
+    // A user's directory holds their file; a root-only file of the same name lies elsewhere.
+    const mine = join(fs.dir, "user-dir");
+    const secret = join(fs.dir, "root-only");
+    mkdirSync(mine);
+    mkdirSync(secret, { mode: 0o700 });
+    writeFileSync(join(mine, "f.bin"), randomBytes(64 * 1024));
+    writeFileSync(join(secret, "f.bin"), randomBytes(64 * 1024), { mode: 0o600 });
+    // The swap: the user's directory becomes a symlink to the root-only one.
+    renameSync(mine, `${mine}.old`);
+    symlinkSync(secret, mine);
+    const r = await fr.cli(["release", join(mine, "f.bin")]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /symlink is on the way/);
+    assert.equal((await fr.status([join(secret, "f.bin")]))[0].state, "resident", "the root-only file was left alone");
+    // Control: the same path without the symlink is released (so the refusal above is the symlink's).
+    rmSync(mine);
+    renameSync(`${mine}.old`, mine);
+    const ok = await fr.cli(["release", join(mine, "f.bin")]);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
 
   rootTest("admin commands fail clearly on a missing path and exit non-zero", async () => {
     const r = await fr.cli(["release", join(fs.dir, "nope")]);
