@@ -83,11 +83,11 @@ Napi::Value Accept(const Napi::CallbackInfo& info) {
 Napi::Value Connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   sockaddr_un addr = UnixAddress(env, ArgString(info, 0, "path"), "connect");
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  // Non-blocking from the start: a peer that stops accepting (its backlog full) gives
+  // EAGAIN at once instead of freezing the caller's thread (the listener's main thread).
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) ThrowErrno(env, errno, "socket");
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) CloseAndThrow(env, fd, "connect");
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) CloseAndThrow(env, fd, "fcntl");
   return Napi::Number::New(env, fd);
 }
 

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { NATIVE_FACADE_URL, nodeEvalArgv, runChild } from "../helpers/child.js";
 import {
   FAN,
   close,
@@ -195,6 +196,22 @@ test("seqpacketListen/Accept/Connect and peerCred at a filesystem path", () => {
     () => peerCred(-1),
     (e: unknown) => isNativeError(e, "EBADF") && e.syscall === "getsockopt",
   );
+});
+
+test("connecting to a peer that never accepts fails with EAGAIN at once, never blocks", async () => {
+  // In a child: a blocking connect would hang it, and the timeout below then fails the test.
+  const path = join(dir, "never-accepts");
+  const script = `
+    import { seqpacketConnect, seqpacketListen } from ${JSON.stringify(NATIVE_FACADE_URL)};
+    seqpacketListen(${JSON.stringify(path)}, 1);
+    for (let i = 0; i < 64; i++) {
+      try { seqpacketConnect(${JSON.stringify(path)}); }
+      catch (e) { console.log(e.code, e.syscall, i > 0); process.exit(0); }
+    }
+    console.log("connected 64 times");
+  `;
+  const r = await runChild(nodeEvalArgv(script), { timeoutMs: 15_000 });
+  assert.equal(r.stdout.toString().trim(), "EAGAIN connect true", r.stderr);
 });
 
 test("datagramSendTo delivers text and an fd to a datagramBind socket, by path and abstract name", () => {
