@@ -249,7 +249,9 @@ export class Dispatcher {
     if (!reply.ok) return reply.reason;
     if (reply.value.verdict !== Verdict.ALLOW) return fromProtoReason(reply.value.reason);
     native.futimens(fd, stub.atimeNs, stub.mtimeNs);
-    if (reply.value.fullyPopulated) {
+    // "Fully populated" is believed only when the file has no hole left (SEEK_HOLE at EOF):
+    // a false claim must never make a stub look resident (and get an ignore mark).
+    if (reply.value.fullyPopulated && !hasHole(fd, st.size)) {
       this.writeStub(fd, withState(stub, "archived"));
       this.opts.source.ignore(fd, this.opts.modeOf(st.dev));
     } else if (stub.state === "released") {
@@ -333,4 +335,11 @@ function rangePresent(fd: number, size: number, range: { offset: number; count: 
   if (end <= range.offset) return true;
   const hole = native.seekHole(fd, range.offset);
   return hole === -1 || hole >= end;
+}
+
+/** Whether any byte below `size` is still a hole. */
+function hasHole(fd: number, size: number): boolean {
+  if (size === 0) return false;
+  const hole = native.seekHole(fd, 0);
+  return hole !== -1 && hole < size;
 }

@@ -38,8 +38,16 @@ export interface StubState {
 
 const STATES: readonly StoredState[] = ["archived", "released", "partial", "dirty"];
 const HEX64 = /^[0-9a-f]{64}$/;
+const MAX_CHUNK = 1024 * 1024 * 1024;
+/** A bucket or key: 1 to 1024 characters, no control characters. */
+// eslint-disable-next-line no-control-regex
+const OBJECT_NAME = /^[^\x00-\x1f\x7f]{1,1024}$/;
 
-/** Encodes a stub state for the xattr. */
+/**
+ * Encodes a stub state for the xattr. What decode would refuse is refused here too (the
+ * same checks, by decoding the result): no writer, whatever fed it (an archive result from
+ * the recall service, say), can leave a state that makes the file unreadable for everyone.
+ */
 export function encodeStubState(s: StubState): Buffer {
   const json = JSON.stringify({
     v: s.version,
@@ -55,7 +63,8 @@ export function encodeStubState(s: StubState): Buffer {
     msha: s.manifestSha256,
   });
   const buf = Buffer.from(json, "utf8");
-  if (buf.length > MAX_XATTR_BYTES) throw new Error(`stub state too large (${buf.length} bytes)`);
+  if (buf.length > MAX_XATTR_BYTES) throw new StubStateError(`stub state too large (${buf.length} bytes)`);
+  decodeStubState(buf);
   return buf;
 }
 
@@ -90,13 +99,14 @@ export function decodeStubState(raw: Uint8Array): StubState {
   const state = field(o, "st", isString);
   if (!STATES.includes(state as StoredState)) throw new StubStateError(`unknown state '${state}'`);
   const chunkSize = field(o, "cs", isNonNegInt);
-  if (chunkSize < 4096 || chunkSize % 4096 !== 0) throw new StubStateError("chunk size must be a multiple of 4096");
+  if (chunkSize < 4096 || chunkSize > MAX_CHUNK || chunkSize % 4096 !== 0)
+    throw new StubStateError("chunk size must be a multiple of 4096 from 4 KiB to 1 GiB");
   const contentSha256 = field(o, "sha", isString);
   const manifestSha256 = field(o, "msha", isString);
   if (!HEX64.test(contentSha256) || !HEX64.test(manifestSha256)) throw new StubStateError("bad checksum");
   const bucket = field(o, "b", isString);
   const key = field(o, "k", isString);
-  if (bucket.length === 0 || key.length === 0) throw new StubStateError("empty object reference");
+  if (!OBJECT_NAME.test(bucket) || !OBJECT_NAME.test(key)) throw new StubStateError("malformed object reference");
   return {
     version,
     state: state as StoredState,

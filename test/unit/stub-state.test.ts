@@ -44,3 +44,20 @@ test("only released and partial files need a recall", () => {
     [false, true, true, false],
   );
 });
+
+test("encode refuses what decode would refuse: a bogus archive result never reaches the xattr", () => {
+  const bogus: Array<Partial<StubState>> = [
+    { chunkSize: 0 },
+    { chunkSize: 4097 },
+    { chunkSize: 2 * 1024 * 1024 * 1024 },
+    { contentSha256: "not-hex" },
+    { manifestSha256: "A".repeat(64) },
+    { key: "" },
+    { key: "a\nb" },
+    { bucket: "x".repeat(1025) },
+  ];
+  for (const change of bogus) {
+    assert.throws(() => encodeStubState({ ...base, ...change }), StubStateError, JSON.stringify(change));
+  }
+  assert.doesNotThrow(() => encodeStubState({ ...base, chunkSize: 1024 * 1024 * 1024 }));
+});
