@@ -9,7 +9,6 @@ import { join } from "node:path";
 import {
   AT_FDCWD,
   FAN,
-  FdPoller,
   close,
   fanotifyInit,
   fanotifyMark,
@@ -25,23 +24,9 @@ import {
 import { NATIVE_FACADE_URL, NOBODY, nodeEvalArgv, runAsNobody, spawnAsNobody, type Spawned } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import { rootTest } from "../helpers/root.js";
+import { waitReadable } from "../helpers/wait-readable.js";
 
 const PAGE = 4096;
-
-function waitReadable(fd: number, timeoutMs: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const poller = new FdPoller(fd, () => {
-      clearTimeout(timer);
-      poller.close();
-      resolve();
-    });
-    const timer = setTimeout(() => {
-      poller.close();
-      reject(new Error(`fd ${fd} not readable within ${timeoutMs} ms`));
-    }, timeoutMs);
-    poller.start();
-  });
-}
 
 /** Child (uid 65534): connect, take one fd, pwrite the page through it, report back. */
 function fillerScript(socketPath: string): string {

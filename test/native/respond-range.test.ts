@@ -8,7 +8,6 @@ import { join } from "node:path";
 import {
   AT_FDCWD,
   FAN,
-  FdPoller,
   close,
   denyErrno,
   fanotifyInit,
@@ -19,23 +18,9 @@ import {
 import { runAsUid } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import { rootTest } from "../helpers/root.js";
+import { waitReadable } from "../helpers/wait-readable.js";
 
 const EIO = 5;
-
-function waitReadable(fd: number, timeoutMs: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const poller = new FdPoller(fd, () => {
-      clearTimeout(timer);
-      poller.close();
-      resolve();
-    });
-    const timer = setTimeout(() => {
-      poller.close();
-      reject(new Error(`fd ${fd} not readable within ${timeoutMs} ms`));
-    }, timeoutMs);
-    poller.start();
-  });
-}
 
 rootTest(
   "a sweep of fd numbers answers the held event it finds, and only once",
