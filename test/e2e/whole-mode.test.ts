@@ -30,6 +30,11 @@ describe("whole-file mode on tmpfs", () => {
       assert.equal(m.code, 0, m.stderr);
       swift = await startSwift();
       fr = await startFanrecall({ watch: [dir], server: swift, bucket: "fanrecall-whole" });
+      // The listener's log lines reach the captured output on their own schedule, possibly
+      // after start's "ready" line: wait for the mode line (bounded), then check it.
+      const deadline = Date.now() + 10_000;
+      while (!/"msg":"watching"/.test(fr.output()) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
       assert.match(fr.output(), /"mode":"whole"/);
     },
     { timeout: 120_000 },
