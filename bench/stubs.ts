@@ -76,6 +76,7 @@ export function writeFakeStubs(dir: string, n: number, size: number): void {
         bucket: "bench-fake",
         key: `fanrecall/fake-${i}`,
         versionId: "",
+        manifestVersionId: "",
         size,
         mtimeNs: st.mtimeNs,
         atimeNs: st.atimeNs,

@@ -6,7 +6,10 @@
 // them. Release frees blocks only under a write lease, which the kernel grants only while no
 // one else has the file open and which holds every new open until the release is done: so no
 // reader can be between "allowed" and "read" while the blocks go, and no writer's bytes can
-// be punched away.
+// be punched away. Nothing the recall service reports is believed: an archive result is
+// checked (the request's id, the file's size, well-formed digests and object names) before it
+// becomes stub state, and a release frees blocks only after the listener has hashed the file
+// itself and found the archive's digests and the manifest read back from the store equal to it.
 //
 // Owns: nothing long-lived; the writable fd of one release or restore (closed before it returns).
 import type { Logger } from "pino";
@@ -19,7 +22,7 @@ import { inodeKey } from "./dispatcher.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
 import type { FdChannel } from "./fd-channel.js";
 import type { RecallClient } from "./recall-client.js";
-import { needsRecall, withState } from "./stub-state.js";
+import { StubStateError, encodeStubState, needsRecall, withState } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
 import type { WritableViews } from "./writable-view.js";
 
@@ -69,7 +72,7 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 
 function objectOf(s: StubState) {
-  return { bucket: s.bucket, key: s.key, versionId: s.versionId };
+  return { bucket: s.bucket, key: s.key, versionId: s.versionId, manifestVersionId: s.manifestVersionId };
 }
 
 function sameContentVersion(st: FdStat, s: StubState): boolean {
@@ -108,6 +111,7 @@ export class AdminOps {
     );
     if (!reply.ok) throw new AdminError(reply.reason, reply.message);
     const r = reply.value;
+    if (r.requestId !== requestId) throw new AdminError("protocol-error", "archive reply for another request");
     if (r.reason !== Reason.ARCHIVED || !r.object || !r.integrity) {
       const said = reasonFromProto(r.reason);
       throw new AdminError(said === "archived" ? "protocol-error" : said, r.message || "archive failed");
@@ -116,12 +120,14 @@ export class AdminOps {
     if (after.size !== st.size || after.mtimeNs !== st.mtimeNs) {
       throw new AdminError("stub-changed", "the file changed while it was being archived; nothing was changed");
     }
+    if (r.size !== BigInt(st.size)) throw new AdminError("protocol-error", "archive reply names another size");
     const stub: StubState = {
       version: 1,
       state: "archived",
       bucket: r.object.bucket,
       key: r.object.key,
       versionId: r.object.versionId,
+      manifestVersionId: r.object.manifestVersionId,
       size: st.size,
       mtimeNs: st.mtimeNs,
       atimeNs: st.atimeNs,
@@ -129,12 +135,23 @@ export class AdminOps {
       contentSha256: r.integrity.contentSha256,
       manifestSha256: r.integrity.manifestSha256,
     };
+    try {
+      // Refuses what decoding would (chunk size, digests, object names): never written.
+      encodeStubState(stub);
+    } catch (err: unknown) {
+      if (!(err instanceof StubStateError)) throw err;
+      throw new AdminError("protocol-error", `archive reply refused: ${err.message}`);
+    }
     this.opts.dispatcher.writeStub(fd, stub);
     this.opts.log.info({ ino: st.ino, bytes: st.size, key: stub.key }, "archived");
     return { state: "archived", object: objectOf(stub) };
   }
 
-  /** Archives if needed, verifies the archived copy, then frees the blocks under a write lease. */
+  /**
+   * Archives if needed; has the recall service read the copy back and compare; hashes the file
+   * here and checks it against the archive's digests and the manifest read back; then frees
+   * the blocks under a write lease, if the file has not changed since it was hashed.
+   */
   async release(file: OwnedFd): Promise<AdminResult> {
     await this.archive(file.fd);
     const { st, mode } = this.check(file.fd);
@@ -156,17 +173,29 @@ export class AdminOps {
       Math.max(120_000, (st.size / (5 * 1024 * 1024)) * 1000),
     );
     if (!reply.ok) throw new AdminError(reply.reason, reply.message);
+    if (reply.value.requestId !== requestId) throw new AdminError("protocol-error", "verify reply for another request");
     if (!reply.value.equal) {
       // A file written since it was archived differs from its copy: that is a change, not a bad copy.
       if (!sameContentVersion(native.fstat(file.fd), stub))
         throw new AdminError("stub-changed", "the file changed since it was archived; nothing was freed");
       throw new AdminError("mismatch", `archived copy differs from the file: ${reply.value.message}`);
     }
+    // The service's "equal" is not enough: the listener hashes the file itself. A write after
+    // this point changes ctime, which is checked again under the lease.
+    const hashed = native.fstat(file.fd);
+    const vouched = await this.opts.dispatcher.content.vouch(file.fd, stub, reply.value.manifest);
+    if (!vouched.ok) {
+      if (!sameContentVersion(native.fstat(file.fd), stub))
+        throw new AdminError("stub-changed", "the file changed since it was archived; nothing was freed");
+      throw new AdminError("mismatch", `the archive does not match the file as hashed here: ${vouched.why}`);
+    }
     const rw = this.opts.views.reopen(file.fd, st, "write");
     // The lease needs this to be the only open file of the inode.
     file.close();
     try {
-      return await this.opts.dispatcher.exclusive(inodeKey(st), () => this.releaseWhenFree(rw, stub, mode));
+      return await this.opts.dispatcher.exclusive(inodeKey(st), () =>
+        this.releaseWhenFree(rw, stub, hashed.ctimeNs, mode),
+      );
     } finally {
       native.close(rw);
     }
@@ -177,10 +206,15 @@ export class AdminOps {
    * queue may still be closing its fd. While it waits the inode queue is held, so no new
    * recall of the file starts; a file that stays open fails with busy.
    */
-  private async releaseWhenFree(rw: number, verified: StubState, mode: WatchMode): Promise<AdminResult> {
+  private async releaseWhenFree(
+    rw: number,
+    verified: StubState,
+    ctimeNs: bigint,
+    mode: WatchMode,
+  ): Promise<AdminResult> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return this.releaseLeased(rw, verified, mode);
+        return this.releaseLeased(rw, verified, ctimeNs, mode);
       } catch (err: unknown) {
         if (!(err instanceof AdminError && err.reason === "busy") || attempt >= LEASE_ATTEMPTS) throw err;
       }
@@ -189,7 +223,7 @@ export class AdminOps {
   }
 
   /** Synchronous from lease to unlease: no event is read, nothing else runs meanwhile. */
-  private releaseLeased(rw: number, verified: StubState, mode: WatchMode): AdminResult {
+  private releaseLeased(rw: number, verified: StubState, ctimeNs: bigint, mode: WatchMode): AdminResult {
     try {
       native.setLease(rw, "write");
     } catch (err: unknown) {
@@ -200,11 +234,20 @@ export class AdminOps {
     try {
       const st = native.fstat(rw);
       const now = this.stubOf(rw);
-      if (!now || now.key !== verified.key || now.state !== "archived" || !sameContentVersion(st, verified)) {
+      // ctime: any write since the file was hashed (mtime alone can be set back by its owner).
+      if (
+        !now ||
+        now.key !== verified.key ||
+        now.state !== "archived" ||
+        !sameContentVersion(st, verified) ||
+        st.ctimeNs !== ctimeNs
+      ) {
         throw new AdminError("stub-changed", "the file changed before it could be released; nothing was freed");
       }
       // State first: if anything below fails half way, the file is a stub that recalls correctly.
       this.opts.dispatcher.writeStub(rw, { ...withState(verified, "released"), atimeNs: st.atimeNs });
+      // Its blocks go: whatever was checked of it is to be checked again when recalled.
+      this.opts.dispatcher.content.forget(inodeKey(st));
       // A stub must raise an event on every access: drop any ignore mark the inode has.
       this.opts.source.unignore(rw, mode);
       // Punch whole blocks past EOF too: punching part of a block only zeroes it and keeps it

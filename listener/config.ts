@@ -24,6 +24,8 @@ export interface ListenerConfig {
   readonly holderSocket: string;
   /** Serve mesh admin requests relayed by the recall service (status, restore, archive). */
   readonly meshAdmin: boolean;
+  /** Hash recalled bytes before allowing an access (false only to measure what that costs). */
+  readonly checkRecalledBytes: boolean;
 }
 
 export const LISTENER_HELP = `Usage: fanrecall listener --watch DIR [--watch DIR ...] [options]
@@ -49,6 +51,10 @@ Settings (flag, environment variable, or key in the --config JSON file):
   --mesh-admin true|false   FANRECALL_MESH_ADMIN           meshAdmin    (default false: serve status,
                             restore and archive requests that the recall service relays from its
                             TLS mesh admin API; paths are resolved here, beneath a --watch DIR)
+  --check-recalled-bytes true|false  FANRECALL_CHECK_RECALLED_BYTES  checkRecalledBytes (default
+                            true: every recalled byte is hashed here and compared with the stub's
+                            trusted hashes before the access goes on; false exists only to measure
+                            that cost, and lets a compromised recall service show readers any bytes)
 
 Signals: SIGTERM/SIGINT stop fanrecall here (held accesses are answered, marks removed, the
 group closed); SIGUSR2 exits for an upgrade, leaving the group and its queued accesses with
@@ -58,6 +64,7 @@ the holder for the next listener.
 
 const FLAGS = [
   "mesh-admin",
+  "check-recalled-bytes",
   "admin-socket",
   "holder-socket",
   "watch",
@@ -108,6 +115,9 @@ export function loadListenerConfig(
   const meshAdmin = one("mesh-admin", "FANRECALL_MESH_ADMIN", "meshAdmin") ?? "false";
   if (meshAdmin !== "true" && meshAdmin !== "false")
     throw new Error(`mesh-admin must be true or false, not '${meshAdmin}'`);
+  const checkBytes = one("check-recalled-bytes", "FANRECALL_CHECK_RECALLED_BYTES", "checkRecalledBytes") ?? "true";
+  if (checkBytes !== "true" && checkBytes !== "false")
+    throw new Error(`check-recalled-bytes must be true or false, not '${checkBytes}'`);
   const recallUid = Number(one("recall-uid", "FANRECALL_RECALL_UID", "recallUid") ?? "65534");
   if (!Number.isSafeInteger(recallUid) || recallUid <= 0)
     throw new Error("recall uid must be a positive integer (never root)");
@@ -122,6 +132,7 @@ export function loadListenerConfig(
     runDir: resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall"),
     recallUid,
     meshAdmin: meshAdmin === "true",
+    checkRecalledBytes: checkBytes === "true",
     mode,
     recallTimeoutMs: timeout,
     maxRecalls,

@@ -4,6 +4,10 @@
 // view (event fds are read-only), that fd is handed to the recall service with the ranges it
 // needs, and the kernel gets the verdict back. After a recall the listener restores the
 // file's times and updates the stub state; a fully populated file stops being a stub.
+// Nothing the recall service says is believed: an access is allowed only to bytes the
+// listener has hashed itself and found equal to the trusted stub state (content-check.ts); a
+// block found different is punched back to a hole (the stub stays retryable) and the access
+// fails; the reply must carry the request's id; "fully populated" is checked against holes.
 // Whatever goes wrong with one event is answered for that event (EIO) and logged; it never
 // stops the others. New recalls are admitted by the recall budget (fair share per caller).
 //
@@ -16,6 +20,7 @@ import * as native from "../native/index.js";
 import type { FanEvent, FdStat } from "../native/index.js";
 import { RecallMode, Verdict } from "../proto/index.js";
 import { classifyAccess, describeAccessor } from "./classify-access.js";
+import type { CheckResult, ContentCheck } from "./content-check.js";
 import type { AccessorInfo } from "./classify-access.js";
 import { FAILURE_POLICY, fromProtoReason } from "./failure-policy.js";
 import type { ListenerReason } from "./failure-policy.js";
@@ -45,6 +50,8 @@ export interface DispatcherOptions {
   /** Event fds held at once (readers waiting); beyond it new events get EAGAIN. */
   readonly maxHeld: number;
   readonly modeOf: (dev: number) => WatchMode;
+  /** The listener's own check of recalled bytes. */
+  readonly content: ContentCheck;
 }
 
 export function inodeKey(st: { dev: number; ino: number }): string {
@@ -72,6 +79,11 @@ export class Dispatcher {
   /** Runs `work` for inode `key` alone: after every access queued before it, before any after. */
   exclusive<T>(key: string, work: () => Promise<T> | T): Promise<T> {
     return this.queue.run(key, async () => work());
+  }
+
+  /** The listener's check of recalled bytes (admin-ops vouches for a release with it too). */
+  get content(): ContentCheck {
+    return this.opts.content;
   }
 
   newRequestId(): bigint {
@@ -163,10 +175,19 @@ export class Dispatcher {
     }
     const whole = mode === "whole" || ev.range === null || ev.range.count === 0 || classifyAccess(ev.pid) === "modify";
     const range = whole ? null : ev.range;
-    if (range !== null && rangePresent(ev.fd, st.size, range)) {
-      // Checked on the event fd: no writable fd for a read of bytes already there. A stub
-      // still marked released with data in it got that data from a recall its listener did
-      // not live to record: say partial, so status and release see it.
+    if (range !== null && rangePresent(ev.fd, st.size, range) && !this.opts.content.needsManifest(stub)) {
+      // Checked on the event fd (it raises no event): no writable fd for a read of bytes
+      // already there and checked. A stub still marked released with data in it got that data
+      // from a recall its listener did not live to record: say partial, so status and release
+      // see it. (Without the manifest at hand, the recall below brings it.)
+      const checked = await this.opts.content.check(
+        ev.fd,
+        inodeKey(st),
+        stub,
+        range.offset,
+        range.offset + range.count,
+      );
+      if (!checked.ok) return this.withWritable(ev.fd, st, (rw) => this.refuse(rw, st, checked));
       if (stub.state === "released")
         await this.withWritable(ev.fd, st, (rw) => this.writeStub(rw, withState(stub, "partial")));
       return "populated";
@@ -233,7 +254,12 @@ export class Dispatcher {
       {
         requestId,
         file: { dev: BigInt(st.dev), ino: BigInt(st.ino), size: BigInt(st.size), mtimeNs: st.mtimeNs },
-        object: { bucket: stub.bucket, key: stub.key, versionId: stub.versionId },
+        object: {
+          bucket: stub.bucket,
+          key: stub.key,
+          versionId: stub.versionId,
+          manifestVersionId: stub.manifestVersionId,
+        },
         integrity: {
           contentSha256: stub.contentSha256,
           manifestSha256: stub.manifestSha256,
@@ -243,21 +269,59 @@ export class Dispatcher {
         ranges: range === null ? [] : [{ offset: BigInt(range.offset), length: BigInt(range.count) }],
         deadlineUnixMs: BigInt(deadline),
         accessor: who ?? { pid: 0 },
+        wantManifest: this.opts.content.needsManifest(stub),
       },
       timeoutMs,
     );
     if (!reply.ok) return reply.reason;
+    if (reply.value.requestId !== requestId) {
+      this.opts.log.error({ reason: "protocol-error" }, "recall reply for another request");
+      return "protocol-error";
+    }
     if (reply.value.verdict !== Verdict.ALLOW) return fromProtoReason(reply.value.reason);
+    const content = this.opts.content;
+    if (reply.value.manifest.length > 0 && !content.accept(stub, reply.value.manifest)) {
+      this.opts.log.error({ ino: st.ino, reason: "checksum-mismatch" }, "manifest refused: not the stub state's");
+      return "checksum-mismatch";
+    }
+    // The access goes on only over bytes checked here, whatever the reply claimed.
+    const key = inodeKey(st);
+    const asked = range === null ? [0, st.size] : [range.offset, range.offset + range.count];
+    const checked = await content.check(fd, key, stub, asked[0], asked[1]);
+    if (!checked.ok) return this.refuse(fd, st, checked);
     native.futimens(fd, stub.atimeNs, stub.mtimeNs);
-    // "Fully populated" is believed only when the file has no hole left (SEEK_HOLE at EOF):
-    // a false claim must never make a stub look resident (and get an ignore mark).
-    if (reply.value.fullyPopulated && !hasHole(fd, st.size)) {
+    // "Fully populated" is believed only when the file has no hole left (SEEK_HOLE at EOF)
+    // and every byte is checked: a false claim must never make a stub look resident (and get
+    // an ignore mark, after which no access is checked).
+    const full =
+      reply.value.fullyPopulated && !hasHole(fd, st.size) ? await content.check(fd, key, stub, 0, st.size) : null;
+    if (full?.ok) {
       this.writeStub(fd, withState(stub, "archived"));
       this.opts.source.ignore(fd, this.opts.modeOf(st.dev));
-    } else if (stub.state === "released") {
-      this.writeStub(fd, withState(stub, "partial"));
+    } else {
+      if (full && !full.ok) this.refuse(fd, st, full);
+      if (stub.state === "released") this.writeStub(fd, withState(stub, "partial"));
     }
     return "recalled";
+  }
+
+  /**
+   * A check failed: punches the blocks whose bytes are not the file's back to holes through
+   * `rw` (so the stub stays valid and a later recall writes them again), and names the reason.
+   */
+  private refuse(rw: number, st: FdStat, r: Exclude<CheckResult, { ok: true }>): ListenerReason {
+    // Blocks start and end on multiples of 4096 but the last, which ends at EOF: punch that
+    // one past EOF, never into a neighbouring block (it may be checked already).
+    for (const [start, end] of r.bad) {
+      const stop = end >= st.size ? alignUp(end, PUNCH_ALIGN) : end;
+      native.punchHole(rw, start, stop - start);
+    }
+    const reason: ListenerReason = r.why === "mismatch" ? "checksum-mismatch" : "protocol-error";
+    this.opts.log.error(
+      { ino: st.ino, why: r.why, badBlocks: r.bad.length, reason },
+      "recalled bytes refused: not the file's content",
+    );
+    return reason;
   }
 
   private finishIgnored(fd: number, mode: WatchMode, reason: ListenerReason): void {
@@ -327,6 +391,13 @@ export class Dispatcher {
   get recalling(): number {
     return this.budget.size;
   }
+}
+
+/** The last block's punch ends past EOF at a multiple of this (of every fs block size in use): punching part of an fs block keeps it allocated. */
+const PUNCH_ALIGN = 1024 * 1024;
+
+function alignUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
 }
 
 /** Whether every byte of `range` (clipped to the file's size) is already in the file. */

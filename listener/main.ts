@@ -11,6 +11,7 @@ import { AdminOps } from "./admin-ops.js";
 import { AdminServer } from "./admin-server.js";
 import { LISTENER_HELP, loadListenerConfig, refuseSelfWatch } from "./config.js";
 import type { ListenerConfig } from "./config.js";
+import { ContentCheck } from "./content-check.js";
 import { Dispatcher } from "./dispatcher.js";
 import { FAILURE_POLICY } from "./failure-policy.js";
 import { FanotifySource } from "./fanotify-source.js";
@@ -93,6 +94,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     callerShare: config.callerShare,
     maxHeld: 32_768,
     modeOf: (dev) => modes.get(dev) ?? "range",
+    content: new ContentCheck(config.checkRecalledBytes),
   });
   try {
     for (const w of source.markAll()) modes.set(w.dev, w.mode);

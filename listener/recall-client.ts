@@ -1,5 +1,8 @@
 // recall-client: the listener's gRPC client of the recall service. Every call carries a
 // deadline; transport failures become listener reasons (never exceptions to the caller).
+// Replies are bounded in size: the largest is a manifest's bytes (MAX_MANIFEST_BYTES); a
+// larger message is refused by grpc-js before it is decoded. Callers check each reply's
+// request id against the one they sent.
 //
 // Owns: the gRPC channel. Must not own: fds (they travel on the fd channel).
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -16,6 +19,7 @@ import type {
   VerifyResponse,
 } from "../proto/index.js";
 import { RecallService, RpcError, createClient } from "../proto/index.js";
+import { MAX_MANIFEST_BYTES } from "../proto/manifest-format.js";
 import type { ListenerReason } from "./failure-policy.js";
 
 export type RpcResult<T> = { ok: true; value: T } | { ok: false; reason: ListenerReason; message: string };
@@ -42,6 +46,7 @@ export class RecallClient {
     this.handle = createClient(RecallService, `unix://${socketPath}`, undefined, {
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 1_000,
+      "grpc.max_receive_message_length": MAX_MANIFEST_BYTES + 64 * 1024,
     });
   }
 

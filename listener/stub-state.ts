@@ -25,6 +25,8 @@ export interface StubState {
   readonly bucket: string;
   readonly key: string;
   readonly versionId: string;
+  /** Version of the manifest object ("" where the store keeps none, or archived before it was kept). */
+  readonly manifestVersionId: string;
   /** Size of the file when it was archived (and so the size a stub must keep). */
   readonly size: number;
   /** mtime (ns since the epoch) when archived; restored after every recall write. */
@@ -42,6 +44,9 @@ const MAX_CHUNK = 1024 * 1024 * 1024;
 /** A bucket or key: 1 to 1024 characters, no control characters. */
 // eslint-disable-next-line no-control-regex
 const OBJECT_NAME = /^[^\x00-\x1f\x7f]{1,1024}$/;
+/** A version id: empty (no versions) or up to 1024 characters, no control characters. */
+// eslint-disable-next-line no-control-regex
+const VERSION_ID = /^[^\x00-\x1f\x7f]{0,1024}$/;
 
 /**
  * Encodes a stub state for the xattr. What decode would refuse is refused here too (the
@@ -55,6 +60,7 @@ export function encodeStubState(s: StubState): Buffer {
     b: s.bucket,
     k: s.key,
     vid: s.versionId,
+    mvid: s.manifestVersionId,
     sz: s.size,
     mt: s.mtimeNs.toString(),
     at: s.atimeNs.toString(),
@@ -107,12 +113,18 @@ export function decodeStubState(raw: Uint8Array): StubState {
   const bucket = field(o, "b", isString);
   const key = field(o, "k", isString);
   if (!OBJECT_NAME.test(bucket) || !OBJECT_NAME.test(key)) throw new StubStateError("malformed object reference");
+  const versionId = field(o, "vid", isString);
+  // Absent in states written before the manifest's version was kept.
+  const manifestVersionId = o.mvid === undefined ? "" : field(o, "mvid", isString);
+  if (!VERSION_ID.test(versionId) || !VERSION_ID.test(manifestVersionId))
+    throw new StubStateError("malformed version id");
   return {
     version,
     state: state as StoredState,
     bucket,
     key,
-    versionId: field(o, "vid", isString),
+    versionId,
+    manifestVersionId,
     size: field(o, "sz", isNonNegInt),
     mtimeNs: BigInt(field(o, "mt", isDigits)),
     atimeNs: BigInt(field(o, "at", isDigits)),

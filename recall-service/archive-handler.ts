@@ -1,7 +1,9 @@
 // archive-handler: serves Archive and Verify. Archive reads the file through the fd the
 // listener sent, uploads it (multipart when large) with its checksums in object metadata,
 // and stores the chunk manifest beside it. Verify reads the stored object back and compares
-// it with the file, byte for byte, so a file is released only when its copy is proven equal.
+// it with the file, byte for byte, so a file is released only when its copy is proven equal,
+// and reads the manifest back (by version id where the store keeps versions) for the listener
+// to check against the file itself.
 //
 // Owns: the request's fd for the duration of the call (closed in finally). Must not own:
 // stub state or paths; never opens a file.
@@ -16,10 +18,12 @@ import { reasonToProto } from "../proto/index.js";
 import { RecallError, errorMessage, storeErrorReason } from "./errors.js";
 import type { FdInbox } from "./fd-inbox.js";
 import { ManifestBuilder, encodeManifest, manifestKey, sha256Hex } from "./manifest.js";
+import type { ManifestLoader } from "./manifest-loader.js";
 import type { ObjectStore } from "./object-store.js";
 
 export interface ArchiveHandlerOptions {
   readonly inbox: FdInbox;
+  readonly manifests: ManifestLoader;
   readonly store: ObjectStore;
   readonly bucket: string;
   readonly keyPrefix: string;
@@ -92,14 +96,14 @@ export class ArchiveHandler {
       throw new RecallError("stub-changed", "the file changed while it was being archived");
     }
     const encoded = encodeManifest(manifest);
-    await this.opts.store.put(bucket, manifestKey(key), encoded, encoded.length, {
+    const stored = await this.opts.store.put(bucket, manifestKey(key), encoded, encoded.length, {
       "x-amz-meta-fanrecall-sha256": manifest.sha256,
     });
     this.opts.log.info({ reqId: req.requestId.toString(), bytes: before.size, key }, "archived");
     return {
       requestId: req.requestId,
       reason: reasonToProto("archived"),
-      object: { bucket, key, versionId },
+      object: { bucket, key, versionId, manifestVersionId: stored.versionId },
       integrity: { contentSha256: manifest.sha256, manifestSha256: sha256Hex(encoded), chunkSize: BigInt(chunkSize) },
       size: BigInt(before.size),
     };
@@ -147,11 +151,20 @@ export class ArchiveHandler {
       }
     }
     const equal = pos === size && hash.digest("hex") === req.integrity.contentSha256;
-    return {
-      requestId: req.requestId,
-      equal,
-      reason: reasonToProto(equal ? "verified" : "mismatch"),
-      message: equal ? "" : "size or checksum differs",
-    };
+    if (!equal) {
+      return {
+        requestId: req.requestId,
+        equal,
+        reason: reasonToProto("mismatch"),
+        message: "size or checksum differs",
+      };
+    }
+    const { raw } = await this.opts.manifests.readBack(
+      { bucket: req.object.bucket, key: req.object.key, manifestVersionId: req.object.manifestVersionId },
+      req.integrity,
+      size,
+      signal,
+    );
+    return { requestId: req.requestId, equal, reason: reasonToProto("verified"), message: "", manifest: raw };
   }
 }

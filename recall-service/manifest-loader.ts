@@ -1,24 +1,45 @@
-// manifest-loader: fetches chunk manifests from the store and checks each against the
-// sha256 that the listener read from the trusted stub state. Verified manifests are kept
-// in a small map keyed by that sha256.
+// manifest-loader: fetches chunk manifests from the store (by the manifest's version id when
+// the stub state has one) and checks each against the sha256 that the listener read from
+// the trusted stub state. Verified manifests are kept, with their bytes as stored (the
+// listener asks for those to check recalled bytes itself), in a small map keyed by that sha256.
 //
 // Owns: the manifest cache and its in-flight fetches. Must not own: files or fds.
 import type { Integrity } from "../proto/index.js";
+import { MAX_MANIFEST_BYTES } from "../proto/manifest-format.js";
 import { RecallError, storeErrorReason } from "./errors.js";
 import { decodeManifest, manifestKey } from "./manifest.js";
 import type { Manifest } from "./manifest.js";
 import type { ObjectLocation, ObjectStore } from "./object-store.js";
 
-const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 const MAX_CACHED = 256;
 
+/** Where a file's manifest is: beside its data object, at the version the stub state names. */
+export interface ManifestLocation {
+  readonly bucket: string;
+  /** The data object's key (the manifest's is derived from it). */
+  readonly key: string;
+  /** The manifest object's version id ("" where the store keeps none). */
+  readonly manifestVersionId: string;
+}
+
+/** A checked manifest and the bytes it was decoded from. */
+export interface LoadedManifest {
+  readonly manifest: Manifest;
+  readonly raw: Buffer;
+}
+
 export class ManifestLoader {
-  private readonly cache = new Map<string, Manifest>();
-  private readonly inflight = new Map<string, Promise<Manifest>>();
+  private readonly cache = new Map<string, LoadedManifest>();
+  private readonly inflight = new Map<string, Promise<LoadedManifest>>();
 
   constructor(private readonly store: ObjectStore) {}
 
-  async get(loc: ObjectLocation, integrity: Integrity, size: number, signal: AbortSignal): Promise<Manifest> {
+  async get(loc: ManifestLocation, integrity: Integrity, size: number, signal: AbortSignal): Promise<Manifest> {
+    return (await this.load(loc, integrity, size, signal)).manifest;
+  }
+
+  /** The manifest with its bytes, from the cache or the store. */
+  async load(loc: ManifestLocation, integrity: Integrity, size: number, signal: AbortSignal): Promise<LoadedManifest> {
     const key = integrity.manifestSha256;
     const hit = this.cache.get(key);
     if (hit) return hit;
@@ -33,8 +54,18 @@ export class ManifestLoader {
     return m;
   }
 
-  private async fetch(loc: ObjectLocation, integrity: Integrity, size: number, signal: AbortSignal): Promise<Manifest> {
-    const mloc: ObjectLocation = { bucket: loc.bucket, key: manifestKey(loc.key), versionId: "" };
+  /** Reads the manifest back from the store now (never from the cache): for a release's verify. */
+  readBack(loc: ManifestLocation, integrity: Integrity, size: number, signal: AbortSignal): Promise<LoadedManifest> {
+    return this.fetch(loc, integrity, size, signal);
+  }
+
+  private async fetch(
+    loc: ManifestLocation,
+    integrity: Integrity,
+    size: number,
+    signal: AbortSignal,
+  ): Promise<LoadedManifest> {
+    const mloc: ObjectLocation = { bucket: loc.bucket, key: manifestKey(loc.key), versionId: loc.manifestVersionId };
     let raw: Buffer;
     try {
       const stream = await this.store.getStream(mloc, signal);
@@ -51,6 +82,9 @@ export class ManifestLoader {
       if (err instanceof RecallError) throw err;
       throw new RecallError(storeErrorReason(err), `manifest fetch failed: ${String(err)}`, { cause: err });
     }
-    return decodeManifest(raw, integrity.manifestSha256, { size, chunkSize: Number(integrity.chunkSize) });
+    return {
+      manifest: decodeManifest(raw, integrity.manifestSha256, { size, chunkSize: Number(integrity.chunkSize) }),
+      raw,
+    };
   }
 }

@@ -1,74 +1,27 @@
-// manifest: the per-block sha256 list that lets every ranged recall be verified before a byte
-// is written. Stored as a small JSON object beside the data object; its own sha256 lives in
-// the trusted stub state, so a forged or corrupted manifest is refused.
+// manifest: building and encoding the per-block sha256 list that lets every ranged recall be
+// verified before a byte is written, and reading it back with the recall service's error
+// reasons. The format itself (and its hostile-input checks) is proto/manifest-format.ts,
+// shared with the listener, which checks recalled bytes against the same manifest.
 //
-// Version 2 (written now) records a sha256 per block of BLOCK_SIZE (256 KiB) inside each
-// chunk, so the first bytes of a chunk can be verified and written before the rest of it has
-// arrived. Version 1 (older archives) records one sha256 per chunk; it still decodes, with
-// the block being the chunk. Decoding returns one shape for both: `blockSize` and `blocks`.
-//
-// Owns: building, encoding, decoding and checking manifests. Must not own: fetching or
-// storing them. Holds no fds.
+// Owns: building and encoding manifests. Must not own: fetching or storing them. Holds no fds.
 import { createHash } from "node:crypto";
+import { ManifestFormatError, blockSizeFor, decodeManifest as decodeFormat } from "../proto/manifest-format.js";
+import type { Manifest, ManifestDocument } from "../proto/manifest-format.js";
 import { RecallError } from "./errors.js";
 
-/** The verification granularity of new manifests (when it divides the chunk size). */
-export const BLOCK_SIZE = 256 * 1024;
-
-/** A manifest as stored (either version). */
-export type ManifestDocument =
-  | {
-      readonly version: 1;
-      readonly size: number;
-      readonly chunkSize: number;
-      readonly sha256: string;
-      readonly chunks: readonly string[];
-    }
-  | {
-      readonly version: 2;
-      readonly size: number;
-      readonly chunkSize: number;
-      readonly blockSize: number;
-      readonly sha256: string;
-      readonly blocks: readonly string[];
-    };
-
-/** A decoded manifest: block i is [i * blockSize, min(size, (i + 1) * blockSize)). */
-export interface Manifest {
-  readonly version: 1 | 2;
-  readonly size: number;
-  readonly chunkSize: number;
-  /** Divides chunkSize (equal to it for version 1). */
-  readonly blockSize: number;
-  /** sha256 of the whole content. */
-  readonly sha256: string;
-  readonly blocks: readonly string[];
-}
-
-export const MANIFEST_SUFFIX = ".fanrecall-manifest.json";
-
-export function manifestKey(dataKey: string): string {
-  return dataKey + MANIFEST_SUFFIX;
-}
-
-export function sha256Hex(data: Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
-
-export function chunkCount(size: number, chunkSize: number): number {
-  return Math.ceil(size / chunkSize);
-}
-
-/** The block size a version 2 manifest uses for a chunk size. */
-export function blockSizeFor(chunkSize: number): number {
-  return chunkSize > BLOCK_SIZE && chunkSize % BLOCK_SIZE === 0 ? BLOCK_SIZE : chunkSize;
-}
+export {
+  BLOCK_SIZE,
+  MANIFEST_SUFFIX,
+  blockSizeFor,
+  chunkCount,
+  manifestKey,
+  sha256Hex,
+} from "../proto/manifest-format.js";
+export type { Manifest, ManifestDocument } from "../proto/manifest-format.js";
 
 export function encodeManifest(m: ManifestDocument): Buffer {
   return Buffer.from(JSON.stringify(m), "utf8");
 }
-
-const HEX64 = /^[0-9a-f]{64}$/;
 
 /** Parses a manifest (version 1 or 2) and checks it against the sha256 the trusted stub state holds. */
 export function decodeManifest(
@@ -76,37 +29,12 @@ export function decodeManifest(
   expectedSha256: string,
   expected: { size: number; chunkSize: number },
 ): Manifest {
-  if (sha256Hex(raw) !== expectedSha256) {
-    throw new RecallError("checksum-mismatch", "manifest does not match the stub's checksum");
+  try {
+    return decodeFormat(raw, expectedSha256, expected);
+  } catch (err: unknown) {
+    if (err instanceof ManifestFormatError) throw new RecallError("checksum-mismatch", err.message);
+    throw err;
   }
-  const d = JSON.parse(raw.toString("utf8")) as ManifestDocument;
-  const m: Manifest | null =
-    d.version === 1
-      ? { version: 1, size: d.size, chunkSize: d.chunkSize, blockSize: d.chunkSize, sha256: d.sha256, blocks: d.chunks }
-      : d.version === 2
-        ? {
-            version: 2,
-            size: d.size,
-            chunkSize: d.chunkSize,
-            blockSize: d.blockSize,
-            sha256: d.sha256,
-            blocks: d.blocks,
-          }
-        : null;
-  if (
-    m === null ||
-    m.size !== expected.size ||
-    m.chunkSize !== expected.chunkSize ||
-    !Number.isSafeInteger(m.blockSize) ||
-    m.blockSize <= 0 ||
-    m.chunkSize % m.blockSize !== 0 ||
-    !Array.isArray(m.blocks) ||
-    m.blocks.length !== chunkCount(m.size, m.blockSize) ||
-    !m.blocks.every((h) => typeof h === "string" && HEX64.test(h))
-  ) {
-    throw new RecallError("checksum-mismatch", "manifest does not describe this file");
-  }
-  return m;
 }
 
 /** Incrementally hashes a file, block by block, as it is read in order (version 2). */

@@ -68,11 +68,12 @@ export async function startRecallServer(
     fetchTimeoutMs: config.fetchTimeoutMs,
   });
   const metrics = new RecallMetrics(() => chunks.bytesFetched);
+  const manifests = new ManifestLoader(objectStore);
   const recall = new RecallHandler({
     metrics,
     inbox,
     chunks,
-    manifests: new ManifestLoader(objectStore),
+    manifests,
     log: log.child({ component: "recall" }),
     readaheadChunks: config.readaheadChunks,
     parallelFetches: config.parallelFetches,
@@ -80,6 +81,7 @@ export async function startRecallServer(
   });
   const archive = new ArchiveHandler({
     inbox,
+    manifests,
     store: objectStore,
     bucket: config.s3.bucket,
     keyPrefix: config.keyPrefix,

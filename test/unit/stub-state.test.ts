@@ -10,6 +10,7 @@ const base: StubState = {
   bucket: "b",
   key: "fanrecall/0b7c",
   versionId: "",
+  manifestVersionId: "",
   size: 2 ** 40 + 3,
   mtimeNs: 1_700_000_000_123_456_789n,
   atimeNs: 1_700_000_001_000_000_000n,

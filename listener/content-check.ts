@@ -1,0 +1,209 @@
+// content-check: the listener's own check of recalled bytes, before it allows an access. The
+// recall service writes through the fds it is handed and may be compromised; so no access is
+// allowed to bytes of a stub that the listener has not hashed itself and found equal to the
+// trusted stub state: the whole-content sha256 for a file of one chunk up to 4 MiB, else the
+// block hashes of the file's manifest, whose bytes the recall service hands over and which
+// are used only when their sha256 is the one the stub state holds (proto/manifest-format.ts).
+// Blocks found equal are remembered per inode while the listener runs (so each is hashed
+// once); a release forgets them. Before a release, it vouches for the archive: the file's
+// sha256 and block hashes, computed here, must be the ones the archive reported and the
+// manifest read back from the store holds.
+//
+// Owns: the checked manifests (by sha256, bounded in bytes) and the per-inode sets of checked
+// blocks (bounded in inodes). Reads through an fd the caller holds (never opens, writes or
+// closes one). Must not own: stub state, verdicts, punching (the dispatcher decides).
+import { read } from "node:fs";
+import { createHash } from "node:crypto";
+import { promisify } from "node:util";
+import * as native from "../native/index.js";
+import { ManifestFormatError, checkedByContentHash, decodeManifest } from "../proto/manifest-format.js";
+import type { StubState } from "./stub-state.js";
+
+const readAsync = promisify(read);
+const READ_BYTES = 1024 * 1024;
+/** Binary block hashes kept at most (32 bytes a block: 64 MiB covers 512 TiB of 256 KiB blocks). */
+const MAX_MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
+/** Inodes whose checked blocks are remembered (older ones are hashed again when read). */
+const MAX_TRACKED_INODES = 4096;
+
+interface BlockHashes {
+  readonly blockSize: number;
+  /** 32 bytes per block, block i at [32 i, 32 i + 32). */
+  readonly hashes: Buffer;
+}
+
+/** Why a range could not be vouched for. */
+export type CheckFailure = "hole" | "mismatch" | "no-manifest";
+
+export type CheckResult =
+  | { readonly ok: true }
+  | {
+      readonly ok: false;
+      readonly why: CheckFailure;
+      /** Blocks whose bytes are not the file's, [start, end) each: to be punched back to holes. */
+      readonly bad: ReadonlyArray<readonly [number, number]>;
+    };
+
+interface Checked {
+  readonly manifestSha256: string;
+  readonly bits: Uint8Array;
+}
+
+export class ContentCheck {
+  private readonly manifests = new Map<string, BlockHashes>();
+  private manifestBytes = 0;
+  private readonly checked = new Map<string, Checked>();
+
+  /** `enabled` false only to measure what the check costs (bench): every range passes. */
+  constructor(private readonly enabled = true) {}
+
+  /** Whether a recall of this stub must bring the manifest's bytes (the listener has none). */
+  needsManifest(stub: StubState): boolean {
+    return this.enabled && this.hashesOf(stub) === null;
+  }
+
+  /**
+   * Takes manifest bytes a reply carried. They are hashed first, parsed only when the hash is
+   * the stub state's, and kept only when they describe this file. False when refused.
+   */
+  accept(stub: StubState, raw: Uint8Array): boolean {
+    if (this.manifests.has(stub.manifestSha256)) return true;
+    let blockSize: number;
+    let blocks: readonly string[];
+    try {
+      ({ blockSize, blocks } = decodeManifest(raw, stub.manifestSha256, {
+        size: stub.size,
+        chunkSize: stub.chunkSize,
+        contentSha256: stub.contentSha256,
+      }));
+    } catch (err: unknown) {
+      if (err instanceof ManifestFormatError) return false;
+      throw err;
+    }
+    const hashes = Buffer.alloc(blocks.length * 32);
+    blocks.forEach((h, i) => hashes.write(h, i * 32, "hex"));
+    while (this.manifestBytes + hashes.length > MAX_MANIFEST_CACHE_BYTES && this.manifests.size > 0) {
+      const [oldest, old] = this.manifests.entries().next().value as [string, BlockHashes];
+      this.manifests.delete(oldest);
+      this.manifestBytes -= old.hashes.length;
+    }
+    this.manifests.set(stub.manifestSha256, { blockSize, hashes });
+    this.manifestBytes += hashes.length;
+    return true;
+  }
+
+  /**
+   * Checks every block overlapping [from, to) of the file behind `fd` (the inode `key`) against
+   * the stub's hashes. Blocks checked before are skipped; a block with a hole fails ("hole"),
+   * as does one whose bytes differ ("mismatch", listed in `bad`).
+   */
+  async check(fd: number, key: string, stub: StubState, from: number, to: number): Promise<CheckResult> {
+    if (!this.enabled) return { ok: true };
+    const end = Math.min(to, stub.size);
+    if (end <= from) return { ok: true };
+    const hashes = this.hashesOf(stub);
+    if (hashes === null) return { ok: false, why: "no-manifest", bad: [] };
+    const { blockSize } = hashes;
+    const bits = this.bitsOf(key, stub, hashes);
+    const bad: Array<[number, number]> = [];
+    let hole = false;
+    const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, blockSize));
+    for (let i = Math.floor(from / blockSize); i * blockSize < end; i++) {
+      if (bits[i >> 3] & (1 << (i & 7))) continue;
+      const start = i * blockSize;
+      const stop = Math.min(stub.size, start + blockSize);
+      const nextHole = native.seekHole(fd, start);
+      if (nextHole !== -1 && nextHole < stop) {
+        hole = true;
+        continue;
+      }
+      const digest = await hashRange(fd, start, stop, buf);
+      if (digest.equals(hashes.hashes.subarray(i * 32, i * 32 + 32))) bits[i >> 3] |= 1 << (i & 7);
+      else bad.push([start, stop]);
+    }
+    if (bad.length > 0) return { ok: false, why: "mismatch", bad };
+    if (hole) return { ok: false, why: "hole", bad };
+    return { ok: true };
+  }
+
+  /**
+   * Whether the archive described by `stub` (as the recall service reported it) and the
+   * manifest bytes read back from the store are the file behind `fd`, hashed here: the
+   * whole-content sha256 and every block hash. On success the manifest is kept for recalls.
+   */
+  async vouch(fd: number, stub: StubState, raw: Uint8Array): Promise<{ ok: true } | { ok: false; why: string }> {
+    let manifest;
+    try {
+      manifest = decodeManifest(raw, stub.manifestSha256, {
+        size: stub.size,
+        chunkSize: stub.chunkSize,
+        contentSha256: stub.contentSha256,
+      });
+    } catch (err: unknown) {
+      if (err instanceof ManifestFormatError) return { ok: false, why: err.message };
+      throw err;
+    }
+    const whole = createHash("sha256");
+    const buf = Buffer.allocUnsafe(READ_BYTES);
+    for (let i = 0; i < manifest.blocks.length; i++) {
+      const start = i * manifest.blockSize;
+      const stop = Math.min(stub.size, start + manifest.blockSize);
+      const block = createHash("sha256");
+      for (let pos = start; pos < stop;) {
+        const { bytesRead } = await readAsync(fd, buf, 0, Math.min(buf.length, stop - pos), pos);
+        if (bytesRead <= 0) return { ok: false, why: `the file ends at byte ${pos}` };
+        whole.update(buf.subarray(0, bytesRead));
+        block.update(buf.subarray(0, bytesRead));
+        pos += bytesRead;
+      }
+      if (block.digest("hex") !== manifest.blocks[i]) return { ok: false, why: `block ${i} differs from the manifest` };
+    }
+    if (whole.digest("hex") !== stub.contentSha256) return { ok: false, why: "the file's sha256 is not the archive's" };
+    this.accept(stub, raw);
+    return { ok: true };
+  }
+
+  /** Forgets what was checked of an inode (its blocks are punched, or it is a new file). */
+  forget(key: string): void {
+    this.checked.delete(key);
+  }
+
+  private hashesOf(stub: StubState): BlockHashes | null {
+    if (checkedByContentHash(stub.size, stub.chunkSize)) {
+      return { blockSize: Math.max(stub.size, 1), hashes: Buffer.from(stub.contentSha256, "hex") };
+    }
+    const m = this.manifests.get(stub.manifestSha256);
+    if (m) {
+      // Most recently used last: eviction takes the oldest first.
+      this.manifests.delete(stub.manifestSha256);
+      this.manifests.set(stub.manifestSha256, m);
+    }
+    return m ?? null;
+  }
+
+  private bitsOf(key: string, stub: StubState, hashes: BlockHashes): Uint8Array {
+    const have = this.checked.get(key);
+    this.checked.delete(key);
+    const blocks = hashes.hashes.length / 32;
+    const entry =
+      have && have.manifestSha256 === stub.manifestSha256 && have.bits.length * 8 >= blocks
+        ? have
+        : { manifestSha256: stub.manifestSha256, bits: new Uint8Array(Math.ceil(blocks / 8)) };
+    this.checked.set(key, entry);
+    if (this.checked.size > MAX_TRACKED_INODES) this.checked.delete(this.checked.keys().next().value as string);
+    return entry.bits;
+  }
+}
+
+/** sha256 of [start, stop) of `fd`, read on the thread pool in pieces of `buf`. */
+async function hashRange(fd: number, start: number, stop: number, buf: Buffer): Promise<Buffer> {
+  const h = createHash("sha256");
+  for (let pos = start; pos < stop;) {
+    const want = Math.min(buf.length, stop - pos);
+    const { bytesRead } = await readAsync(fd, buf, 0, want, pos);
+    if (bytesRead <= 0) break;
+    h.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+  return h.digest();
+}
