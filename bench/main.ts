@@ -24,8 +24,18 @@ import { scenario4 } from "./scenario-4-second-read.js";
 import { scenario5 } from "./scenario-5-non-stubs.js";
 import { scenario6 } from "./scenario-6-concurrency.js";
 import { scenario7 } from "./scenario-7-scale.js";
+import { scenario8 } from "./scenario-8-check-cost.js";
 
-const SCENARIOS: readonly Scenario[] = [scenario1, scenario2, scenario3, scenario4, scenario5, scenario6, scenario7];
+const SCENARIOS: readonly Scenario[] = [
+  scenario1,
+  scenario2,
+  scenario3,
+  scenario4,
+  scenario5,
+  scenario6,
+  scenario7,
+  scenario8,
+];
 
 const DEFAULT_OUT = fileURLToPath(new URL("./results/latest.json", import.meta.url));
 const DIST_MAIN = fileURLToPath(new URL("../dist/cli/main.js", import.meta.url));
@@ -42,6 +52,7 @@ from Debian when missing, builds dist/, starts a Swift all-in-one on 127.0.0.1, 
   5  non-stub files on a watched filesystem (vs no listener; first touch vs a minimal C listener)
   6  100 readers of one stub (store bytes fetched), 64 stubs at once (vs single-stream GET)
   7  listener memory and start time with 100,000 stubs (vs none)
+  8  full first read with the listener's check of recalled bytes (vs the same without it)
 
 Each scenario runs several reps (3-5; --quick: 1-2, and smaller counts in 5-7) and reports
 median (min-max). Every ratio compares figures measured in the same run.
