@@ -1,13 +1,14 @@
-// admin-client: the admin commands' end of the listener's root-only admin socket. It sends
-// one request with an fd of the file (opened O_RDONLY with no symlink followed in any
-// component, never read: the open raises no pre-content event) and closes its copy at once: the listener reopens the inode itself,
-// and a release needs the file to be open nowhere else.
+// admin-client: the admin commands' end of the listener's root-only admin socket. It asks the
+// listener for its watched directories (`roots`, no fd), then sends one request per file with
+// an O_PATH fd of it, resolved beneath a watched directory with no symlink followed in any
+// component (watch-roots): an O_PATH fd reads nothing, so sending it raises no pre-content
+// event and counts as no open for the release's lease. The listener reopens the inode itself.
 //
-// Owns: the connected socket, and the fd it opens for one request (closed right after sending).
+// Owns: the connected socket, and (for request() by path) the watched directories' fds and the
+// O_PATH fd of one request, closed right after sending. requestFd() only borrows its fd.
 import * as native from "../native/index.js";
-import { FAN } from "../native/index.js";
-
-const { O_NOATIME } = FAN;
+import { WatchRoots, isRootInfoList, resolveError } from "./watch-roots.js";
+import type { WatchRootInfo } from "./watch-roots.js";
 
 export interface AdminReply {
   readonly ok: boolean;
@@ -15,11 +16,15 @@ export interface AdminReply {
   readonly object?: { bucket: string; key: string; versionId: string };
   readonly reason?: string;
   readonly error?: string;
+  readonly roots?: unknown;
 }
+
+export type AdminOp = "archive" | "release" | "restore";
 
 export class AdminClient {
   private readonly sock: number;
   private nextId = 1;
+  private watchRoots: WatchRoots | null = null;
 
   constructor(socketPath: string) {
     try {
@@ -36,24 +41,46 @@ export class AdminClient {
     }
   }
 
-  async request(op: "archive" | "release" | "restore", path: string, timeoutMs: number): Promise<AdminReply> {
+  /** The listener's watched directories, each with the (dev, ino) it watches. */
+  async roots(timeoutMs: number): Promise<WatchRootInfo[]> {
+    this.send({ id: this.nextId++, op: "roots" }, -1);
+    const reply = await this.receive(timeoutMs);
+    if (!reply.ok || !isRootInfoList(reply.roots))
+      throw new Error(`the listener did not name its watched directories: ${reply.error ?? "malformed reply"}`);
+    return reply.roots;
+  }
+
+  /** One request for the file `fd` (O_PATH is enough; the caller keeps and closes its fd). */
+  async requestFd(op: AdminOp, fd: number, timeoutMs: number): Promise<AdminReply> {
+    this.send({ id: this.nextId++, op }, fd);
+    return this.receive(timeoutMs);
+  }
+
+  /**
+   * One request for the file at `path`, resolved beneath a watched directory with no symlink
+   * followed; a path that resolution refuses gets a failed reply with its reason, nothing sent.
+   */
+  async request(op: AdminOp, path: string, timeoutMs: number): Promise<AdminReply> {
+    this.watchRoots ??= WatchRoots.open(await this.roots(timeoutMs));
     let fd: number;
     try {
-      // No symlink anywhere on the way: a directory swapped for one cannot redirect root.
-      fd = native.openNoSymlinks(path, FAN.O_RDONLY | O_NOATIME);
+      fd = this.watchRoots.open(path);
     } catch (err: unknown) {
-      if (native.isNativeError(err, "ELOOP"))
-        throw new Error("a symlink is on the way to this path; root commands never follow one", { cause: err });
-      throw err;
+      const e = resolveError(err);
+      return { ok: false, reason: e.reason, error: e.message };
     }
     try {
-      const id = this.nextId++;
-      if (!native.sendWithFd(this.sock, Buffer.from(JSON.stringify({ id, op })), fd))
-        throw new Error("admin socket is full");
+      if ((native.fstat(fd).mode & 0o170000) !== 0o100000)
+        return { ok: false, reason: "invalid-path", error: "not a regular file" };
+      this.send({ id: this.nextId++, op }, fd);
     } finally {
       native.close(fd);
     }
     return this.receive(timeoutMs);
+  }
+
+  private send(body: { id: number; op: AdminOp | "roots" }, fd: number): void {
+    if (!native.sendWithFd(this.sock, Buffer.from(JSON.stringify(body)), fd)) throw new Error("admin socket is full");
   }
 
   private receive(timeoutMs: number): Promise<AdminReply> {
@@ -83,6 +110,7 @@ export class AdminClient {
   }
 
   close(): void {
+    this.watchRoots?.close();
     native.close(this.sock);
   }
 }

@@ -1,19 +1,26 @@
 // admin-commands: `fanrecall archive|release|restore|status`. They run as root from any
 // terminal while the listener runs; archive, release and restore go through the listener's
 // admin socket (the recall service only ever sees fds the listener hands it), and status
-// reads the trusted stub state itself (lstat + lgetxattr: no open, so no recall).
+// reads the trusted stub state itself. Every path is resolved beneath a directory the
+// listener watches with no symlink followed, recursion included (safe-walk), and every file
+// is then handled by its O_PATH fd, never by path: stat and xattr on that fd (no open for
+// reading, so no recall), the same fd sent to the listener.
 //
-// Owns: argument parsing, output and the exit code of these commands.
-import { lstatSync } from "node:fs";
+// Owns: argument parsing, output and the exit code of these commands; the admin connection
+// and the watched directories' fds while a command runs (closed before it returns).
 import { join } from "node:path";
 import * as native from "../native/index.js";
+import type { FdStat } from "../native/index.js";
 import { Reason, RecallService, createClient } from "../proto/index.js";
 import { adminSocketPath } from "../listener/config.js";
 import { STUB_XATTR, decodeStubState, needsRecall } from "../listener/stub-state.js";
 import type { StubState } from "../listener/stub-state.js";
 import { AdminClient } from "./admin-client.js";
-import { walkFiles } from "./walk.js";
-import type { WalkProblem } from "./walk.js";
+import { walkFiles } from "./safe-walk.js";
+import type { WalkProblem } from "./safe-walk.js";
+import { WatchRoots } from "./watch-roots.js";
+
+const ROOTS_TIMEOUT_MS = 10_000;
 
 type Op = "archive" | "release" | "restore";
 
@@ -33,7 +40,7 @@ interface CommonArgs {
 
 export function adminUsage(op: Op | "status"): string {
   const json = op === "status" ? " [--json]" : "";
-  return `Usage: fanrecall ${op}${json} [--run-dir DIR] PATH...\n\nPATH may be a file or a directory (walked recursively; symlinks are not followed).\n--run-dir defaults to FANRECALL_RUN_DIR or /run/fanrecall (fanrecall start uses STATE_DIR/run).\n`;
+  return `Usage: fanrecall ${op}${json} [--run-dir DIR] PATH...\n\nPATH may be a file or a directory (walked recursively) beneath a watched directory; a symlink\nanywhere on the way is refused, and symlinks met while walking are not followed.\n--run-dir defaults to FANRECALL_RUN_DIR or /run/fanrecall (fanrecall start uses STATE_DIR/run).\n`;
 }
 
 function parseArgs(argv: readonly string[], allowJson: boolean): CommonArgs {
@@ -56,8 +63,9 @@ function parseArgs(argv: readonly string[], allowJson: boolean): CommonArgs {
   return { runDir, json, paths };
 }
 
-function readStub(path: string): StubState | null | "corrupt" {
-  const raw = native.lgetxattr(path, STUB_XATTR);
+/** The stub state of the file `fd` (O_PATH: fgetxattr refuses it, so through its /proc link). */
+function readStub(fd: number): StubState | null | "corrupt" {
+  const raw = native.getxattr(`/proc/self/fd/${fd}`, STUB_XATTR);
   if (raw === null) return null;
   try {
     return decodeStubState(raw);
@@ -73,61 +81,89 @@ export async function adminCommand(op: Op, argv: readonly string[]): Promise<num
   const client = new AdminClient(adminSocketPath(args.runDir));
   let failed = 0;
   try {
-    for (const path of walkFiles(args.paths, problems)) {
-      const stub = readStub(path);
-      // Archive and release have nothing to do for a stub; skipping it avoids opening it
-      // (an open of a stub is a whole-file recall where only FAN_OPEN_PERM is available).
-      if (stub !== null && stub !== "corrupt" && needsRecall(stub.state) && op !== "restore") {
-        process.stdout.write(`${op}: ${path}: already ${stub.state}\n`);
-        continue;
+    const roots = WatchRoots.open(await client.roots(ROOTS_TIMEOUT_MS));
+    try {
+      for (const file of walkFiles(roots, args.paths, problems)) {
+        if (!(await adminOne(client, op, file))) failed++;
       }
-      if (stub === null && op === "restore") {
-        process.stdout.write(`${op}: ${path}: resident\n`);
-        continue;
-      }
-      let reply;
-      try {
-        const size = lstatSync(path).size;
-        reply = await client.request(op, path, Math.max(180_000, (size / (2 * 1024 * 1024)) * 1000));
-      } catch (err: unknown) {
-        reply = { ok: false, reason: "protocol-error", error: err instanceof Error ? err.message : String(err) };
-      }
-      if (reply.ok) process.stdout.write(`${op}: ${path}: ${reply.state ?? "ok"}\n`);
-      else {
-        failed++;
-        process.stderr.write(`fanrecall ${op}: ${path}: ${reply.error ?? "failed"} (${reply.reason ?? "error"})\n`);
-      }
+    } finally {
+      roots.close();
     }
   } finally {
     client.close();
   }
-  for (const p of problems) process.stderr.write(`fanrecall ${op}: ${p.path}: ${p.error}\n`);
+  for (const p of problems) process.stderr.write(`fanrecall ${op}: ${p.path}: ${p.error} (${p.reason})\n`);
   return failed + problems.length > 0 ? 1 : 0;
 }
 
-/**
- * Bytes present in a partly recalled file, by SEEK_DATA/SEEK_HOLE. `partial` exists only in
- * range mode, where an open raises no event, so opening the file here recalls nothing.
- */
-function partialBytes(path: string, size: number): number {
-  const fd = native.openPath(path, native.FAN.O_RDONLY | native.FAN.O_NOFOLLOW | native.FAN.O_NOATIME);
+/** One file of archive, release or restore; false when it failed (reported on stderr). */
+async function adminOne(client: AdminClient, op: Op, file: { path: string; fd: number; st: FdStat }): Promise<boolean> {
+  const { path } = file;
+  const stub = readStub(file.fd);
+  // Archive and release have nothing to do for a stub, and restore nothing for a resident file.
+  if (stub !== null && stub !== "corrupt" && needsRecall(stub.state) && op !== "restore") {
+    process.stdout.write(`${op}: ${path}: already ${stub.state}\n`);
+    return true;
+  }
+  if (stub === null && op === "restore") {
+    process.stdout.write(`${op}: ${path}: resident\n`);
+    return true;
+  }
+  let reply;
   try {
-    return native.dataBytes(fd, size);
+    reply = await client.requestFd(op, file.fd, Math.max(180_000, (file.st.size / (2 * 1024 * 1024)) * 1000));
+  } catch (err: unknown) {
+    reply = { ok: false, reason: "protocol-error", error: err instanceof Error ? err.message : String(err) };
+  }
+  if (reply.ok) process.stdout.write(`${op}: ${path}: ${reply.state ?? "ok"}\n`);
+  else process.stderr.write(`fanrecall ${op}: ${path}: ${reply.error ?? "failed"} (${reply.reason ?? "error"})\n`);
+  return reply.ok;
+}
+
+/**
+ * Bytes present in a partly recalled file, by SEEK_DATA/SEEK_HOLE on a reopen of its O_PATH
+ * fd (the same inode, whatever its path now). `partial` exists only in range mode, where an
+ * open raises no event, so opening the file here recalls nothing.
+ */
+function partialBytes(fd: number, size: number): number {
+  const rd = native.openPath(`/proc/self/fd/${fd}`, native.FAN.O_RDONLY | native.FAN.O_NOATIME);
+  try {
+    return native.dataBytes(rd, size);
   } finally {
-    native.close(fd);
+    native.close(rd);
   }
 }
 
-function statusOf(path: string, stub: StubState | null | "corrupt"): FileStatus {
-  const st = lstatSync(path, { bigint: true });
-  const size = Number(st.size);
+function statusOf(file: { path: string; fd: number; st: FdStat }): FileStatus {
+  const { path, fd, st } = file;
+  const stub = readStub(fd);
+  const size = st.size;
   if (stub === null) return { path, state: "resident", size, populatedBytes: size, object: null };
   if (stub === "corrupt") return { path, state: "corrupt", size, populatedBytes: 0, object: null };
   const object = { bucket: stub.bucket, key: stub.key, versionId: stub.versionId };
   let state: string = stub.state;
   if (stub.state === "archived" && (size !== stub.size || st.mtimeNs !== stub.mtimeNs)) state = "dirty";
-  const populatedBytes = stub.state === "released" ? 0 : stub.state === "partial" ? partialBytes(path, size) : size;
+  const populatedBytes = stub.state === "released" ? 0 : stub.state === "partial" ? partialBytes(fd, size) : size;
   return { path, state, size, populatedBytes, object };
+}
+
+/**
+ * The listener's watched directories; without a listener, status still answers, resolving
+ * from "/" with no symlink followed (not confined beneath a watched directory), and says so.
+ */
+async function statusRoots(runDir: string): Promise<WatchRoots> {
+  let client: AdminClient | null = null;
+  try {
+    client = new AdminClient(adminSocketPath(runDir));
+    return WatchRoots.open(await client.roots(ROOTS_TIMEOUT_MS));
+  } catch (err: unknown) {
+    process.stderr.write(
+      `fanrecall status: ${err instanceof Error ? err.message : String(err)}; paths are resolved without symlinks but not checked to be beneath a watched directory\n`,
+    );
+    return WatchRoots.unconfined();
+  } finally {
+    client?.close();
+  }
 }
 
 export async function statusCommand(argv: readonly string[]): Promise<number> {
@@ -137,13 +173,18 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
   const problems: WalkProblem[] = [];
   const recall = createClient(RecallService, `unix://${join(args.runDir, "recall", "recall.sock")}`);
   let storeReachable = true;
+  const roots = await statusRoots(args.runDir);
   try {
-    for (const path of walkFiles(args.paths, problems)) {
+    for (const file of walkFiles(roots, args.paths, problems)) {
       let s: FileStatus;
       try {
-        s = statusOf(path, readStub(path));
+        s = statusOf(file);
       } catch (err: unknown) {
-        problems.push({ path, error: err instanceof Error ? err.message : String(err) });
+        problems.push({
+          path: file.path,
+          reason: "stub-corrupt",
+          error: err instanceof Error ? err.message : String(err),
+        });
         continue;
       }
       if (s.object && storeReachable && s.state !== "dirty") {
@@ -164,8 +205,9 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
         );
     }
   } finally {
+    roots.close();
     recall.close();
   }
-  for (const p of problems) process.stderr.write(`fanrecall status: ${p.path}: ${p.error}\n`);
+  for (const p of problems) process.stderr.write(`fanrecall status: ${p.path}: ${p.error} (${p.reason})\n`);
   return problems.length > 0 ? 1 : 0;
 }

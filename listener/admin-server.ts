@@ -7,9 +7,13 @@
 // own private view (no events, and never a fd the command could still use) and closes the
 // command's copy at once.
 //
+// A `roots` request (no fd) asks for the watched directories, each with the (dev, ino) it had
+// when the listener started: the command resolves its paths beneath those very directories,
+// never through a symlink (cli/watch-roots.ts).
+//
 // Owns: the listening socket, accepted connections, and the listener's own fd of the file
 // until the operation ends. Must not own: what the operations do (admin-ops).
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
@@ -26,7 +30,24 @@ interface Conn {
   busy: boolean;
 }
 
-type Request = { id: number; op: "archive" | "release" | "restore" };
+type FileRequest = { id: number; op: "archive" | "release" | "restore" };
+type Request = FileRequest | { id: number; op: "roots" };
+
+/** A watched directory as the admin commands are told it (cli/watch-roots.ts checks it). */
+export interface WatchRoot {
+  readonly path: string;
+  readonly dev: number;
+  readonly ino: number;
+}
+
+export interface AdminServerOptions {
+  readonly path: string;
+  readonly ops: AdminOps;
+  readonly views: WritableViews;
+  readonly log: Logger;
+  /** The watched directories (config.watch). */
+  readonly watch: readonly string[];
+}
 
 function parseRequest(data: Buffer): Request | null {
   try {
@@ -34,7 +55,7 @@ function parseRequest(data: Buffer): Request | null {
     if (typeof v !== "object" || v === null) return null;
     const { id, op } = v as Record<string, unknown>;
     if (typeof id !== "number" || !Number.isSafeInteger(id)) return null;
-    if (op !== "archive" && op !== "release" && op !== "restore") return null;
+    if (op !== "archive" && op !== "release" && op !== "restore" && op !== "roots") return null;
     return { id, op };
   } catch {
     return null;
@@ -45,13 +66,22 @@ export class AdminServer {
   private readonly listenFd: number;
   private readonly poller: native.FdPoller;
   private readonly conns = new Map<number, Conn>();
+  private readonly path: string;
+  private readonly ops: AdminOps;
+  private readonly views: WritableViews;
+  private readonly log: Logger;
+  private readonly roots: readonly WatchRoot[];
 
-  constructor(
-    private readonly path: string,
-    private readonly ops: AdminOps,
-    private readonly views: WritableViews,
-    private readonly log: Logger,
-  ) {
+  constructor(opts: AdminServerOptions) {
+    const { path } = opts;
+    this.path = path;
+    this.ops = opts.ops;
+    this.views = opts.views;
+    this.log = opts.log;
+    this.roots = opts.watch.map((dir) => {
+      const st = statSync(dir);
+      return { path: dir, dev: st.dev, ino: st.ino };
+    });
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     chmodSync(dirname(path), 0o700);
     rmSync(path, { force: true });
@@ -81,22 +111,21 @@ export class AdminServer {
     const msg = native.recvWithFd(conn.fd, MAX_MESSAGE + 1);
     if (msg === null) return;
     if (msg.eof) return this.drop(conn);
-    const req =
-      msg.truncated || msg.data.length > MAX_MESSAGE || msg.fds.length !== 1 || conn.busy
-        ? null
-        : parseRequest(msg.data);
+    const parsed = msg.truncated || msg.data.length > MAX_MESSAGE || conn.busy ? null : parseRequest(msg.data);
+    const req = parsed !== null && msg.fds.length === (parsed.op === "roots" ? 0 : 1) ? parsed : null;
     if (req === null) {
       for (const fd of msg.fds) native.close(fd);
       this.log.warn({ reason: "protocol-error" }, "malformed admin request");
       return this.drop(conn);
     }
+    if (req.op === "roots") return this.reply(conn, { id: req.id, ok: true, roots: this.roots });
     conn.busy = true;
     void this.serve(conn, req, msg.fds[0]).finally(() => {
       conn.busy = false;
     });
   }
 
-  private async serve(conn: Conn, req: Request, clientFd: number): Promise<void> {
+  private async serve(conn: Conn, req: FileRequest, clientFd: number): Promise<void> {
     let file: OwnedFd | null = null;
     try {
       file = this.reopen(clientFd);
@@ -126,7 +155,7 @@ export class AdminServer {
     }
   }
 
-  private run(req: Request, file: OwnedFd): Promise<AdminResult> {
+  private run(req: FileRequest, file: OwnedFd): Promise<AdminResult> {
     if (req.op === "archive") return this.ops.archive(file.fd);
     if (req.op === "release") return this.ops.release(file);
     return this.ops.restore(file.fd);

@@ -116,7 +116,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     modeOf: (dev) => modes.get(dev),
     recallTimeoutMs: config.recallTimeoutMs,
   });
-  const admin = new AdminServer(config.adminSocket, ops, views, log);
+  const admin = new AdminServer({ path: config.adminSocket, ops, views, log, watch: config.watch });
   const paths = config.meshAdmin ? new WatchedPaths(config.watch) : null;
   const mesh = paths
     ? new MeshWorker({
