@@ -127,6 +127,8 @@ describe("shutdown and upgrade", () => {
           "",
           "--admin-socket",
           adminB,
+          "--recall-uid",
+          String(recallUser().uid),
         ],
         { timeoutMs: 120_000 },
       );
