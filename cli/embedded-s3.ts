@@ -1,8 +1,9 @@
 // embedded-s3: starts the quick-start's embedded S3 server (s3rver 3.7.1 + shim) as a child process.
 //
 // Owns: creating (and, with uid/gid, chowning) the data dir; spawning one child
-//   `node [--import tsx] s3rver-main.{js,ts} --dir D --address A --port P --silent --watch-stdin`
-//   (as uid/gid when given); waiting, bounded, for its `{"ready":true,"port":N}` line; stopping it
+//   `node [--import tsx] s3rver-main.{js,ts} --dir D --address A --port P --silent --watch-stdin
+//   [--credentials-dir C] [--peer-uid U]` (as uid/gid when given, with an environment holding
+//   nothing but PATH: the child needs none of this process's); waiting, bounded, for its `{"ready":true,"port":N}` line; stopping it
 //   (SIGTERM, bounded wait, then SIGKILL).
 // Must not own: the server itself (cli/s3rver-main.ts), bucket creation, or any fanrecall config;
 //   it never kills a process other than the child it spawned.
@@ -10,7 +11,7 @@
 //   dies) makes the child exit; stdout/stderr are drained for the child's lifetime and stderr lines
 //   go to opts.log.
 import { spawn, type ChildProcess } from "node:child_process";
-import { chown, mkdir } from "node:fs/promises";
+import { chown, lchown, lstat, mkdir, readdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -23,13 +24,21 @@ export interface EmbeddedS3Options {
   /** Run the child as this user/group when given. */
   uid?: number;
   gid?: number;
+  /**
+   * The store's only credentials: DIR/access-key and DIR/secret-key (see s3-credentials.ts),
+   * read by the child itself. Without it: the well-known S3RVER/S3RVER (tests only).
+   */
+  credentials?: { dir: string; accessKey: string };
+  /** Only connections from sockets this uid owns are served (the others are closed unread). */
+  peerUid?: number;
   log?: (msg: string) => void;
 }
 
 export interface EmbeddedS3 {
   endpoint: string;
-  accessKey: "S3RVER";
-  secretKey: "S3RVER";
+  accessKey: string;
+  /** null with opts.credentials: the secret stays in its file, which the client reads itself. */
+  secretKey: string | null;
   region: "us-east-1";
   pid: number;
   stop(): Promise<void>;
@@ -129,6 +138,16 @@ function readyPort(line: string): number | undefined {
   return undefined;
 }
 
+/** lchown of dir and everything beneath it; symlinks are re-owned, never followed. */
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory()) await chownTree(path, uid, gid);
+    await lchown(path, uid, gid);
+  }
+  await lchown(dir, uid, gid);
+}
+
 export async function startEmbeddedS3(opts: EmbeddedS3Options): Promise<EmbeddedS3> {
   const host = opts.host ?? "127.0.0.1";
   const log = opts.log ?? ((): void => {});
@@ -138,14 +157,22 @@ export async function startEmbeddedS3(opts: EmbeddedS3Options): Promise<Embedded
     if (!(err instanceof Error && "code" in err && err.code === "EEXIST")) throw err;
   });
   if (opts.uid !== undefined || opts.gid !== undefined) {
+    const st = await lstat(opts.dataDir);
+    // Data an earlier start left as another user (65534, before the dedicated user): hand it over.
+    if ((opts.uid !== undefined && st.uid !== opts.uid) || (opts.gid !== undefined && st.gid !== opts.gid)) {
+      await chownTree(opts.dataDir, opts.uid ?? -1, opts.gid ?? -1);
+    }
     await chown(opts.dataDir, opts.uid ?? -1, opts.gid ?? -1);
   }
   const args = [
     ...childArgv(),
     ...["--dir", opts.dataDir, "--address", host, "--port", String(opts.port ?? 0), "--silent", "--watch-stdin"],
+    ...(opts.credentials ? ["--credentials-dir", opts.credentials.dir] : []),
+    ...(opts.peerUid !== undefined ? ["--peer-uid", String(opts.peerUid)] : []),
   ];
   const child = spawn(process.execPath, args, {
     stdio: ["pipe", "pipe", "pipe"],
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
     ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
     ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
   });
@@ -159,8 +186,8 @@ export async function startEmbeddedS3(opts: EmbeddedS3Options): Promise<Embedded
   log(`embedded-s3: demo object store (s3rver, not for real data) pid ${pid} on http://${host}:${port}`);
   return {
     endpoint: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
-    accessKey: "S3RVER",
-    secretKey: "S3RVER",
+    accessKey: opts.credentials?.accessKey ?? "S3RVER",
+    secretKey: opts.credentials ? null : "S3RVER",
     region: "us-east-1",
     pid,
     stop: () => stopChild(child),

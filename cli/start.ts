@@ -2,7 +2,12 @@
 // starts, in order: the embedded S3 server (s3rver, as the recall user) when no endpoint is
 // configured; the recall service (as the recall user, via setpriv: no capabilities,
 // no_new_privs, no supplementary groups) with the S3 settings; the listener (root) without
-// them. SIGINT/SIGTERM stop the listener first, which answers every held event before its
+// them. The recall user is a system user of its own (`fanrecall`, created when missing),
+// never root or nobody (65534): a process of the same uid could read or signal the processes
+// that hold the S3 secret. The embedded store's credentials are generated once per state
+// directory (s3-credentials.ts); the store only serves the recall user's sockets. The secret
+// is never on a command line or in an environment: the store and the recall service read it
+// from its file (--s3-secret-key-file), and both make themselves non-dumpable. SIGINT/SIGTERM stop the listener first, which answers every held event before its
 // group closes, then the recall service, then the store. Children are restarted whenever
 // they die; none is given up on. Every child but the holder dies with this process
 // (PR_SET_PDEATHSIG, via setpriv): if `fanrecall start` itself is killed, the holder stays and
@@ -17,7 +22,9 @@ import { chownSync, existsSync, mkdirSync, chmodSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startEmbeddedS3 } from "./embedded-s3.js";
+import { ensureS3Credentials } from "./s3-credentials.js";
 import { SupervisedChild } from "./supervised-child.js";
+import { RECALL_USER_NAME, checkRecallUid, ensureSystemUser } from "./system-user.js";
 import type { EmbeddedS3 } from "./embedded-s3.js";
 
 export const START_HELP = `Usage: fanrecall start --watch DIR [--watch DIR ...] [--state-dir DIR] [options]
@@ -26,20 +33,28 @@ Runs fanrecall in the foreground as root: the listener, the recall service as an
 unprivileged user, and, when FANRECALL_S3_ENDPOINT is not set, an embedded demo S3 server
 (s3rver) on 127.0.0.1 with its data in STATE_DIR/s3. Stop it with Ctrl-C or SIGTERM.
 
+The recall service and the embedded store run as the system user '${RECALL_USER_NAME}' (created
+when missing; never root or nobody/65534) and are non-dumpable: no other process, not even
+one of their own uid, can read their memory or environment. The embedded store's credentials
+are generated on the first start into STATE_DIR/s3-credentials/{access-key,secret-key} (0600,
+the recall user's) and reused; it serves only connections from the recall user's sockets.
+
 Options:
   --watch DIR              a directory on a dedicated ext4/xfs/btrfs (range recall) or other
                            filesystem (whole-file recall); repeatable
   --state-dir DIR          default /var/lib/fanrecall (with sockets in /run/fanrecall);
                            when given, sockets go to STATE_DIR/run
   --run-dir DIR            where the sockets go (default as above, or FANRECALL_RUN_DIR)
-  --recall-user UID:GID    default FANRECALL_RECALL_USER or 65534:65534
+  --recall-user UID:GID    default FANRECALL_RECALL_USER or the system user '${RECALL_USER_NAME}';
+                           never 0 or 65534
   --mode auto|range|whole  default auto
   --recall-timeout-ms MS   default FANRECALL_RECALL_TIMEOUT_MS or 30000
   --chunk-size BYTES       default FANRECALL_CHUNK_SIZE or 4194304
 
 S3 settings come from the environment: FANRECALL_S3_ENDPOINT, FANRECALL_S3_ACCESS_KEY,
-FANRECALL_S3_SECRET_KEY, FANRECALL_S3_BUCKET (default fanrecall), FANRECALL_S3_REGION
-(default us-east-1). The recall service's other settings (FANRECALL_METRICS_ADDRESS, the
+FANRECALL_S3_SECRET_KEY_FILE (a file the recall user can read; FANRECALL_S3_SECRET_KEY is
+still taken, for compatibility), FANRECALL_S3_BUCKET (default fanrecall), FANRECALL_S3_REGION
+(default us-east-1). Only the recall service gets them. The recall service's other settings (FANRECALL_METRICS_ADDRESS, the
 mesh admin API's FANRECALL_MESH_ADMIN_ADDRESS and FANRECALL_MESH_TLS_*) come from the
 environment too; see 'fanrecall recall-service --help'. With a mesh admin address set, the
 listener serves the requests it relays (--mesh-admin true).
@@ -53,8 +68,8 @@ interface StartArgs {
   readonly watch: string[];
   readonly stateDir: string;
   readonly runDir: string;
-  readonly uid: number;
-  readonly gid: number;
+  /** null: the system user RECALL_USER_NAME (created by startCommand when missing). */
+  readonly user: { uid: number; gid: number } | null;
   readonly mode: string;
   readonly timeoutMs: string;
   readonly chunkSize: string;
@@ -64,7 +79,7 @@ function parseStartArgs(argv: readonly string[]): StartArgs {
   const watch: string[] = [];
   let stateDir: string | null = null;
   let runDir: string | null = process.env.FANRECALL_RUN_DIR ?? null;
-  let user = process.env.FANRECALL_RECALL_USER ?? "65534:65534";
+  let user = process.env.FANRECALL_RECALL_USER ?? null;
   let mode = process.env.FANRECALL_MODE ?? "auto";
   let timeoutMs = process.env.FANRECALL_RECALL_TIMEOUT_MS ?? "30000";
   let chunkSize = process.env.FANRECALL_CHUNK_SIZE ?? String(4 * 1024 * 1024);
@@ -83,8 +98,9 @@ function parseStartArgs(argv: readonly string[]): StartArgs {
     else throw new Error(`unknown option '--${m[1]}'`);
   }
   if (watch.length === 0) throw new Error("at least one --watch DIR is required");
-  const u = /^(\d+)(?::(\d+))?$/.exec(user);
-  if (!u || Number(u[1]) === 0) throw new Error(`--recall-user must be a non-root UID[:GID], not '${user}'`);
+  const u = user === null ? null : /^(\d+)(?::(\d+))?$/.exec(user);
+  if (user !== null && !u) throw new Error(`--recall-user must be UID[:GID], not '${user}'`);
+  if (u) checkRecallUid(Number(u[1]), "--recall-user");
   // Without --state-dir: /var/lib/fanrecall and /run/fanrecall (the admin commands' default).
   // With it: everything under it, sockets in STATE_DIR/run.
   runDir ??= stateDir === null ? "/run/fanrecall" : join(stateDir, "run");
@@ -92,8 +108,7 @@ function parseStartArgs(argv: readonly string[]): StartArgs {
     watch,
     stateDir: stateDir ?? "/var/lib/fanrecall",
     runDir,
-    uid: Number(u[1]),
-    gid: Number(u[2] ?? u[1]),
+    user: u ? { uid: Number(u[1]), gid: Number(u[2] ?? u[1]) } : null,
     mode,
     timeoutMs,
     chunkSize,
@@ -130,31 +145,60 @@ function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return out;
 }
 
+interface StoreSettings {
+  readonly store: EmbeddedS3 | null;
+  /** The recall service's environment. */
+  readonly env: NodeJS.ProcessEnv;
+  /** The recall service's extra arguments (a file name at most: never a secret). */
+  readonly argv: string[];
+}
+
+/**
+ * A configured store: the recall service alone gets its settings, as given (a secret key in
+ * FANRECALL_S3_SECRET_KEY is passed on for compatibility; the recall service is non-dumpable).
+ * None: the embedded store, with this state directory's credentials, serving the recall user only.
+ */
+async function storeSettings(
+  stateDir: string,
+  user: { uid: number; gid: number },
+  log: (msg: string) => void,
+): Promise<StoreSettings> {
+  if (process.env.FANRECALL_S3_ENDPOINT) return { store: null, env: { ...process.env }, argv: [] };
+  const credentials = ensureS3Credentials(stateDir, user);
+  const store = await startEmbeddedS3({
+    dataDir: join(stateDir, "s3"),
+    uid: user.uid,
+    gid: user.gid,
+    credentials: { dir: credentials.dir, accessKey: credentials.accessKey },
+    peerUid: user.uid,
+    log,
+  });
+  const env: NodeJS.ProcessEnv = {
+    ...withoutSecrets(process.env),
+    ...(process.env.FANRECALL_S3_BUCKET ? { FANRECALL_S3_BUCKET: process.env.FANRECALL_S3_BUCKET } : {}),
+    FANRECALL_S3_ENDPOINT: store.endpoint,
+    FANRECALL_S3_ACCESS_KEY: store.accessKey,
+    FANRECALL_S3_REGION: store.region,
+  };
+  return { store, env, argv: ["--s3-secret-key-file", credentials.secretKeyFile] };
+}
+
 export async function startCommand(argv: readonly string[]): Promise<number> {
   const args = parseStartArgs(argv);
   if (process.getuid?.() !== 0)
     throw new Error("'fanrecall start' must run as root (the listener owns a fanotify group)");
+  const user = args.user ?? ensureSystemUser(RECALL_USER_NAME);
   const runDir = args.runDir;
   mkdirSync(args.stateDir, { recursive: true, mode: 0o755 });
   mkdirSync(runDir, { recursive: true, mode: 0o755 });
   chmodSync(args.stateDir, 0o755);
   const recallDir = join(runDir, "recall");
   mkdirSync(recallDir, { recursive: true, mode: 0o750 });
-  chownSync(recallDir, args.uid, args.gid);
+  chownSync(recallDir, user.uid, user.gid);
   chmodSync(recallDir, 0o750);
 
   const log = (msg: string) => process.stderr.write(`fanrecall start: ${msg}\n`);
-  let store: EmbeddedS3 | null = null;
-  const s3Env: NodeJS.ProcessEnv = {};
-  if (!process.env.FANRECALL_S3_ENDPOINT) {
-    store = await startEmbeddedS3({ dataDir: join(args.stateDir, "s3"), uid: args.uid, gid: args.gid, log });
-    Object.assign(s3Env, {
-      FANRECALL_S3_ENDPOINT: store.endpoint,
-      FANRECALL_S3_ACCESS_KEY: store.accessKey,
-      FANRECALL_S3_SECRET_KEY: store.secretKey,
-      FANRECALL_S3_REGION: store.region,
-    });
-  }
+  const { store, env: s3Env, argv: s3Argv } = await storeSettings(args.stateDir, user, log);
   const child = (name: string, readyPath: string, spawnIt: () => ChildProcess) =>
     new SupervisedChild({ name, readyPath, log, spawn: spawnIt });
   const detached = { stdio: ["ignore", "inherit", "inherit"] as ["ignore", "inherit", "inherit"], detached: true };
@@ -169,7 +213,7 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
     spawn(
       "setpriv",
       [
-        ...setprivArgs(args.uid, args.gid),
+        ...setprivArgs(user.uid, user.gid),
         process.execPath,
         binPath(),
         "recall-service",
@@ -177,14 +221,15 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
         runDir,
         "--chunk-size",
         args.chunkSize,
+        ...s3Argv,
       ],
       {
         ...detached,
-        env: { ...process.env, ...s3Env },
+        env: s3Env,
       },
     ),
   );
-  const listenerArgs = ["listener", "--run-dir", runDir, "--recall-uid", String(args.uid), "--mode", args.mode];
+  const listenerArgs = ["listener", "--run-dir", runDir, "--recall-uid", String(user.uid), "--mode", args.mode];
   listenerArgs.push("--recall-timeout-ms", args.timeoutMs, "--holder-socket", holderSocket);
   listenerArgs.push(...args.watch.flatMap((w) => ["--watch", w]));
   // The recall service serves the mesh admin API: let the listener take the requests it relays.

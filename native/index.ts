@@ -70,6 +70,8 @@ type NativeBinding = {
   openBeneath(dirFd: number, path: string): number;
   openNoSymlinks(path: string, flags: number): number;
   setNoNewPrivs(): void;
+  setNonDumpable(): void;
+  getDumpable(): number;
   fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void;
   fremovexattr(fd: number, name: string): boolean;
   pread(fd: number, buf: Uint8Array, position: number): number;
@@ -511,4 +513,18 @@ export function reopenByHandle(fd: number, mountFd: number, flags: number): numb
 /** fcntl(F_SETLEASE): F_WRLCK only while no one else has the file open (EAGAIN); F_UNLCK ends it. */
 export function setLease(fd: number, type: "write" | "none"): void {
   binding.setLease(fd, type === "write" ? FAN.F_WRLCK : FAN.F_UNLCK);
+}
+
+/**
+ * prctl(PR_SET_DUMPABLE, 0): this process's /proc/PID files (environ, mem, fd...) become
+ * root's and no process of its own uid can ptrace it. Called first thing by the processes
+ * that hold the S3 secret (the recall service, the embedded store). execve resets it.
+ */
+export function setNonDumpable(): void {
+  binding.setNonDumpable();
+}
+
+/** prctl(PR_GET_DUMPABLE): 1 when dumpable, 0 when not (2: suid_dumpable). */
+export function getDumpable(): number {
+  return binding.getDumpable();
 }

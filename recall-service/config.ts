@@ -1,8 +1,11 @@
 // config: the recall service's settings, from a JSON file (--config) and/or the environment
 // (FANRECALL_*), flags winning over the file and the environment over nothing.
 //
-// Owns: parsing and validation, with clear messages. Must not own: side effects. The S3
-// secret lives only here and in the store client; it is never logged (see main.ts redact).
+// Owns: parsing and validation, with clear messages, and reading the S3 secret key file.
+// Must not own: other side effects. The S3 secret lives only here and in the store client;
+// it is never logged (see main.ts redact). It comes from a file (--s3-secret-key-file,
+// FANRECALL_S3_SECRET_KEY_FILE): a command line is world-readable, and an environment is
+// inherited; FANRECALL_S3_SECRET_KEY is still read, for compatibility only.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -38,18 +41,27 @@ export interface MeshAdminConfig {
 export const RECALL_SERVICE_HELP = `Usage: fanrecall recall-service [--config FILE] [--run-dir DIR] [--user UID:GID]
 
 Runs the unprivileged recall service: gRPC on RUN_DIR/recall/recall.sock, the fd channel
-on RUN_DIR/recall/fd.sock. Started as root, it becomes --user (default 65534:65534) before it
-reads any input.
+on RUN_DIR/recall/fd.sock. Started as root, it becomes --user (required then) before it
+reads any input. It refuses to run as root or as nobody (65534): give it a uid of its own
+(fanrecall start uses the system user 'fanrecall'), so that no other program can signal,
+trace or read it. It makes itself non-dumpable first thing (its environment and memory are
+then root's alone in /proc).
 
 Settings (flag, environment variable, or key in the --config JSON file):
   --run-dir DIR          FANRECALL_RUN_DIR          runDir        (default /run/fanrecall)
   --s3-endpoint URL      FANRECALL_S3_ENDPOINT      s3Endpoint    (e.g. http://127.0.0.1:9000)
   --s3-access-key KEY    FANRECALL_S3_ACCESS_KEY    s3AccessKey
-  --s3-secret-key KEY    FANRECALL_S3_SECRET_KEY    s3SecretKey
+  --s3-secret-key-file FILE
+                         FANRECALL_S3_SECRET_KEY_FILE  s3SecretKeyFile (a file holding the secret key,
+                         read once at start, surrounding whitespace dropped; e.g. a systemd
+                         credential or a Kubernetes Secret volume)
+  --s3-secret-key KEY    FANRECALL_S3_SECRET_KEY    s3SecretKey   (compatibility only: a command
+                         line is visible to every user; use the file)
   --s3-bucket NAME       FANRECALL_S3_BUCKET        s3Bucket      (default fanrecall)
   --s3-region NAME       FANRECALL_S3_REGION        s3Region      (default us-east-1)
   --chunk-size BYTES     FANRECALL_CHUNK_SIZE       chunkSize     (default 4194304)
-  --user UID:GID         FANRECALL_RECALL_USER      user          (default 65534:65534)
+  --user UID:GID         FANRECALL_RECALL_USER      user          (when started as root; not 0
+                         or 65534)
   --listener-uid UID     FANRECALL_LISTENER_UID     listenerUid   (default 0)
   --log-level LEVEL      FANRECALL_LOG_LEVEL        logLevel      (default info)
   --metrics-address HOST:PORT
@@ -81,6 +93,7 @@ const KEYS: Record<string, { env: string; file: string }> = {
   "s3-endpoint": { env: "FANRECALL_S3_ENDPOINT", file: "s3Endpoint" },
   "s3-access-key": { env: "FANRECALL_S3_ACCESS_KEY", file: "s3AccessKey" },
   "s3-secret-key": { env: "FANRECALL_S3_SECRET_KEY", file: "s3SecretKey" },
+  "s3-secret-key-file": { env: "FANRECALL_S3_SECRET_KEY_FILE", file: "s3SecretKeyFile" },
   "s3-bucket": { env: "FANRECALL_S3_BUCKET", file: "s3Bucket" },
   "s3-region": { env: "FANRECALL_S3_REGION", file: "s3Region" },
   "chunk-size": { env: "FANRECALL_CHUNK_SIZE", file: "chunkSize" },
@@ -114,12 +127,27 @@ function positiveInt(name: string, value: string): number {
   return n;
 }
 
+function requireUser(value: string | undefined): string {
+  if (value === undefined) throw new Error("started as root, it needs --user UID:GID (FANRECALL_RECALL_USER)");
+  return value;
+}
+
 function parseUser(value: string): { uid: number; gid: number } {
   const m = /^(\d+)(?::(\d+))?$/.exec(value);
   if (!m) throw new Error(`user must be UID or UID:GID, not '${value}'`);
   const uid = Number(m[1]);
-  if (uid === 0) throw new Error("the recall service must not run as root (user 0)");
+  checkOwnUid(uid);
   return { uid, gid: Number(m[2] ?? m[1]) };
+}
+
+/** The recall service needs a uid of its own: not root, not nobody (any program may become 65534). */
+export function checkOwnUid(uid: number): void {
+  if (uid === 0) throw new Error("the recall service must not run as root (user 0)");
+  if (uid === 65534) {
+    throw new Error(
+      "the recall service must not run as nobody (65534), which other programs run as: give it a user of its own",
+    );
+  }
 }
 
 /** A config-file value as a string; objects and arrays are refused. */
@@ -141,10 +169,10 @@ export function loadRecallServiceConfig(argv: readonly string[], env: Source = p
   };
   const endpoint = get("s3-endpoint");
   const accessKey = get("s3-access-key");
-  const secretKey = get("s3-secret-key");
+  const secretKey = secretKeyFrom(get("s3-secret-key"), get("s3-secret-key-file"));
   if (!endpoint || !accessKey || !secretKey) {
     throw new Error(
-      "the S3 endpoint, access key and secret key are required (FANRECALL_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY)",
+      "the S3 endpoint, access key and secret key are required (FANRECALL_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY_FILE)",
     );
   }
   new URL(endpoint);
@@ -167,11 +195,20 @@ export function loadRecallServiceConfig(argv: readonly string[], env: Source = p
     cacheBytes: 256 * 1024 * 1024,
     fetchTimeoutMs: 30_000,
     listenerUid: Number(get("listener-uid") ?? "0"),
-    user: process.getuid?.() === 0 ? parseUser(get("user") ?? "65534:65534") : null,
+    user: process.getuid?.() === 0 ? parseUser(requireUser(get("user"))) : null,
     logLevel: get("log-level") ?? "info",
     metricsAddress: parseAddress("metrics address", get("metrics-address")),
     meshAdmin: meshAdminConfig(get),
   };
+}
+
+/** The secret key, from its file (preferred) or as given; both at once is a mistake. */
+function secretKeyFrom(inline: string | undefined, file: string | undefined): string | undefined {
+  if (!file) return inline;
+  if (inline) throw new Error("give the S3 secret key once: --s3-secret-key-file or FANRECALL_S3_SECRET_KEY, not both");
+  const key = readFileSync(file, "utf8").trim();
+  if (key === "") throw new Error(`the S3 secret key file ${file} is empty`);
+  return key;
 }
 
 function meshAdminConfig(get: (name: string) => string | undefined): MeshAdminConfig | null {

@@ -6,7 +6,7 @@
 import { mkdirSync } from "node:fs";
 import { pino } from "pino";
 import * as native from "../native/index.js";
-import { RECALL_SERVICE_HELP, loadRecallServiceConfig, recallSocketPaths } from "./config.js";
+import { RECALL_SERVICE_HELP, checkOwnUid, loadRecallServiceConfig, recallSocketPaths } from "./config.js";
 import type { RecallServiceConfig } from "./config.js";
 import { errorMessage } from "./errors.js";
 import { startRecallServer } from "./server.js";
@@ -19,6 +19,7 @@ function dropPrivileges(config: RecallServiceConfig): void {
   process.setgroups?.([]);
   process.setgid?.(config.user.gid);
   process.setuid?.(config.user.uid);
+  native.setNonDumpable(); // a uid change resets it to fs.suid_dumpable: set it again, whatever that is
 }
 
 export async function recallServiceMain(argv: readonly string[]): Promise<number> {
@@ -28,8 +29,12 @@ export async function recallServiceMain(argv: readonly string[]): Promise<number
   }
   let config: RecallServiceConfig;
   try {
+    // Before the secret is read: /proc/PID/{environ,mem,...} become root's alone, so no other
+    // process of this uid (nor of any other non-root uid) can read it from this one.
+    native.setNonDumpable();
     config = loadRecallServiceConfig(argv);
     dropPrivileges(config);
+    checkOwnUid(process.getuid?.() ?? 0);
   } catch (err: unknown) {
     process.stderr.write(`fanrecall recall-service: ${errorMessage(err)}\n`);
     return 2;

@@ -71,10 +71,15 @@ fi
 if [[ ! -e "$root/etc/fanrecall/recall-service.env" ]]; then
   install "${owner[@]}" -m 0600 "$src/recall-service.env.example" "$root/etc/fanrecall/recall-service.env"
 fi
+# The S3 secret key alone (LoadCredential= in fanrecall-recall.service); empty until set.
+if [[ ! -e "$root/etc/fanrecall/s3-secret-key" ]]; then
+  install "${owner[@]}" -m 0600 /dev/null "$root/etc/fanrecall/s3-secret-key"
+fi
 
 if [[ -z "$root" ]]; then
   systemctl daemon-reload
-  echo "install.sh: installed; put the S3 settings in /etc/fanrecall/recall-service.env, then"
+  echo "install.sh: installed; put the S3 settings in /etc/fanrecall/recall-service.env and the"
+  echo "  secret key alone in /etc/fanrecall/s3-secret-key, then"
   echo "  systemctl enable --now fanrecall-holder.service fanrecall-recall.service fanrecall-listener.service"
 else
   echo "install.sh: installed into $root"

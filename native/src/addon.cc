@@ -10,6 +10,7 @@
 #include "fdpass.h"
 #include "fileops.h"
 #include "poller.h"
+#include "process.h"
 #include "views.h"
 
 static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
@@ -19,6 +20,7 @@ static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   fanrecall::RegisterFileops(env, exports, constants);
   fanrecall::FdPoller::Register(env, exports);
   fanrecall::RegisterViews(env, exports, constants);
+  fanrecall::RegisterProcess(env, exports);
   exports.Set("constants", constants);
   return exports;
 }

@@ -14,13 +14,13 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import * as native from "../../native/index.js";
 import { rootTest } from "../helpers/root.js";
-import { NOBODY, SETPRIV_NOBODY, runChild, spawnChild } from "../helpers/child.js";
+import { runChild, setprivAs, spawnChild } from "../helpers/child.js";
 import type { Spawned } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
-import { BIN, startFanrecall } from "../helpers/fanrecall-instance.js";
+import { BIN, recallUser, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { sha256, writeRandomFiles } from "../helpers/reader-files.js";
 import { alive, fanrecallPids, openersOf, procsWith, signalPid, waitFor } from "../helpers/procs.js";
@@ -478,7 +478,8 @@ describe("deaths with readers held", () => {
         const runDir = join(dir, "run");
         mkdirSync(runDir, { mode: 0o755 });
         mkdirSync(join(runDir, "recall"), { mode: 0o750 });
-        chownSync(join(runDir, "recall"), NOBODY, NOBODY);
+        const ru = recallUser(); // never 65534, the readers' uid
+        chownSync(join(runDir, "recall"), ru.uid, ru.gid);
         const notifyPath = join(dir, "notify.sock");
         notifySock = native.datagramBind(notifyPath);
         c.add(() => {
@@ -496,17 +497,20 @@ describe("deaths with readers held", () => {
         await waitFor("the holder", () => existsSync(`${holderSocket}.ready`), 20_000);
 
         // fanrecall-recall.service
-        recallService = spawnChild([...SETPRIV_NOBODY, process.execPath, BIN, "recall-service", "--run-dir", runDir], {
-          env: {
-            ...process.env,
-            FANRECALL_S3_ENDPOINT: store.endpoint,
-            FANRECALL_S3_ACCESS_KEY: store.accessKey,
-            FANRECALL_S3_SECRET_KEY: store.secretKey,
-            FANRECALL_S3_REGION: store.region,
-            FANRECALL_S3_BUCKET: "fanrecall-giveup",
+        recallService = spawnChild(
+          [...setprivAs(ru.uid, ru.gid), process.execPath, BIN, "recall-service", "--run-dir", runDir],
+          {
+            env: {
+              ...process.env,
+              FANRECALL_S3_ENDPOINT: store.endpoint,
+              FANRECALL_S3_ACCESS_KEY: store.accessKey,
+              FANRECALL_S3_SECRET_KEY: store.secretKey,
+              FANRECALL_S3_REGION: store.region,
+              FANRECALL_S3_BUCKET: "fanrecall-giveup",
+            },
+            timeoutMs: 600_000,
           },
-          timeoutMs: 600_000,
-        });
+        );
         c.add(async () => {
           recallService?.child.kill("SIGCONT");
           recallService?.child.kill("SIGTERM");
@@ -522,7 +526,15 @@ describe("deaths with readers held", () => {
           FANRECALL_HOLDER_SOCKET: holderSocket,
         };
         for (const k of Object.keys(env)) if (k.startsWith("FANRECALL_S3_")) delete env[k];
-        const listenerArgs = ["listener", "--watch", fs.dir, "--run-dir", runDir, "--recall-uid", String(NOBODY)];
+        const listenerArgs = [
+          "listener",
+          "--watch",
+          fs.dir,
+          "--run-dir",
+          runDir,
+          "--recall-uid",
+          String(recallUser().uid),
+        ];
         listenerArgs.push("--recall-timeout-ms", String(DEADLINE_MS));
         const listener = spawnChild(
           ["sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, BIN, ...listenerArgs],

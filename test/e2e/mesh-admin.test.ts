@@ -19,7 +19,7 @@ import { NOBODY, runAsNobody, runChild } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
-import { BIN, startFanrecall } from "../helpers/fanrecall-instance.js";
+import { BIN, recallUser, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { sha256 } from "../helpers/reader-files.js";
 import { makeTestPki } from "../helpers/tls-certs.js";
@@ -129,7 +129,7 @@ function meshSuite(mode: "range" | "whole"): void {
     before(
       async () => {
         if (!isRoot()) return;
-        pki = await makeTestPki(NOBODY);
+        pki = await makeTestPki(recallUser().uid);
         store = await startS3rver();
         mesh = await startMeshFanrecall(pki, store, mode);
         client = meshClient(pki, mesh.address, "client");

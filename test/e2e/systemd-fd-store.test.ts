@@ -14,13 +14,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as native from "../../native/index.js";
 import { isRoot, rootTest } from "../helpers/root.js";
-import { NOBODY, SETPRIV_NOBODY, runAsNobody, runChild, spawnAsNobody, spawnChild } from "../helpers/child.js";
+import { runAsNobody, runChild, setprivAs, spawnAsNobody, spawnChild } from "../helpers/child.js";
 import type { ChildResult, Spawned } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
-import { BIN } from "../helpers/fanrecall-instance.js";
+import { BIN, recallUser } from "../helpers/fanrecall-instance.js";
 import { checkReaders, writeRandomFiles } from "../helpers/reader-files.js";
 
 const MiB = 1024 * 1024;
@@ -68,7 +68,7 @@ describe("systemd: notify protocol and fd store", () => {
       env.LISTEN_FDS = String(storedFds.length);
       env.LISTEN_FDNAMES = storedFds.map(() => "fanotify-group").join(":");
     }
-    const args = ["listener", "--watch", fs.dir, "--run-dir", runDir, "--recall-uid", String(NOBODY)];
+    const args = ["listener", "--watch", fs.dir, "--run-dir", runDir, "--recall-uid", String(recallUser().uid)];
     args.push("--holder-socket", "", "--recall-timeout-ms", "30000");
     // LISTEN_PID must be the listener's own pid: the shell sets it and execs node in place.
     const argv = ["sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@"', process.execPath, BIN, ...args];
@@ -98,11 +98,21 @@ describe("systemd: notify protocol and fd store", () => {
       runDir = join(dir, "run");
       mkdirSync(runDir, { mode: 0o755 });
       mkdirSync(join(runDir, "recall"), { mode: 0o750 });
-      chownSync(join(runDir, "recall"), NOBODY, NOBODY);
+      const ru = recallUser(); // never 65534, the readers' uid
+      chownSync(join(runDir, "recall"), ru.uid, ru.gid);
       notifyPath = join(dir, "notify.sock");
       notifySock = native.datagramBind(notifyPath);
       recallService = spawnChild(
-        [...SETPRIV_NOBODY, process.execPath, BIN, "recall-service", "--run-dir", runDir, "--chunk-size", String(MiB)],
+        [
+          ...setprivAs(ru.uid, ru.gid),
+          process.execPath,
+          BIN,
+          "recall-service",
+          "--run-dir",
+          runDir,
+          "--chunk-size",
+          String(MiB),
+        ],
         {
           env: {
             ...process.env,

@@ -14,7 +14,7 @@ import { makeExt4 } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
-import { BIN, startFanrecall } from "../helpers/fanrecall-instance.js";
+import { BIN, recallUser, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { checkReaders, writeRandomFiles } from "../helpers/reader-files.js";
 
@@ -71,7 +71,8 @@ describe("shutdown and upgrade", () => {
   rootTest("the recall service runs as the recall user with no capabilities and no_new_privs", () => {
     const [pid] = pidsOf(fr, "recall-service");
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    assert.match(status, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+    const { uid } = recallUser();
+    assert.match(status, new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, "m"));
     assert.match(status, /^CapEff:\s+0+$/m);
     assert.match(status, /^CapPrm:\s+0+$/m);
     assert.match(status, /^CapBnd:\s+0+$/m);
@@ -126,6 +127,8 @@ describe("shutdown and upgrade", () => {
           "",
           "--admin-socket",
           adminB,
+          "--recall-uid",
+          String(recallUser().uid),
         ],
         { timeoutMs: 120_000 },
       );

@@ -10,11 +10,23 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ensureSystemUser, type SystemUser } from "../../cli/system-user.js";
 import type { ObjectServer } from "./object-server.js";
 import { runChild } from "./child.js";
 import type { ChildResult } from "./child.js";
 
 export const BIN = fileURLToPath(new URL("../../bin/fanrecall.js", import.meta.url));
+
+/**
+ * The user `fanrecall start` runs the recall service as (the system user `fanrecall`, created
+ * here when missing, as start would): for tests that run the recall service themselves, or
+ * give it files it must read. Never 65534, which the tests' readers run as.
+ */
+export function recallUser(): SystemUser {
+  knownRecallUser ??= ensureSystemUser();
+  return knownRecallUser;
+}
+let knownRecallUser: SystemUser | undefined;
 
 export interface FanrecallInstance {
   readonly stateDir: string;

@@ -169,7 +169,7 @@ export async function startS3rver(opts: { port?: number } = {}): Promise<ObjectS
   return {
     endpoint: s3.endpoint,
     accessKey: s3.accessKey,
-    secretKey: s3.secretKey,
+    secretKey: s3.secretKey ?? "S3RVER", // no credentials dir: the well-known key
     region: s3.region,
     kind: "s3rver",
     dir: dataDir,

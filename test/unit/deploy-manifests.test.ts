@@ -188,7 +188,19 @@ for (const variant of VARIANTS) {
           assert.match(s3[0], /^fanrecall-s3(-[a-z0-9]+)?$/);
           assert.deepEqual(
             (c.env ?? []).filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.valueFrom!.secretKeyRef!.key),
-            ["access-key", "secret-key"],
+            ["access-key"],
+            "the secret key is never in the environment",
+          );
+          assert.ok(!(c.env ?? []).some((e) => e.name === "FANRECALL_S3_SECRET_KEY"));
+          const file = (c.env ?? []).find((e) => e.name === "FANRECALL_S3_SECRET_KEY_FILE")?.value ?? "";
+          const mount = (c.volumeMounts ?? []).find((m) => file.startsWith(`${m.mountPath}/`));
+          assert.ok(mount?.readOnly, `FANRECALL_S3_SECRET_KEY_FILE '${file}' is on a read-only mount`);
+          const vol = (pod.volumes ?? []).find((v) => v.name === mount.name);
+          assert.match(vol?.secret?.secretName ?? "", /^fanrecall-s3(-[a-z0-9]+)?$/);
+          assert.deepEqual(
+            vol?.secret?.items?.map((i) => [i.key, `${mount.mountPath}/${i.path}`]),
+            [["secret-key", file]],
+            "the volume holds the secret key alone, at FANRECALL_S3_SECRET_KEY_FILE",
           );
           assert.deepEqual(c.envFrom?.filter((e) => e.secretRef) ?? [], [], "no envFrom secretRef");
         } else {
@@ -252,8 +264,8 @@ for (const variant of VARIANTS) {
       assert.equal(sc.seccompProfile?.type ?? pod.securityContext?.seccompProfile?.type, "RuntimeDefault");
       assert.deepEqual(
         (r.volumeMounts ?? []).map((m) => m.name).sort(),
-        variant.mesh ? ["mesh-tls", "run"] : ["run"],
-        "the recall service mounts only the socket directory (never the data filesystem)",
+        variant.mesh ? ["mesh-tls", "run", "s3-secret-key"] : ["run", "s3-secret-key"],
+        "the recall service mounts only the socket directory and its secrets (never the data filesystem)",
       );
       assert.deepEqual(
         (r.ports ?? []).map((p) => [p.name, p.containerPort]),

@@ -126,6 +126,11 @@ function testCopy(name: string, text: string, envDir: string): string {
       assert.ok(existsSync(script), `${name}: ExecStart='s ${exec[2]}${exec[3]} is ${script} in this checkout`);
       return `${exec[1]}${execWord(process.execPath)} ${execWord(script)}${exec[4]}`;
     }
+    const cred = /^(LoadCredential=[\w.-]+:)\/etc\/fanrecall\/([\w.-]+)$/.exec(line);
+    if (cred) {
+      writeFileSync(join(envDir, cred[2]), "test-secret\n", { mode: 0o600 });
+      return `${cred[1]}${join(envDir, cred[2]).replaceAll("%", "%%")}`;
+    }
     const env = /^(EnvironmentFile=-?)\/etc\/fanrecall\/([\w.-]+)$/.exec(line);
     if (env) {
       envFiles++;
@@ -249,5 +254,18 @@ describe("deploy/systemd: the privilege split in the unit files", () => {
     const install = readFileSync(join(SYSTEMD_DIR, "install.sh"), "utf8");
     for (const unit of UNITS) assert.ok(install.includes(`"$src/${unit}"`), `install.sh installs ${unit}`);
     assert.ok(install.includes(`"$src/sysusers.d/fanrecall.conf"`), "install.sh installs sysusers.d/fanrecall.conf");
+  });
+
+  test(`${RECALL}: the S3 secret key is a credential file, never in the environment`, () => {
+    const r = parsed(RECALL);
+    const creds = assignments(r, "Service", "LoadCredential");
+    assert.deepEqual(creds, ["s3-secret-key:/etc/fanrecall/s3-secret-key"]);
+    const env = list(r, "Service", "Environment");
+    assert.ok(env.includes("FANRECALL_S3_SECRET_KEY_FILE=%d/s3-secret-key"), env.join(" "));
+    assert.ok(!env.some((e) => e.startsWith("FANRECALL_S3_SECRET_KEY=")), "no secret in Environment=");
+    const example = readFileSync(join(SYSTEMD_DIR, "recall-service.env.example"), "utf8");
+    assert.doesNotMatch(example, /^\s*FANRECALL_S3_SECRET_KEY=/m, "no secret key in the EnvironmentFile");
+    const install = readFileSync(join(SYSTEMD_DIR, "install.sh"), "utf8");
+    assert.match(install, /-m 0600 \/dev\/null "\$root\/etc\/fanrecall\/s3-secret-key"/, "install.sh makes it 0600");
   });
 });
