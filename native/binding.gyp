@@ -8,7 +8,8 @@
         "src/fdpass.cc",
         "src/fileops.cc",
         "src/poller.cc",
-        "src/views.cc"
+        "src/views.cc",
+        "src/as-user.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=9"],

@@ -6,6 +6,7 @@
 // Holds no fds.
 #include <napi.h>
 
+#include "as-user.h"
 #include "fanotify.h"
 #include "fdpass.h"
 #include "fileops.h"
@@ -19,6 +20,7 @@ static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   fanrecall::RegisterFileops(env, exports, constants);
   fanrecall::FdPoller::Register(env, exports);
   fanrecall::RegisterViews(env, exports, constants);
+  fanrecall::RegisterAsUser(env, exports);
   exports.Set("constants", constants);
   return exports;
 }
