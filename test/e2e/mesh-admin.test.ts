@@ -8,7 +8,10 @@
 // 0700 directory is PERMISSION_DENIED for status, restore and archive (and a missing name
 // there too: nothing is told about what that user may not see), a file readable only through
 // a POSIX ACL entry for that user is served. A flood of 2,000 requests at once leaves the
-// listener serving readers of stubs, with its fd count bounded.
+// listener serving readers of stubs, with its fd count bounded. And a hostile recall service
+// (a proxy in front of the real one that answers every TakeAdminWork at once with thousands
+// of restores and statuses, and holds every FinishAdminWork): the listener keeps serving
+// reads of stubs with the right bytes, its fds and memory stay bounded.
 // Both watch modes: range (ext4) and whole-file (tmpfs), since restore raises its event
 // differently in each.
 import { after, before, describe } from "node:test";
@@ -17,6 +20,7 @@ import { randomBytes } from "node:crypto";
 import {
   chmodSync,
   chownSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -28,15 +32,27 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { AdminService, Health, RpcError, ServingStatus, createClient } from "../../proto/index.js";
+import {
+  AdminOp,
+  AdminService,
+  Health,
+  RecallService,
+  RpcError,
+  ServingStatus,
+  createClient,
+  startServer,
+  toHandlers,
+  toServiceDefinition,
+} from "../../proto/index.js";
+import type { CallContext } from "../../proto/index.js";
 import { isRoot, rootTest } from "../helpers/root.js";
-import { NOBODY, OTHER_UID, runAsNobody, runAsUid, runChild } from "../helpers/child.js";
+import { NOBODY, OTHER_UID, runAsNobody, runAsUid, runChild, setprivAs, spawnChild } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { BIN, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
-import { fanrecallPids } from "../helpers/procs.js";
+import { fanrecallPids, waitFor } from "../helpers/procs.js";
 import { sha256 } from "../helpers/reader-files.js";
 import { makeTestPki } from "../helpers/tls-certs.js";
 import type { TestPki } from "../helpers/tls-certs.js";
@@ -479,3 +495,184 @@ function meshSuite(mode: "range" | "whole"): void {
 
 meshSuite("range");
 meshSuite("whole");
+
+/** The recall service's uid in the hostile setup (any unprivileged uid that is not a reader's). */
+const HOSTILE_RECALL_UID = 2345;
+
+describe("a hostile recall service flooding mesh work", () => {
+  rootTest(
+    "the listener keeps serving reads of stubs (right bytes), its fds and memory stay bounded",
+    async () => {
+      const fs = await makeExt4(128);
+      const store = await startS3rver();
+      const stateDir = mkdtempSync(join(tmpdir(), "fanrecall-hostile-"));
+      const cleanups: Array<() => Promise<unknown> | void> = [];
+      try {
+        const realRun = join(stateDir, "real");
+        const proxyRun = join(stateDir, "proxy");
+        mkdirSync(join(realRun, "recall"), { recursive: true, mode: 0o750 });
+        chownSync(join(realRun, "recall"), HOSTILE_RECALL_UID, HOSTILE_RECALL_UID);
+        mkdirSync(join(proxyRun, "recall"), { recursive: true, mode: 0o755 });
+        for (const d of [stateDir, realRun, proxyRun]) chmodSync(d, 0o755);
+        const recallService = spawnChild(
+          [
+            ...setprivAs(HOSTILE_RECALL_UID),
+            process.execPath,
+            BIN,
+            "recall-service",
+            "--run-dir",
+            realRun,
+            "--chunk-size",
+            String(MiB),
+          ],
+          {
+            env: {
+              ...process.env,
+              FANRECALL_S3_ENDPOINT: store.endpoint,
+              FANRECALL_S3_ACCESS_KEY: store.accessKey,
+              FANRECALL_S3_SECRET_KEY: store.secretKey,
+              FANRECALL_S3_REGION: store.region,
+              FANRECALL_S3_BUCKET: "fanrecall-hostile",
+            },
+            timeoutMs: 600_000,
+          },
+        );
+        cleanups.push(() => {
+          recallService.child.kill("SIGTERM");
+          return recallService.result;
+        });
+        await waitFor("the recall service", () => existsSync(join(realRun, "recall", "recall.sock")), 30_000).catch(
+          async (err: unknown) => {
+            recallService.kill();
+            throw new Error(`${String(err)}: ${(await recallService.result).stderr}`);
+          },
+        );
+
+        // The proxy: the listener's recall.sock; fd.sock is the real service's (a symlink).
+        symlinkSync(join(realRun, "recall", "fd.sock"), join(proxyRun, "recall", "fd.sock"));
+        const real = createClient(RecallService, `unix://${join(realRun, "recall", "recall.sock")}`);
+        cleanups.push(() => real.close());
+        let hostile = false;
+        let nextWork = 1n;
+        let targets: string[] = [];
+        let taken = 0;
+        let finished = 0;
+        type Forward = (req: unknown, opts: { timeoutMs: number; signal: AbortSignal }) => Promise<unknown>;
+        const forward = real.client as unknown as Record<string, Forward>;
+        const impl: Record<string, (req: unknown, ctx: CallContext) => Promise<unknown>> = {};
+        for (const m of RecallService.methods) {
+          impl[m.localName] = (req, ctx) =>
+            forward[m.localName](req, {
+              timeoutMs: Number.isFinite(ctx.deadlineMs) ? Math.max(1, ctx.deadlineMs - Date.now()) : 600_000,
+              signal: ctx.signal,
+            });
+        }
+        impl.takeAdminWork = async (_req, ctx) => {
+          if (!hostile) {
+            await sleep(200);
+            return { items: [] };
+          }
+          // Every poll answered at once: 4,000 items (over any cap), or 64 (within it), alternately.
+          const count = taken % 2 === 0 ? 4_000 : 64;
+          taken++;
+          const items = Array.from({ length: count }, (_, i) => ({
+            workId: nextWork++,
+            op: i % 3 === 0 ? AdminOp.STATUS : AdminOp.RESTORE,
+            path: targets[i % targets.length],
+            deadlineUnixMs: BigInt(Date.now() + 600_000),
+          }));
+          if (ctx.signal.aborted) return { items: [] };
+          return { items };
+        };
+        impl.finishAdminWork = async (_req, ctx) => {
+          finished++;
+          // Held until the listener's own deadline for it.
+          await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
+          return {};
+        };
+        const proxy = await startServer(`unix://${join(proxyRun, "recall", "recall.sock")}`, [
+          { definition: toServiceDefinition(RecallService), handlers: toHandlers(RecallService, impl as never) },
+        ]);
+        cleanups.push(() => proxy.stop(500));
+
+        const listener = spawnChild(
+          [
+            process.execPath,
+            BIN,
+            "listener",
+            "--watch",
+            fs.dir,
+            "--run-dir",
+            proxyRun,
+            "--recall-uid",
+            String(HOSTILE_RECALL_UID),
+            "--mesh-admin",
+            "true",
+          ],
+          { env: { ...process.env, FANRECALL_LOG_LEVEL: "info" }, timeoutMs: 600_000 },
+        );
+        cleanups.push(() => {
+          listener.child.kill("SIGTERM");
+          return listener.result;
+        });
+        let out = "";
+        listener.child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
+        await waitFor("the listener", () => out.includes("listener ready"), 30_000);
+
+        const files = new Map<string, Buffer>();
+        for (let i = 0; i < 6; i++) {
+          const path = join(fs.dir, `h-${i}.bin`);
+          const data = randomBytes(MiB + 17 * i);
+          writeFileSync(path, data);
+          chmodSync(path, 0o644);
+          files.set(path, data);
+        }
+        const paths = [...files.keys()];
+        const rel = await runChild([process.execPath, BIN, "release", "--run-dir", proxyRun, ...paths], {
+          timeoutMs: 120_000,
+        });
+        assert.equal(rel.code, 0, rel.stderr);
+        // The flood names the first three; the readers read the other three (still stubs).
+        targets = paths.slice(0, 3);
+        const pid = listener.pid;
+        const fdsBefore = fdCount(pid);
+        const rssBefore = rssKiB(pid);
+        let fdsMax = fdsBefore;
+        let rssMax = rssBefore;
+        const sampler = setInterval(() => {
+          fdsMax = Math.max(fdsMax, fdCount(pid));
+          rssMax = Math.max(rssMax, rssKiB(pid));
+        }, 5);
+        hostile = true;
+        try {
+          await sleep(3_000);
+          for (const p of paths.slice(3)) {
+            const started = Date.now();
+            const r = await runAsUid(OTHER_UID, ["cat", p], { timeoutMs: 60_000 });
+            assert.equal(r.code, 0, `${p}: ${r.stderr}`);
+            assert.equal(sha256(r.stdout), sha256(files.get(p)!), `${p}: the stub's own bytes during the flood`);
+            assert.ok(Date.now() - started < 30_000, `${p} read in ${Date.now() - started} ms`);
+          }
+          await sleep(2_000);
+        } finally {
+          hostile = false;
+          clearInterval(sampler);
+        }
+        process.stderr.write(
+          `# hostile: ${taken} floods, ${finished} results held; listener fds ${fdsBefore} -> max ${fdsMax}, ` +
+            `RSS ${rssBefore} -> max ${rssMax} KiB\n`,
+        );
+        assert.ok(taken >= 2, "the listener polled the hostile service");
+        assert.ok(fdsMax - fdsBefore <= 64, `listener fds ${fdsBefore} -> max ${fdsMax}`);
+        assert.ok(rssMax - rssBefore < 150 * 1024, `listener RSS ${rssBefore} -> max ${rssMax} KiB`);
+        assert.ok(listener.child.exitCode === null, "the listener is still running");
+      } finally {
+        for (const c of cleanups.reverse()) await c();
+        await store.stop();
+        await fs.cleanup();
+        rmSync(stateDir, { recursive: true, force: true });
+      }
+    },
+    { timeout: 300_000 },
+  );
+});
