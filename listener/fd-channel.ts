@@ -2,6 +2,10 @@
 // connects to the recall service's socket, refuses a peer whose uid is not the configured
 // recall uid (SO_PEERCRED), and sends one event fd per message under a requestId.
 //
+// It also keeps the credentials the peer had (SO_PEERCRED uid and gid, SO_PEERGROUPS): the
+// mesh worker resolves paths with exactly those, so the recall service reaches no file
+// through the mesh that it could not open itself.
+//
 // Owns: the connected socket (reconnected on demand). Must not own: the event fds (the
 // caller keeps its copy and closes it after answering the kernel; SCM_RIGHTS duplicates).
 import type { Logger } from "pino";
@@ -20,6 +24,7 @@ export class FdChannelError extends Error {
 
 export class FdChannel {
   private sock = -1;
+  private peer: native.UserCred | null = null;
 
   constructor(private readonly opts: FdChannelOptions) {}
 
@@ -44,7 +49,15 @@ export class FdChannel {
       );
       throw new FdChannelError(`fd channel peer has uid ${cred.uid}, expected ${this.opts.recallUid}`);
     }
+    let groups: number[];
+    try {
+      groups = native.peerGroups(fd);
+    } catch (err: unknown) {
+      native.close(fd);
+      throw new FdChannelError(`cannot read the fd channel peer's groups: ${String(err)}`);
+    }
     this.opts.log.info({ peerPid: cred.pid }, "fd channel connected");
+    this.peer = { uid: cred.uid, gid: cred.gid, groups };
     this.sock = fd;
     return fd;
   }
@@ -63,6 +76,13 @@ export class FdChannel {
           throw err instanceof FdChannelError ? err : new FdChannelError(String(err));
       }
     }
+  }
+
+  /** The recall service's uid, gid and groups, from its end of this channel (connects if needed). */
+  peerCred(): native.UserCred {
+    this.connect();
+    if (this.peer === null) throw new FdChannelError("the fd channel has no peer");
+    return this.peer;
   }
 
   reset(): void {

@@ -125,7 +125,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
         paths,
         views,
         modeOf: (dev) => modes.get(dev),
-        recallUid: config.recallUid,
+        channel,
         log: log.child({ component: "mesh-admin" }),
       })
     : null;

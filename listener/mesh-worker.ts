@@ -1,19 +1,23 @@
 // mesh-worker: serves mesh admin requests (status, restore, archive of one file) that the
 // recall service relays from its TLS admin API. It long-polls TakeAdminWork, resolves each
-// path itself beneath a watched directory (watched-path.ts, O_PATH: no content, no event),
-// and acts as `fanrecall status|restore|archive` would:
+// path itself beneath a watched directory with the recall service's own credentials
+// (watched-path.ts: O_PATH, no content, no event; the kernel decides as for that user, ACLs
+// and every directory's search bit included), and acts as `fanrecall status|restore|archive`
+// would:
 //   - status reads the stub state through /proc/self/fd of the O_PATH fd; nothing is opened
 //     for reading, so nothing is recalled;
 //   - restore and archive reopen the inode read-only through the listener's private view
 //     (no event) and run exactly as for the CLI (admin-ops): the recall service gets that
 //     read-only fd to archive, or a writable one of the same view to recall.
-// Restore and archive are done only for a file that the recall service's own uid could read
-// by its mode bits (owner or other): through the mesh, the unprivileged side never gets an
-// fd of a file it could not open itself.
-// Runs only when the listener is started with --mesh-admin true (off by default).
+// A file the recall service's user could not open itself gets not-permitted for all three,
+// and nothing about it (state, size, object) is told.
+// The recall service is not trusted to pace this: at most MAX_IN_FLIGHT requests run at
+// once; the listener asks for no more than it can start, drops a reply longer than
+// MAX_ITEMS_PER_TAKE and answers items beyond its free slots at once with overloaded; it
+// polls again only when a slot is free. Runs only with --mesh-admin true (off by default).
 //
-// Owns: the poll loop and, per request, the O_PATH fd and any fd it opens (closed before
-// the result is sent). Must not own: stub state rules (admin-ops, stub-state) or the wire.
+// Owns: the poll loop and, per request, the O_PATH fd and the one view fd it opens (closed
+// before the result is sent). Must not own: stub state rules (admin-ops, stub-state) or the wire.
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
@@ -22,6 +26,7 @@ import type { AdminWorkItem } from "../proto/index.js";
 import { AdminError, OwnedFd } from "./admin-ops.js";
 import type { AdminOps } from "./admin-ops.js";
 import type { WatchMode } from "./fanotify-source.js";
+import type { FdChannel } from "./fd-channel.js";
 import type { RecallClient } from "./recall-client.js";
 import { STUB_XATTR, StubStateError, decodeStubState, needsRecall } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
@@ -34,7 +39,8 @@ export interface MeshWorkerOptions {
   readonly paths: WatchedPaths;
   readonly views: WritableViews;
   readonly modeOf: (dev: number) => WatchMode | undefined;
-  readonly recallUid: number;
+  /** Whose credentials paths are resolved with: the recall service's, from its end of the fd channel. */
+  readonly channel: Pick<FdChannel, "peerCred">;
   readonly log: Logger;
 }
 
@@ -47,10 +53,21 @@ interface FileStatus {
 }
 
 const POLL_MS = 20_000;
+/** Mesh requests served at once (each holds an O_PATH fd and at most one view fd). */
+export const MAX_IN_FLIGHT = 16;
+/** A TakeAdminWork reply with more items than this is a broken contract: dropped unanswered. */
+export const MAX_ITEMS_PER_TAKE = 64;
+/** A reply that came back faster than this with nothing in it: wait before polling again. */
+const FAST_EMPTY_MS = 50;
 const procFd = (fd: number) => `/proc/self/fd/${fd}`;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class MeshWorker {
   private running = false;
+  private inFlight = 0;
+  private slotFreed: (() => void) | null = null;
+  /** Counts of dropped replies and overloaded answers since the last summary line. */
+  private refused = { replies: 0, items: 0, since: 0 };
   /** Restores and archives in progress, by operation and inode: concurrent requests join them. */
   private readonly inProgress = new Map<string, Promise<void>>();
 
@@ -63,44 +80,107 @@ export class MeshWorker {
 
   stop(): void {
     this.running = false;
+    this.slotFreed?.();
+  }
+
+  /** Requests being served now (never more than MAX_IN_FLIGHT). */
+  get active(): number {
+    return this.inFlight;
   }
 
   private async loop(): Promise<void> {
     while (this.running) {
-      const r = await this.opts.recall.takeAdminWork(POLL_MS);
+      while (this.inFlight >= MAX_IN_FLIGHT && this.running) {
+        await new Promise<void>((resolve) => (this.slotFreed = resolve));
+      }
+      if (!this.running) break;
+      const asked = MAX_IN_FLIGHT - this.inFlight;
+      const started = Date.now();
+      const r = await this.opts.recall.takeAdminWork(POLL_MS, asked);
       if (!this.running) break;
       if (!r.ok) {
-        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        await sleep(1_000);
         continue;
       }
-      for (const item of r.value.items) void this.serve(item);
+      const items = r.value.items;
+      if (items.length > MAX_ITEMS_PER_TAKE) {
+        this.noteRefused(1, items.length);
+        await sleep(1_000);
+        continue;
+      }
+      if (items.length === 0 && Date.now() - started < FAST_EMPTY_MS) await sleep(FAST_EMPTY_MS);
+      const overloaded: Array<Promise<unknown>> = [];
+      for (const item of items) {
+        if (this.inFlight < MAX_IN_FLIGHT) void this.serve(item);
+        else overloaded.push(this.answerOverloaded(item));
+      }
+      if (overloaded.length > 0) {
+        this.noteRefused(0, overloaded.length);
+        // Answered before the next poll: at most MAX_ITEMS_PER_TAKE such answers are pending.
+        await Promise.all(overloaded);
+      }
     }
+  }
+
+  private answerOverloaded(item: AdminWorkItem) {
+    return this.opts.recall.finishAdminWork({
+      workId: item.workId,
+      ok: false,
+      errorReason: "overloaded",
+      message: `the listener is serving ${MAX_IN_FLIGHT} mesh requests; try again later`,
+    });
+  }
+
+  /** One summary line per 10 s at most (a hostile or broken peer can cause this at any rate). */
+  private noteRefused(replies: number, items: number): void {
+    this.refused.replies += replies;
+    this.refused.items += items;
+    if (Date.now() - this.refused.since < 10_000) return;
+    this.opts.log.warn(
+      { droppedReplies: this.refused.replies, refusedItems: this.refused.items, reason: "overloaded" },
+      "mesh work refused: more than the listener asked for or can serve",
+    );
+    this.refused = { replies: 0, items: 0, since: Date.now() };
   }
 
   private async serve(item: AdminWorkItem): Promise<void> {
-    let result;
+    this.inFlight++;
     try {
-      result = { workId: item.workId, ok: true, status: await this.run(item) };
-    } catch (err: unknown) {
-      const reason = err instanceof AdminError ? err.reason : "protocol-error";
-      const message = err instanceof Error ? err.message : String(err);
-      this.opts.log.warn({ op: AdminOp[item.op], reason, err: message }, "mesh admin request failed");
-      result = { workId: item.workId, ok: false, errorReason: reason, message };
+      let result;
+      try {
+        result = { workId: item.workId, ok: true, status: await this.run(item) };
+      } catch (err: unknown) {
+        const reason = err instanceof AdminError ? err.reason : "protocol-error";
+        const message = err instanceof Error ? err.message : String(err);
+        this.opts.log.warn({ op: AdminOp[item.op], reason, err: message }, "mesh admin request failed");
+        result = { workId: item.workId, ok: false, errorReason: reason, message };
+      }
+      await this.opts.recall.finishAdminWork(result);
+    } finally {
+      this.inFlight--;
+      const wake = this.slotFreed;
+      this.slotFreed = null;
+      wake?.();
     }
-    await this.opts.recall.finishAdminWork(result);
   }
 
   private async run(item: AdminWorkItem): Promise<FileStatus> {
-    const opath = this.opts.paths.resolve(item.path);
+    if (item.op !== AdminOp.STATUS && item.op !== AdminOp.RESTORE && item.op !== AdminOp.ARCHIVE) {
+      throw new AdminError("invalid-path", "unknown admin operation");
+    }
+    let cred: native.UserCred;
+    try {
+      cred = this.opts.channel.peerCred();
+    } catch {
+      throw new AdminError("recall-unavailable", "the recall service's credentials are unknown (no fd channel)");
+    }
+    // Resolved as the recall service's user, readable by it: or not-permitted, before anything is told.
+    const opath = this.opts.paths.resolve(item.path, cred);
     try {
       const st = native.fstat(opath);
       const mode = this.opts.modeOf(st.dev);
       if (!mode) throw new AdminError("invalid-path", "not on a watched filesystem");
       const stub = this.stubOf(opath);
-      if (item.op !== AdminOp.STATUS && item.op !== AdminOp.RESTORE && item.op !== AdminOp.ARCHIVE) {
-        throw new AdminError("invalid-path", "unknown admin operation");
-      }
-      if (item.op !== AdminOp.STATUS) this.requireReadableByRecallUser(st, AdminOp[item.op].toLowerCase());
       if (item.op === AdminOp.RESTORE && stub && needsRecall(stub.state)) {
         await this.once(`restore:${st.dev}:${st.ino}`, () =>
           this.withViewFd(opath, st, (fd) => this.opts.ops.restore(fd)),
@@ -146,20 +226,6 @@ export class MeshWorker {
       await work(file.fd);
     } finally {
       file.close();
-    }
-  }
-
-  /**
-   * Restore and archive hand the recall service an fd of the file: through the mesh, only of
-   * a file its own uid could read by the mode bits (owner or other; groups are not counted).
-   */
-  private requireReadableByRecallUser(st: FdStat, op: string): void {
-    const readable = (st.uid === this.opts.recallUid && (st.mode & 0o400) !== 0) || (st.mode & 0o004) !== 0;
-    if (!readable) {
-      throw new AdminError(
-        "not-permitted",
-        `the recall service's user cannot read this file; ${op} it with 'fanrecall ${op}' as root`,
-      );
     }
   }
 

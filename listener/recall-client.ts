@@ -78,8 +78,8 @@ export class RecallClient {
   }
 
   /** The long poll for mesh admin requests (see recall.proto TakeAdminWork). */
-  takeAdminWork(waitMs: number): Promise<RpcResult<TakeAdminWorkResponse>> {
-    return this.call(() => this.handle.client.takeAdminWork({ waitMs }, { timeoutMs: waitMs + 5_000 }));
+  takeAdminWork(waitMs: number, maxItems: number): Promise<RpcResult<TakeAdminWorkResponse>> {
+    return this.call(() => this.handle.client.takeAdminWork({ waitMs, maxItems }, { timeoutMs: waitMs + 5_000 }));
   }
 
   finishAdminWork(req: MessageInitShape<typeof FinishAdminWorkRequestSchema>): Promise<RpcResult<unknown>> {

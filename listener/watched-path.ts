@@ -5,15 +5,23 @@
 // openat2 relative to the watch root's own fd with RESOLVE_BENEATH | NO_SYMLINKS |
 // NO_MAGICLINKS | NO_XDEV, so no "..", symlink or mount crossing can lead outside. An O_PATH
 // open reads nothing and raises no fanotify event, so the listener cannot wait on itself.
+// The resolution runs with the recall service's credentials (native openBeneathAs: fsuid,
+// fsgid and groups of one short-lived thread), so the kernel decides as it would for that
+// user: every directory from '/' searchable, the file readable, ACLs included. What the
+// caller learns is only what that user could learn itself: a name in a directory it cannot
+// search is "not permitted" whether it exists or not; "not found" only where it may look.
 //
 // Owns: one O_PATH directory fd per watched directory (opened at start, closed in close()).
-// Must not own: what is done with the file (mesh-worker); the caller closes the fd it gets.
+// Must not own: what is done with the file (mesh-worker), or whose credentials are used
+// (the fd channel's peer); the caller closes the fd it gets.
 import * as native from "../native/index.js";
 import { FAN } from "../native/index.js";
 import { AdminError } from "./admin-ops.js";
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
+/** PATH_MAX: a longer name is refused before anything is resolved. */
+export const MAX_PATH_BYTES = 4096;
 
 export class WatchedPaths {
   private readonly roots: Array<{ dir: string; fd: number }>;
@@ -23,8 +31,12 @@ export class WatchedPaths {
     this.roots.sort((a, b) => b.dir.length - a.dir.length);
   }
 
-  /** An O_PATH fd of the regular file `path`; throws AdminError (invalid-path, not-found, not-permitted). */
-  resolve(path: string): number {
+  /**
+   * An O_PATH fd of the regular file `path`, resolved as `cred` (the recall service's user)
+   * and readable by it; throws AdminError (invalid-path, not-found, not-permitted).
+   */
+  resolve(path: string, cred: native.UserCred): number {
+    if (Buffer.byteLength(path) > MAX_PATH_BYTES) throw new AdminError("invalid-path", "the path is too long");
     const segments = path.split("/").slice(1);
     if (!path.startsWith("/") || path.includes("\u0000") || segments.some((s) => s === "." || s === "..")) {
       throw new AdminError("invalid-path", "the path must be absolute, without '.' or '..' segments");
@@ -34,7 +46,7 @@ export class WatchedPaths {
     if (!root || rel === "") throw new AdminError("invalid-path", "the path is not a file beneath a watched directory");
     let fd: number;
     try {
-      fd = native.openBeneath(root.fd, rel);
+      fd = native.openBeneathAs(root.fd, root.dir, rel, cred);
     } catch (err: unknown) {
       throw resolveError(err);
     }
@@ -59,6 +71,9 @@ function resolveError(err: unknown): AdminError {
   if (code === "EXDEV" || code === "ELOOP") {
     return new AdminError("invalid-path", "the path leaves the watched directory (a symlink or another mount)");
   }
-  if (code === "EACCES" || code === "EPERM") return new AdminError("not-permitted", "permission denied");
+  if (code === "EACCES") return new AdminError("not-permitted", "permission denied");
+  // setfsuid did not take: the listener lacks CAP_SETUID/CAP_SETGID. Refuse, never fall back to root's view.
+  if (code === "EPERM")
+    return new AdminError("not-permitted", "cannot check access as the recall user (no CAP_SETUID?)");
   return new AdminError("invalid-path", `cannot resolve the path (${code || String(err)})`);
 }

@@ -9,7 +9,8 @@
         "src/fileops.cc",
         "src/poller.cc",
         "src/views.cc",
-        "src/process.cc"
+        "src/process.cc",
+        "src/as-user.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": ["NAPI_VERSION=9"],

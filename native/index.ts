@@ -88,6 +88,8 @@ type NativeBinding = {
   reopenByHandle(fd: number, mountFd: number, flags: number): number;
   setLease(fd: number, type: number): void;
   FdPoller: new (fd: number, onReadable: (err?: NativeError) => void) => NativePoller;
+  openBeneathAs(dirFd: number, rootPath: string, path: string, uid: number, gid: number, groups: number[]): number;
+  peerGroups(sockFd: number): number[];
 };
 
 function packageRoot(start: string): string {
@@ -527,4 +529,26 @@ export function setNonDumpable(): void {
 /** prctl(PR_GET_DUMPABLE): 1 when dumpable, 0 when not (2: suid_dumpable). */
 export function getDumpable(): number {
   return binding.getDumpable();
+}
+
+// --- as-user.cc: resolving a path with another user's credentials ---
+
+/** The credentials a path is resolved with (openBeneathAs): never root's. */
+export type UserCred = { readonly uid: number; readonly gid: number; readonly groups: readonly number[] };
+
+/**
+ * An O_PATH fd of `path` beneath `dirFd` (the directory `rootPath` names), resolved and
+ * checked readable as `cred` would be: on a short-lived thread whose fsuid, fsgid and groups
+ * are `cred`'s, so every directory from '/' must be searchable, the file readable (R_OK),
+ * ACLs included. The same confinement as openBeneath. Throws the errno the user would have
+ * got (EACCES, ENOENT, ELOOP, EXDEV, ...); EPERM (setfsuid) without CAP_SETUID/CAP_SETGID.
+ * Raises no fanotify event (an O_PATH open and access checks read nothing).
+ */
+export function openBeneathAs(dirFd: number, rootPath: string, path: string, cred: UserCred): number {
+  return binding.openBeneathAs(dirFd, rootPath, path, cred.uid, cred.gid, [...cred.groups]);
+}
+
+/** getsockopt(SO_PEERGROUPS): the supplementary groups of a unix-socket peer. */
+export function peerGroups(sockFd: number): number[] {
+  return binding.peerGroups(sockFd);
 }

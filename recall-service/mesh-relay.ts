@@ -3,6 +3,10 @@
 // item with FinishAdminWork; it alone resolves the path (beneath a directory it watches) and
 // decides what, if anything, the recall service gets to see of the file.
 //
+// Bounded on both sides: at most MAX_WAITING requests wait here (more get RESOURCE_EXHAUSTED
+// at once), and one poll gets at most as many items as the listener asked for and never more
+// than MAX_BATCH (the listener drops a longer reply); the rest stay queued until it asks again.
+//
 // Owns: the queue of items not yet taken, the items taken but not finished, and the one
 // waiting poll. Must not own: paths as files (it never opens, stats or resolves one), fds,
 // or the TLS server (mesh-server.ts). Holds no fds.
@@ -20,10 +24,12 @@ interface Waiting {
   readonly timer: NodeJS.Timeout;
 }
 
-/** How long after its last poll the listener still counts as connected. */
+/** How long after it was last heard from (a poll or a result) the listener still counts as connected. */
 const POLL_GRACE_MS = 3_000;
 /** At most this many requests wait for the listener at once; more are refused (RESOURCE_EXHAUSTED). */
-const MAX_WAITING = 256;
+export const MAX_WAITING = 256;
+/** At most this many items in one TakeAdminWork reply (the listener's MAX_ITEMS_PER_TAKE). */
+export const MAX_BATCH = 64;
 
 /**
  * The gRPC code the mesh client sees for the listener's error reason: the shared table's
@@ -39,12 +45,13 @@ export class MeshRelay {
   private nextId = 1n;
   private readonly queued: Waiting[] = [];
   private readonly taken = new Map<bigint, Waiting>();
-  private poll: { resolve: (items: Item[]) => void; timer: NodeJS.Timeout } | null = null;
+  private poll: { resolve: (items: Item[]) => void; timer: NodeJS.Timeout; max: number } | null = null;
   private lastPollMs = 0;
 
   /** Queues one request for the listener; settles with its result or an RpcError by `deadlineMs`. */
   submit(op: AdminOp, path: string, deadlineMs: number): Promise<AdminFileStatus> {
-    if (this.poll === null && Date.now() - this.lastPollMs > POLL_GRACE_MS) {
+    // A listener busy with items it took polls again only when it has room: still connected.
+    if (this.poll === null && this.taken.size === 0 && Date.now() - this.lastPollMs > POLL_GRACE_MS) {
       return Promise.reject(new RpcError(status.UNAVAILABLE, "no fanrecall listener is connected"));
     }
     if (this.queued.length + this.taken.size >= MAX_WAITING) {
@@ -59,8 +66,8 @@ export class MeshRelay {
     });
   }
 
-  /** The listener's long poll: the queued items, or none after `waitMs`. */
-  take(waitMs: number, signal: AbortSignal): Promise<Item[]> {
+  /** The listener's long poll: up to `maxItems` (0: MAX_BATCH) queued items, or none after `waitMs`. */
+  take(waitMs: number, signal: AbortSignal, maxItems = 0): Promise<Item[]> {
     this.lastPollMs = Date.now();
     this.poll?.resolve([]);
     return new Promise<Item[]>((resolve) => {
@@ -71,7 +78,7 @@ export class MeshRelay {
         resolve(items);
       };
       const timer = setTimeout(() => done([]), Math.min(Math.max(waitMs, 0), 30_000));
-      this.poll = { resolve: done, timer };
+      this.poll = { resolve: done, timer, max: maxItems > 0 ? Math.min(maxItems, MAX_BATCH) : MAX_BATCH };
       signal.addEventListener("abort", () => done([]), { once: true });
       this.flush();
     });
@@ -79,6 +86,9 @@ export class MeshRelay {
 
   /** The listener's answer to one item it took; unknown or expired ids are ignored. */
   finish(result: FinishAdminWorkRequest): void {
+    // A result is news from the listener too: between its last result and its next poll it
+    // is not gone, only about to ask for more.
+    this.lastPollMs = Date.now();
     const w = this.taken.get(result.workId);
     if (!w) return;
     this.taken.delete(result.workId);
@@ -100,7 +110,7 @@ export class MeshRelay {
 
   private flush(): void {
     if (this.poll === null || this.queued.length === 0) return;
-    const batch = this.queued.splice(0, this.queued.length);
+    const batch = this.queued.splice(0, this.poll.max);
     for (const w of batch) this.taken.set(w.item.workId, w);
     this.poll.resolve(batch.map((w) => w.item));
   }

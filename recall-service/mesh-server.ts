@@ -52,7 +52,7 @@ const OP_NAME: Record<AdminOp, string> = {
 };
 
 function checkPath(path: string): void {
-  if (!path.startsWith("/") || path.includes("\u0000") || path.length > MAX_PATH) {
+  if (!path.startsWith("/") || path.includes("\u0000") || Buffer.byteLength(path) > MAX_PATH) {
     throw new RpcError(grpc.status.INVALID_ARGUMENT, "path must be an absolute path of at most 4096 bytes");
   }
 }

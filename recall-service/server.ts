@@ -121,7 +121,7 @@ export async function startRecallServer(
           metrics.listener = snapshot;
           return {};
         },
-        takeAdminWork: async (req, ctx) => ({ items: await relay.take(req.waitMs, ctx.signal) }),
+        takeAdminWork: async (req, ctx) => ({ items: await relay.take(req.waitMs, ctx.signal, req.maxItems) }),
         finishAdminWork: async (req) => {
           relay.finish(req);
           return {};

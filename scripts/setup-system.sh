@@ -6,7 +6,7 @@ if [[ "${1:-}" == "--help" ]]; then
   echo "usage: scripts/setup-system.sh   (as root; installs Debian packages for tests and the quick start)"
   exit 0
 fi
-PACKAGES=(e2fsprogs util-linux mount sqlite3 unzip zip python3 attr strace xfsprogs btrfs-progs procps psmisc systemd openssl)
+PACKAGES=(e2fsprogs util-linux mount sqlite3 unzip zip python3 attr acl strace xfsprogs btrfs-progs procps psmisc systemd openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

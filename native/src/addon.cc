@@ -6,6 +6,7 @@
 // Holds no fds.
 #include <napi.h>
 
+#include "as-user.h"
 #include "fanotify.h"
 #include "fdpass.h"
 #include "fileops.h"
@@ -21,6 +22,7 @@ static Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   fanrecall::FdPoller::Register(env, exports);
   fanrecall::RegisterViews(env, exports, constants);
   fanrecall::RegisterProcess(env, exports);
+  fanrecall::RegisterAsUser(env, exports);
   exports.Set("constants", constants);
   return exports;
 }

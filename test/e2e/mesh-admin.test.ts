@@ -4,29 +4,77 @@
 // the bytes read back afterwards are the original ones; no path can lead outside a watched
 // directory; a file the recall service's user could not read is never archived through the
 // mesh; a client without a certificate, or with one from another CA, gets nothing.
+// Authorisation is the kernel's, for the recall service's own credentials: a 0644 file in a
+// 0700 directory is PERMISSION_DENIED for status, restore and archive (and a missing name
+// there too: nothing is told about what that user may not see), a file readable only through
+// a POSIX ACL entry for that user is served. A flood of 2,000 requests at once leaves the
+// listener serving readers of stubs, with its fd count bounded. And a hostile recall service
+// (a proxy in front of the real one that answers every TakeAdminWork at once with thousands
+// of restores and statuses, and holds every FinishAdminWork): the listener keeps serving
+// reads of stubs with the right bytes, its fds and memory stay bounded.
 // Both watch modes: range (ext4) and whole-file (tmpfs), since restore raises its event
 // differently in each.
 import { after, before, describe } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
-import { AdminService, Health, RpcError, ServingStatus, createClient } from "../../proto/index.js";
+import {
+  AdminOp,
+  AdminService,
+  Health,
+  RecallService,
+  RpcError,
+  ServingStatus,
+  createClient,
+  startServer,
+  toHandlers,
+  toServiceDefinition,
+} from "../../proto/index.js";
+import type { CallContext } from "../../proto/index.js";
 import { isRoot, rootTest } from "../helpers/root.js";
-import { NOBODY, runAsNobody, runChild } from "../helpers/child.js";
+import { NOBODY, OTHER_UID, runAsNobody, runAsUid, runChild, setprivAs, spawnChild } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { BIN, recallUser, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
+import { fanrecallPids, waitFor } from "../helpers/procs.js";
 import { sha256 } from "../helpers/reader-files.js";
 import { makeTestPki } from "../helpers/tls-certs.js";
 import type { TestPki } from "../helpers/tls-certs.js";
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The real uid of a process (/proc/PID/status). */
+function uidOf(pid: number): number {
+  const m = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  assert.ok(m, `no Uid line for ${pid}`);
+  return Number(m[1]);
+}
+
+function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+function rssKiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : 0;
+}
 
 async function rejectsWith(p: Promise<unknown>, code: grpc.status, what: string): Promise<void> {
   await assert.rejects(
@@ -112,6 +160,8 @@ function meshSuite(mode: "range" | "whole"): void {
     let store: ObjectServer;
     let mesh: MeshSetup;
     let client: ReturnType<typeof meshClient>;
+    /** The recall service's uid, as the harness started it (whatever the default is). */
+    let recallUid: number;
 
     /** A world-readable file of random bytes beneath the watched directory, optionally released. */
     async function makeFile(name: string, size: number, release: boolean): Promise<{ path: string; data: Buffer }> {
@@ -133,6 +183,10 @@ function meshSuite(mode: "range" | "whole"): void {
         store = await startS3rver();
         mesh = await startMeshFanrecall(pki, store, mode);
         client = meshClient(pki, mesh.address, "client");
+        const [recallPid] = fanrecallPids(mesh.fr.runDir, "recall-service");
+        assert.ok(recallPid, "the recall service's pid");
+        recallUid = uidOf(recallPid);
+        assert.notEqual(recallUid, 0);
         // The listener's first long poll may still be on its way.
         const deadline = Date.now() + 10_000;
         for (;;) {
@@ -225,10 +279,151 @@ function meshSuite(mode: "range" | "whole"): void {
         }
         const [st] = await mesh.fr.status([secret]);
         assert.equal(st.state, "resident");
-        const s = (await client.admin.client.status({ path: secret }, { timeoutMs: 10_000 })).status;
-        assert.equal(s?.state, "resident");
+        // Status tells nothing of a file the recall user cannot read either.
+        await rejectsWith(
+          client.admin.client.status({ path: secret }, { timeoutMs: 10_000 }),
+          grpc.status.PERMISSION_DENIED,
+          "status of a 0600 root file",
+        );
       },
       { timeout: 120_000 },
+    );
+
+    rootTest(
+      "a 0644 file in a 0700 directory is PERMISSION_DENIED for status, restore and archive; nothing about it is told",
+      async () => {
+        const dir = join(mesh.dir, "private");
+        mkdirSync(dir, { mode: 0o700 });
+        chmodSync(dir, 0o700);
+        const { path } = await makeFile("private/inner.bin", MiB + 5, true);
+        const missing = join(dir, "no-such-file");
+        for (const p of [path, missing]) {
+          for (const op of ["status", "restore", "archive"] as const) {
+            await assert.rejects(
+              client.admin.client[op]({ path: p }, { timeoutMs: 10_000 }),
+              (err: unknown) =>
+                err instanceof RpcError &&
+                err.code === grpc.status.PERMISSION_DENIED &&
+                !/released|archived|resident|[0-9a-f]{16}/.test(err.message),
+              `${op} ${p}: expected PERMISSION_DENIED telling nothing of the file`,
+            );
+          }
+        }
+        const [st] = await mesh.fr.status([path]);
+        assert.equal(st.state, "released", "the denied restore recalled nothing");
+        assert.equal(st.populatedBytes, 0);
+        // Once the directory is searchable, the same file is served.
+        chmodSync(dir, 0o755);
+        const ok = (await client.admin.client.status({ path }, { timeoutMs: 10_000 })).status;
+        assert.equal(ok?.state, "released");
+        await rejectsWith(
+          client.admin.client.status({ path: missing }, { timeoutMs: 10_000 }),
+          grpc.status.NOT_FOUND,
+          "a missing name where the recall user may look",
+        );
+      },
+      { timeout: 120_000 },
+    );
+
+    rootTest(
+      "a file readable only through POSIX ACL entries for the recall user is served; removing the entry denies it",
+      async () => {
+        const dir = join(mesh.dir, "acl-dir");
+        mkdirSync(dir, { mode: 0o700 });
+        chmodSync(dir, 0o700);
+        const { path, data } = await makeFile("acl-dir/shared.bin", 2 * MiB + 3, true);
+        chmodSync(path, 0o600);
+        const acl = async (args: string[]) => {
+          const r = await runChild(["setfacl", ...args]);
+          assert.equal(r.code, 0, `setfacl ${args.join(" ")}: ${r.stderr}`);
+        };
+        await rejectsWith(
+          client.admin.client.status({ path }, { timeoutMs: 10_000 }),
+          grpc.status.PERMISSION_DENIED,
+          "status before any ACL entry",
+        );
+        await acl(["-m", `u:${recallUid}:x`, dir]);
+        await rejectsWith(
+          client.admin.client.restore({ path }, { timeoutMs: 10_000 }),
+          grpc.status.PERMISSION_DENIED,
+          "restore with the directory searchable but the 0600 file not readable",
+        );
+        await acl(["-m", `u:${recallUid}:r`, path]);
+        const st = (await client.admin.client.status({ path }, { timeoutMs: 10_000 })).status;
+        assert.equal(st?.state, "released");
+        const restored = (await client.admin.client.restore({ path }, { timeoutMs: 60_000 })).status;
+        assert.equal(restored?.state, "archived");
+        assert.equal(restored?.populatedBytes, BigInt(data.length));
+        assert.equal(sha256(readFileSync(path)), sha256(data));
+        await acl(["-x", `u:${recallUid}`, path]);
+        for (const op of ["status", "restore", "archive"] as const) {
+          await rejectsWith(
+            client.admin.client[op]({ path }, { timeoutMs: 10_000 }),
+            grpc.status.PERMISSION_DENIED,
+            `${op} once the ACL entry is gone`,
+          );
+        }
+      },
+      { timeout: 120_000 },
+    );
+
+    rootTest(
+      "a flood of 2,000 mesh requests at once: readers of stubs get the right bytes, the listener's fds stay bounded",
+      async () => {
+        const targets = await Promise.all([0, 1, 2, 3].map((i) => makeFile(`flood-${i}.bin`, 3 * MiB + i, true)));
+        const { path: readPath, data: readData } = await makeFile("flood-read.bin", 2 * MiB + 11, true);
+        const [listenerPid] = fanrecallPids(mesh.fr.runDir, "listener");
+        assert.ok(listenerPid, "the listener's pid");
+        const fdsBefore = fdCount(listenerPid);
+        const rssBefore = rssKiB(listenerPid);
+        let fdsMax = fdsBefore;
+        let rssMax = rssBefore;
+        const sampler = setInterval(() => {
+          fdsMax = Math.max(fdsMax, fdCount(listenerPid));
+          rssMax = Math.max(rssMax, rssKiB(listenerPid));
+        }, 5);
+        try {
+          const flood = Array.from({ length: 2_000 }, (_, i) => {
+            const op = i % 2 === 0 ? "restore" : "status";
+            const target = targets[Math.floor(i / 2) % targets.length];
+            return client.admin.client[op]({ path: target.path }, { timeoutMs: 120_000 });
+          });
+          const settled = Promise.allSettled(flood);
+          const reader = runAsUid(OTHER_UID, ["cat", readPath], { timeoutMs: 60_000 });
+          const read = await reader;
+          assert.equal(read.code, 0, read.stderr);
+          assert.equal(sha256(read.stdout), sha256(readData), "the reader got the stub's own bytes during the flood");
+          const results = await settled;
+          const codes = new Map<string, number>();
+          for (const r of results) {
+            const code =
+              r.status === "fulfilled"
+                ? "OK"
+                : r.reason instanceof RpcError
+                  ? `${grpc.status[r.reason.code]}${r.reason.code === grpc.status.RESOURCE_EXHAUSTED ? "" : `: ${r.reason.message}`}`
+                  : String(r.reason);
+            codes.set(code, (codes.get(code) ?? 0) + 1);
+          }
+          const ok = codes.get("OK") ?? 0;
+          const busy = codes.get("RESOURCE_EXHAUSTED") ?? 0;
+          assert.equal(ok + busy, 2_000, `only OK or RESOURCE_EXHAUSTED: ${JSON.stringify([...codes])}`);
+          assert.ok(ok >= 256, `at least the relay's queue is served: ${JSON.stringify([...codes])}`);
+        } finally {
+          clearInterval(sampler);
+        }
+        for (const t of targets) {
+          const [st] = await mesh.fr.status([t.path]);
+          assert.equal(st.state, "archived");
+          assert.equal(sha256(readFileSync(t.path)), sha256(t.data));
+        }
+        // 16 requests in flight, each with its O_PATH fd, one view fd and a restore's writable fd.
+        assert.ok(fdsMax - fdsBefore <= 64, `listener fds ${fdsBefore} -> max ${fdsMax}`);
+        assert.ok(rssMax - rssBefore < 150 * 1024, `listener RSS ${rssBefore} -> max ${rssMax} KiB`);
+        process.stderr.write(
+          `# flood: listener fds ${fdsBefore} -> max ${fdsMax}, RSS ${rssBefore} -> max ${rssMax} KiB\n`,
+        );
+      },
+      { timeout: 240_000 },
     );
 
     rootTest("no path leads outside a watched directory or to anything but a regular file", async () => {
@@ -300,3 +495,184 @@ function meshSuite(mode: "range" | "whole"): void {
 
 meshSuite("range");
 meshSuite("whole");
+
+/** The recall service's uid in the hostile setup (any unprivileged uid that is not a reader's). */
+const HOSTILE_RECALL_UID = 2345;
+
+describe("a hostile recall service flooding mesh work", () => {
+  rootTest(
+    "the listener keeps serving reads of stubs (right bytes), its fds and memory stay bounded",
+    async () => {
+      const fs = await makeExt4(128);
+      const store = await startS3rver();
+      const stateDir = mkdtempSync(join(tmpdir(), "fanrecall-hostile-"));
+      const cleanups: Array<() => Promise<unknown> | void> = [];
+      try {
+        const realRun = join(stateDir, "real");
+        const proxyRun = join(stateDir, "proxy");
+        mkdirSync(join(realRun, "recall"), { recursive: true, mode: 0o750 });
+        chownSync(join(realRun, "recall"), HOSTILE_RECALL_UID, HOSTILE_RECALL_UID);
+        mkdirSync(join(proxyRun, "recall"), { recursive: true, mode: 0o755 });
+        for (const d of [stateDir, realRun, proxyRun]) chmodSync(d, 0o755);
+        const recallService = spawnChild(
+          [
+            ...setprivAs(HOSTILE_RECALL_UID),
+            process.execPath,
+            BIN,
+            "recall-service",
+            "--run-dir",
+            realRun,
+            "--chunk-size",
+            String(MiB),
+          ],
+          {
+            env: {
+              ...process.env,
+              FANRECALL_S3_ENDPOINT: store.endpoint,
+              FANRECALL_S3_ACCESS_KEY: store.accessKey,
+              FANRECALL_S3_SECRET_KEY: store.secretKey,
+              FANRECALL_S3_REGION: store.region,
+              FANRECALL_S3_BUCKET: "fanrecall-hostile",
+            },
+            timeoutMs: 600_000,
+          },
+        );
+        cleanups.push(() => {
+          recallService.child.kill("SIGTERM");
+          return recallService.result;
+        });
+        await waitFor("the recall service", () => existsSync(join(realRun, "recall", "recall.sock")), 30_000).catch(
+          async (err: unknown) => {
+            recallService.kill();
+            throw new Error(`${String(err)}: ${(await recallService.result).stderr}`);
+          },
+        );
+
+        // The proxy: the listener's recall.sock; fd.sock is the real service's (a symlink).
+        symlinkSync(join(realRun, "recall", "fd.sock"), join(proxyRun, "recall", "fd.sock"));
+        const real = createClient(RecallService, `unix://${join(realRun, "recall", "recall.sock")}`);
+        cleanups.push(() => real.close());
+        let hostile = false;
+        let nextWork = 1n;
+        let targets: string[] = [];
+        let taken = 0;
+        let finished = 0;
+        type Forward = (req: unknown, opts: { timeoutMs: number; signal: AbortSignal }) => Promise<unknown>;
+        const forward = real.client as unknown as Record<string, Forward>;
+        const impl: Record<string, (req: unknown, ctx: CallContext) => Promise<unknown>> = {};
+        for (const m of RecallService.methods) {
+          impl[m.localName] = (req, ctx) =>
+            forward[m.localName](req, {
+              timeoutMs: Number.isFinite(ctx.deadlineMs) ? Math.max(1, ctx.deadlineMs - Date.now()) : 600_000,
+              signal: ctx.signal,
+            });
+        }
+        impl.takeAdminWork = async (_req, ctx) => {
+          if (!hostile) {
+            await sleep(200);
+            return { items: [] };
+          }
+          // Every poll answered at once: 4,000 items (over any cap), or 64 (within it), alternately.
+          const count = taken % 2 === 0 ? 4_000 : 64;
+          taken++;
+          const items = Array.from({ length: count }, (_, i) => ({
+            workId: nextWork++,
+            op: i % 3 === 0 ? AdminOp.STATUS : AdminOp.RESTORE,
+            path: targets[i % targets.length],
+            deadlineUnixMs: BigInt(Date.now() + 600_000),
+          }));
+          if (ctx.signal.aborted) return { items: [] };
+          return { items };
+        };
+        impl.finishAdminWork = async (_req, ctx) => {
+          finished++;
+          // Held until the listener's own deadline for it.
+          await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
+          return {};
+        };
+        const proxy = await startServer(`unix://${join(proxyRun, "recall", "recall.sock")}`, [
+          { definition: toServiceDefinition(RecallService), handlers: toHandlers(RecallService, impl as never) },
+        ]);
+        cleanups.push(() => proxy.stop(500));
+
+        const listener = spawnChild(
+          [
+            process.execPath,
+            BIN,
+            "listener",
+            "--watch",
+            fs.dir,
+            "--run-dir",
+            proxyRun,
+            "--recall-uid",
+            String(HOSTILE_RECALL_UID),
+            "--mesh-admin",
+            "true",
+          ],
+          { env: { ...process.env, FANRECALL_LOG_LEVEL: "info" }, timeoutMs: 600_000 },
+        );
+        cleanups.push(() => {
+          listener.child.kill("SIGTERM");
+          return listener.result;
+        });
+        let out = "";
+        listener.child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
+        await waitFor("the listener", () => out.includes("listener ready"), 30_000);
+
+        const files = new Map<string, Buffer>();
+        for (let i = 0; i < 6; i++) {
+          const path = join(fs.dir, `h-${i}.bin`);
+          const data = randomBytes(MiB + 17 * i);
+          writeFileSync(path, data);
+          chmodSync(path, 0o644);
+          files.set(path, data);
+        }
+        const paths = [...files.keys()];
+        const rel = await runChild([process.execPath, BIN, "release", "--run-dir", proxyRun, ...paths], {
+          timeoutMs: 120_000,
+        });
+        assert.equal(rel.code, 0, rel.stderr);
+        // The flood names the first three; the readers read the other three (still stubs).
+        targets = paths.slice(0, 3);
+        const pid = listener.pid;
+        const fdsBefore = fdCount(pid);
+        const rssBefore = rssKiB(pid);
+        let fdsMax = fdsBefore;
+        let rssMax = rssBefore;
+        const sampler = setInterval(() => {
+          fdsMax = Math.max(fdsMax, fdCount(pid));
+          rssMax = Math.max(rssMax, rssKiB(pid));
+        }, 5);
+        hostile = true;
+        try {
+          await sleep(3_000);
+          for (const p of paths.slice(3)) {
+            const started = Date.now();
+            const r = await runAsUid(OTHER_UID, ["cat", p], { timeoutMs: 60_000 });
+            assert.equal(r.code, 0, `${p}: ${r.stderr}`);
+            assert.equal(sha256(r.stdout), sha256(files.get(p)!), `${p}: the stub's own bytes during the flood`);
+            assert.ok(Date.now() - started < 30_000, `${p} read in ${Date.now() - started} ms`);
+          }
+          await sleep(2_000);
+        } finally {
+          hostile = false;
+          clearInterval(sampler);
+        }
+        process.stderr.write(
+          `# hostile: ${taken} floods, ${finished} results held; listener fds ${fdsBefore} -> max ${fdsMax}, ` +
+            `RSS ${rssBefore} -> max ${rssMax} KiB\n`,
+        );
+        assert.ok(taken >= 2, "the listener polled the hostile service");
+        assert.ok(fdsMax - fdsBefore <= 64, `listener fds ${fdsBefore} -> max ${fdsMax}`);
+        assert.ok(rssMax - rssBefore < 150 * 1024, `listener RSS ${rssBefore} -> max ${rssMax} KiB`);
+        assert.ok(listener.child.exitCode === null, "the listener is still running");
+      } finally {
+        for (const c of cleanups.reverse()) await c();
+        await store.stop();
+        await fs.cleanup();
+        rmSync(stateDir, { recursive: true, force: true });
+      }
+    },
+    { timeout: 300_000 },
+  );
+});

@@ -33,7 +33,8 @@ test("recall-service/ imports nothing from listener/", () => {
 });
 
 test("listener/ and holder/ open no watched file by a name: only watch roots (O_PATH), then handles through the private view", () => {
-  const opens = /\bopenPath\(|\bopenSync\(|createReadStream\(|\bopenAsync\(|\bopenBeneath\(|\bopen as\b|\bfs\.open\b/;
+  const opens =
+    /\bopenPath\(|\bopenSync\(|createReadStream\(|\bopenAsync\(|\bopenBeneath(As)?\(|\bopen as\b|\bfs\.open\b/;
   for (const { file, text } of [...sources("listener"), ...sources("holder")]) {
     if (file !== "listener/watched-path.ts") {
       assert.doesNotMatch(text, opens, `${file} opens a path`);
@@ -47,11 +48,11 @@ test("listener/ and holder/ open no watched file by a name: only watch roots (O_
   assert.ok(procReads.length > 0);
   for (const m of procReads) assert.match(m[1], /^\/proc\//);
   // watched-path: the configured watch roots, as O_PATH directories; everything beneath them
-  // only through openat2 confined to those roots.
+  // only through openat2 confined to those roots, with the recall service's credentials.
   const watched = readFileSync(join(root, "listener/watched-path.ts"), "utf8");
   assert.deepEqual(
-    [...watched.matchAll(/\b(openPath|openBeneath)\(([^)]*)\)/g)].map((m) => `${m[1]}(${m[2]})`),
-    ["openPath(dir, FAN.O_PATH | FAN.O_DIRECTORY)", "openBeneath(root.fd, rel)"],
+    [...watched.matchAll(/\b(openPath|openBeneath|openBeneathAs)\(([^)]*)\)/g)].map((m) => `${m[1]}(${m[2]})`),
+    ["openPath(dir, FAN.O_PATH | FAN.O_DIRECTORY)", "openBeneathAs(root.fd, root.dir, rel, cred)"],
   );
   // writable-view: files are entered by handle only, never by a name.
   const view = readFileSync(join(root, "listener/writable-view.ts"), "utf8");

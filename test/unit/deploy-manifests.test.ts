@@ -57,6 +57,8 @@ const RENDERER_WHY = "kubectl (with its built-in kustomize) renders deploy/kuber
 const RECALL_UID = 10001;
 const BASE_LISTENER_CAPS = ["DAC_READ_SEARCH", "FOWNER", "LEASE", "SYS_ADMIN"];
 const CLASSIFYING_LISTENER_CAPS = ["DAC_READ_SEARCH", "FOWNER", "LEASE", "SYS_ADMIN", "SYS_PTRACE"];
+/** Mesh admin: paths are resolved with the recall service's credentials (setfsuid/setfsgid/setgroups). */
+const MESH_LISTENER_CAPS = ["DAC_READ_SEARCH", "FOWNER", "LEASE", "SETGID", "SETUID", "SYS_ADMIN", "SYS_PTRACE"];
 const LABELS = [
   "app.kubernetes.io/name",
   "app.kubernetes.io/instance",
@@ -89,7 +91,7 @@ const VARIANTS: readonly Variant[] = [
   {
     name: "prod with the mesh admin API",
     dir: "overlays/prod",
-    listenerCaps: CLASSIFYING_LISTENER_CAPS,
+    listenerCaps: MESH_LISTENER_CAPS,
     hostPID: true,
     rendersS3Secret: false,
     mesh: true,

@@ -36,8 +36,16 @@ const VERIFY_WHY = "systemd-analyze verify checks deploy/systemd's units (Debian
 // the host's units come with the package that ships systemd-analyze.
 const VERIFY_FLAGS = ["verify", "--man=no", "--generators=no", "--recursive-errors=one"];
 
-/** The same listener capabilities as the Kubernetes overlays' classifying set. */
-const LISTENER_CAPS = ["CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_LEASE", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"];
+/** The Kubernetes classifying set, plus the mesh admin component's (one unit serves both). */
+const LISTENER_CAPS = [
+  "CAP_DAC_READ_SEARCH",
+  "CAP_FOWNER",
+  "CAP_LEASE",
+  "CAP_SETGID",
+  "CAP_SETUID",
+  "CAP_SYS_ADMIN",
+  "CAP_SYS_PTRACE",
+];
 const RECALL_FAMILIES = ["AF_INET", "AF_INET6", "AF_UNIX"];
 /** The readers of watched data the listener orders itself before. */
 const READERS = ["nfs-server.service", "smbd.service"];

@@ -1,12 +1,13 @@
 // The mesh relay between the TLS admin API and the listener's long poll: requests reach a
 // polling listener, results and errors come back with the right gRPC codes, nothing waits
-// past its deadline, and without a listener a request fails at once.
+// past its deadline, and without a listener a request fails at once. Bounds: a poll gets no
+// more items than the listener asked for (nor MAX_BATCH), and at most MAX_WAITING wait.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
 import { AdminFileStatusSchema, AdminOp, FinishAdminWorkRequestSchema, RpcError } from "../../proto/index.js";
-import { MeshRelay, codeForReason } from "../../recall-service/mesh-relay.js";
+import { MAX_BATCH, MAX_WAITING, MeshRelay, codeForReason } from "../../recall-service/mesh-relay.js";
 
 const never = new AbortController().signal;
 
@@ -83,5 +84,69 @@ describe("mesh relay", () => {
     assert.equal(codeForReason("timeout"), status.DEADLINE_EXCEEDED);
     assert.equal(codeForReason("store-unavailable"), status.UNAVAILABLE);
     assert.equal(codeForReason("anything-else"), status.INTERNAL);
+    assert.equal(codeForReason("not-permitted"), status.PERMISSION_DENIED);
+    assert.equal(codeForReason("overloaded"), status.RESOURCE_EXHAUSTED);
+  });
+
+  test("a poll gets at most the items the listener asked for, never more than MAX_BATCH; the rest wait", async () => {
+    const relay = new MeshRelay();
+    assert.deepEqual(await relay.take(10, never), []);
+    const answers = Array.from({ length: MAX_WAITING }, (_, i) =>
+      relay.submit(AdminOp.STATUS, `/w/${i}`, Date.now() + 5_000),
+    );
+    const first = await relay.take(5_000, never, 3);
+    assert.deepEqual(
+      first.map((i) => i.path),
+      ["/w/0", "/w/1", "/w/2"],
+    );
+    // While the listener works on what it took, it still counts as connected (it polls when it has room).
+    await new Promise((r) => setTimeout(r, 10));
+    const unbounded = await relay.take(5_000, never, 0);
+    assert.equal(unbounded.length, MAX_BATCH);
+    const greedy = await relay.take(5_000, never, 1_000_000);
+    assert.equal(greedy.length, MAX_BATCH);
+    assert.equal(greedy[0].path, `/w/${3 + MAX_BATCH}`);
+    await rejectsWith(relay.submit(AdminOp.STATUS, "/w/more", Date.now() + 5_000), status.RESOURCE_EXHAUSTED);
+    for (const item of [...first, ...unbounded, ...greedy]) relay.finish(finish(item.workId, true));
+    relay.close();
+    await Promise.allSettled(answers);
+  });
+
+  test("a listener that just finished its items counts as connected until its next poll", async (t) => {
+    t.mock.timers.enable({ apis: ["Date", "setTimeout"] });
+    const relay = new MeshRelay();
+    const poll = relay.take(5_000, never, 1);
+    const a = relay.submit(AdminOp.RESTORE, "/w/a", Date.now() + 600_000);
+    const [item] = await poll;
+    t.mock.timers.tick(60_000);
+    relay.finish(finish(item.workId, true));
+    await a;
+    let refused: unknown = null;
+    const b = relay.submit(AdminOp.STATUS, "/w/b", Date.now() + 600_000).catch((err: unknown) => (refused = err));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(refused, null, "queued for the listener's next poll, not refused");
+    const [next] = await relay.take(5_000, never, 1);
+    relay.finish(finish(next.workId, true));
+    await b;
+  });
+
+  test("a listener busy with taken items still counts as connected after the poll grace", async (t) => {
+    t.mock.timers.enable({ apis: ["Date", "setTimeout"] });
+    const relay = new MeshRelay();
+    const poll = relay.take(5_000, never, 1);
+    const a = relay.submit(AdminOp.RESTORE, "/w/a", Date.now() + 600_000);
+    const [item] = await poll;
+    t.mock.timers.tick(60_000);
+    let refused: unknown = null;
+    const b = relay.submit(AdminOp.STATUS, "/w/b", Date.now() + 600_000).catch((err: unknown) => (refused = err));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(refused, null, "queued for the busy listener, not refused");
+    relay.finish(finish(item.workId, true));
+    await a;
+    const [next] = await relay.take(5_000, never, 1);
+    assert.equal(next.path, "/w/b");
+    relay.finish(finish(next.workId, true));
+    await b;
+    assert.equal(refused, null);
   });
 });
