@@ -12,7 +12,8 @@
 //   false-fully-populated     Recall relayed, the ALLOW then claims fullyPopulated
 //   allow-unwritten           ALLOW with fullyPopulated, nothing written
 //   wrong-bytes               writes 0xAA over the asked chunks and 1 MiB beyond, then ALLOW
-//   bogus-archive VARIANT     Archive relayed, one field of the reply then falsified
+//   bogus-archive VARIANT     Archive relayed, one field of the reply then falsified (VARIANT
+//                             for every file, or INO=VARIANT,... per inode)
 //   verify-equal              Archive relayed with a wrong contentSha256; Verify answers "equal"
 //                             without looking
 // Every hostile act is reported as one JSON line on stdout ({"act":...}), so a test can show
@@ -235,6 +236,19 @@ function writeWrongBytes(fd: number, req: RecallRequest): { written: number; who
   return { written, whole: spans.some(([s, e]) => s === 0 && e === size) };
 }
 
+/**
+ * The bogus-archive variant for an inode: the mode's argument is either one variant for every
+ * file, or `INO=VARIANT,INO=VARIANT...` (files not named are archived honestly).
+ */
+function variantFor(arg: string, ino: bigint | undefined): string | null {
+  if (!arg.includes("=")) return arg;
+  for (const pair of arg.split(",")) {
+    const [i, v] = pair.split("=");
+    if (ino !== undefined && i === ino.toString() && v) return v;
+  }
+  return null;
+}
+
 function tamperArchive(reply: Reply<typeof ArchiveResponseSchema>, variant: string, lastKey: string): void {
   const integrity = reply.integrity;
   const object = reply.object;
@@ -346,7 +360,10 @@ export function hostileRecallMain(args: readonly string[]): void {
       await relayed(req.requestId, ctx);
       const reply = await real.client.archive(req, left(ctx));
       const key = reply.object?.key ?? "";
-      if (mode === "bogus-archive") tamperArchive(reply, arg, lastKey);
+      if (mode === "bogus-archive") {
+        const variant = variantFor(arg, req.file?.ino);
+        if (variant !== null) tamperArchive(reply, variant, lastKey);
+      }
       if (mode === "verify-equal") tamperArchive(reply, "content-sha", lastKey);
       act({
         act: mode === "honest" ? "relayed" : "bogus-archive",
