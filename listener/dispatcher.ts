@@ -175,22 +175,20 @@ export class Dispatcher {
     }
     const whole = mode === "whole" || ev.range === null || ev.range.count === 0 || classifyAccess(ev.pid) === "modify";
     const range = whole ? null : ev.range;
-    if (range !== null && rangePresent(ev.fd, st.size, range) && !this.opts.content.needsManifest(stub)) {
+    if (range !== null && !this.opts.content.needsManifest(stub)) {
       // Checked on the event fd (it raises no event): no writable fd for a read of bytes
       // already there and checked. A stub still marked released with data in it got that data
       // from a recall its listener did not live to record: say partial, so status and release
-      // see it. (Without the manifest at hand, the recall below brings it.)
-      const checked = await this.opts.content.check(
-        ev.fd,
-        inodeKey(st),
-        stub,
-        range.offset,
-        range.offset + range.count,
-      );
-      if (!checked.ok) return this.withWritable(ev.fd, st, (rw) => this.refuse(rw, st, checked));
-      if (stub.state === "released")
-        await this.withWritable(ev.fd, st, (rw) => this.writeStub(rw, withState(stub, "partial")));
-      return "populated";
+      // see it. Blocks found wrong are punched, and the recall below writes them again.
+      // (Without the manifest at hand, the recall brings it.)
+      const end = range.offset + range.count;
+      const pre = await this.opts.content.check(ev.fd, inodeKey(st), stub, range.offset, end);
+      if (pre.ok && rangePresent(ev.fd, st.size, range)) {
+        if (stub.state === "released")
+          await this.withWritable(ev.fd, st, (rw) => this.writeStub(rw, withState(stub, "partial")));
+        return "populated";
+      }
+      if (!pre.ok && pre.bad.length > 0) await this.withWritable(ev.fd, st, (rw) => this.refuse(rw, st, pre));
     }
     const who = ev.pid > 0 ? accessor() : null;
     return this.withWritable(ev.fd, st, (rw) => this.recall(rw, st, stub, range, who));
@@ -226,8 +224,10 @@ export class Dispatcher {
     const deadline = Date.now() + this.opts.recallTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       const reason = await this.recallOnce(fd, st, stub, range, who, deadline);
-      // A recall service that is restarting gets the event again, inside the same deadline.
-      const retry = reason === "recall-unavailable" || reason === "fd-missing";
+      // A recall service that is restarting gets the event again, inside the same deadline;
+      // bytes refused by the check (punched since) get one more recall.
+      const retry =
+        reason === "recall-unavailable" || reason === "fd-missing" || (reason === "checksum-mismatch" && attempt === 0);
       if (!retry || this.closing || Date.now() + 250 >= deadline) return reason;
       this.opts.log.warn({ reason, attempt }, "recall service unavailable; retrying");
       await new Promise((r) => setTimeout(r, Math.min(1000, 100 * 2 ** attempt)));
