@@ -37,7 +37,8 @@ It holds no S3 credentials and opens no network port.
 Settings (flag, environment variable, or key in the --config JSON file):
   --watch DIR               FANRECALL_WATCH (DIR:DIR...)   watch        (required)
   --run-dir DIR             FANRECALL_RUN_DIR              runDir       (default /run/fanrecall)
-  --recall-uid UID          FANRECALL_RECALL_UID           recallUid    (default 65534)
+  --recall-uid UID          FANRECALL_RECALL_UID           recallUid    (default: the uid of the system
+                            user 'fanrecall'; never 0, never 65534, which users' programs run as)
   --mode auto|range|whole   FANRECALL_MODE                 mode         (default auto)
   --recall-timeout-ms MS    FANRECALL_RECALL_TIMEOUT_MS    recallTimeoutMs (default 30000)
   --max-recalls N           FANRECALL_MAX_RECALLS          maxRecalls   (default 256: distinct files
@@ -118,9 +119,16 @@ export function loadListenerConfig(
   const checkBytes = one("check-recalled-bytes", "FANRECALL_CHECK_RECALLED_BYTES", "checkRecalledBytes") ?? "true";
   if (checkBytes !== "true" && checkBytes !== "false")
     throw new Error(`check-recalled-bytes must be true or false, not '${checkBytes}'`);
-  const recallUid = Number(one("recall-uid", "FANRECALL_RECALL_UID", "recallUid") ?? "65534");
-  if (!Number.isSafeInteger(recallUid) || recallUid <= 0)
-    throw new Error("recall uid must be a positive integer (never root)");
+  const recallUidText = one("recall-uid", "FANRECALL_RECALL_UID", "recallUid") ?? systemUserUid("fanrecall");
+  if (recallUidText === undefined)
+    throw new Error(
+      "no --recall-uid given and no system user 'fanrecall' (create it, or give the recall service's uid)",
+    );
+  const recallUid = Number(recallUidText);
+  if (!Number.isSafeInteger(recallUid) || recallUid <= 0 || recallUid === 65534)
+    throw new Error(
+      "recall uid must be a positive integer, never root and never 65534 (nobody: users' programs run as it)",
+    );
   const maxRecalls = Number(one("max-recalls", "FANRECALL_MAX_RECALLS", "maxRecalls") ?? "256");
   if (!Number.isSafeInteger(maxRecalls) || maxRecalls < 1 || maxRecalls > 65536)
     throw new Error("max-recalls must be an integer from 1 to 65536");
@@ -166,6 +174,21 @@ export function refuseSelfWatch(config: ListenerConfig): void {
       }
     }
   }
+}
+
+/** The uid of a user in /etc/passwd, if there is one. */
+function systemUserUid(name: string): string | undefined {
+  let passwd: string;
+  try {
+    passwd = readFileSync("/etc/passwd", "utf8");
+  } catch {
+    return undefined;
+  }
+  for (const line of passwd.split("\n")) {
+    const f = line.split(":");
+    if (f[0] === name && /^\d+$/.test(f[2] ?? "")) return f[2];
+  }
+  return undefined;
 }
 
 export function adminSocketPath(runDir: string): string {
