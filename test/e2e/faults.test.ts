@@ -16,7 +16,7 @@ import { makeExt4 } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { s3Client, startSwift } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
-import { startFanrecall } from "../helpers/fanrecall-instance.js";
+import { recallUser, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 
 const MiB = 1024 * 1024;
@@ -140,7 +140,7 @@ describe("fault injection", () => {
         swift.resume();
       }
       const again = await runAsNobody(["cat", f.path], { timeoutMs: 30_000 });
-      assert.equal(again.code, 0, again.stderr);
+      assert.equal(again.code, 0, `${again.stderr}\nfanrecall's output, last lines:\n${fr.output().slice(-4000)}`);
       assert.equal(sha256(again.stdout), f.sha);
     },
     { timeout: 90_000 },
@@ -250,7 +250,7 @@ describe("fault injection", () => {
       assert.ok(["released", "partial"].includes(st.state), st.state);
       rmSync(filler);
       const again = await runAsNobody(["cat", f.path], { timeoutMs: 30_000 });
-      assert.equal(again.code, 0, again.stderr);
+      assert.equal(again.code, 0, again.stderr + "\nDEBUG:" + fr.output().slice(-6000));
       assert.equal(sha256(again.stdout), f.sha);
     },
     { timeout: 90_000 },
@@ -359,8 +359,23 @@ describe("fault injection", () => {
       ].join("\n");
       const fdSock = join(fr.runDir, "recall", "fd.sock");
       const adminSock = join(fr.runDir, "listener", "admin.sock");
+      // Another uid cannot even reach the fd channel (the recall service's directory is its own).
       const asNobody = await runAsNobody(["/usr/bin/python3", "-c", probe, fdSock, adminSock]);
-      assert.equal(asNobody.stdout.toString(), "closed\ndenied\n", asNobody.stderr);
+      assert.equal(asNobody.stdout.toString(), "denied\ndenied\n", asNobody.stderr);
+      // The recall user itself reaches it, and the recall service closes any peer but the listener.
+      const recall = recallUser();
+      const asRecall = await runChild([
+        "setpriv",
+        `--reuid=${recall.uid}`,
+        `--regid=${recall.gid}`,
+        "--clear-groups",
+        "/usr/bin/python3",
+        "-c",
+        probe,
+        fdSock,
+        adminSock,
+      ]);
+      assert.equal(asRecall.stdout.toString(), "closed\ndenied\n", asRecall.stderr);
       const other = await runChild([
         "setpriv",
         "--reuid=4242",
