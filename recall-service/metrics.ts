@@ -3,10 +3,17 @@
 // Prometheus text exposition format (version 0.0.4).
 //
 // Owns: the metric values and their rendering. Label values are closed sets (verdict, reason
-// names of proto/reasons.ts, gRPC code names), never paths or user input. Must not own: the
-// HTTP server (metrics-server.ts) or deciding what a recall's outcome was. Holds no fds.
-import { accessOutcome, isReasonName } from "../proto/index.js";
+// names of proto/reasons.ts, gRPC code names), never paths or user input. Counters whose labels
+// are known in advance start at 0 (every reason with its table verdict, every admin op with
+// OK, the listener's counters before its first report): a series that first appears at N
+// hides those N from rate() and increase(), so the first recall, or a rare failure, would
+// never show on a dashboard. Must not own: the HTTP server (metrics-server.ts) or deciding
+// what a recall's outcome was. Holds no fds.
+import { REASON_NAMES, accessOutcome, isReasonName } from "../proto/index.js";
 import type { ReasonName } from "../proto/index.js";
+
+/** The mesh admin API's operations (the `op` label). */
+export const ADMIN_OPS = ["status", "restore", "archive"] as const;
 
 /** Upper bounds (seconds) of the recall latency histogram. */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const;
@@ -63,7 +70,13 @@ export class RecallMetrics {
   /** The latest report of the listener, or null before the first one. */
   listener: ListenerSnapshot | null = null;
 
-  constructor(private readonly storeBytesFetched: () => number) {}
+  constructor(private readonly storeBytesFetched: () => number) {
+    for (const reason of REASON_NAMES) {
+      const verdict = accessOutcome(reason).verdict;
+      this.recalls.set(`${verdict}\0${reason}`, { verdict, reason, n: 0 });
+    }
+    for (const op of ADMIN_OPS) this.admin.set(`${op}\0OK`, { op, code: "OK", n: 0 });
+  }
 
   /** One finished Recall RPC. */
   recordRecall(verdict: "allow" | "deny", reason: ReasonName, seconds: number, bytesWritten: number): void {
@@ -125,15 +138,20 @@ export class RecallMetrics {
     const l = this.listener;
     family("fanrecall_listener_up", "gauge", "1 while the listener reports its counters (every 5 s).");
     out.push(`fanrecall_listener_up ${this.listenerConnected(15_000) ? 1 : 0}`);
-    if (l === null) return;
     family("fanrecall_listener_events_total", "counter", "fanotify events the listener read.");
-    out.push(`fanrecall_listener_events_total ${l.eventsTotal}`);
+    out.push(`fanrecall_listener_events_total ${l?.eventsTotal ?? 0}`);
     family("fanrecall_listener_ignore_marked_files_total", "counter", "Files the listener ignore-marked.");
-    out.push(`fanrecall_listener_ignore_marked_files_total ${l.ignoreMarkedFiles}`);
+    out.push(`fanrecall_listener_ignore_marked_files_total ${l?.ignoreMarkedFiles ?? 0}`);
+    family("fanrecall_listener_verdicts_total", "counter", "Events the listener answered, by verdict and reason.");
+    const reported = new Map((l?.verdicts ?? []).map((v) => [`${v.verdict}\0${v.reason}`, v]));
+    for (const reason of REASON_NAMES) {
+      const verdict = accessOutcome(reason).verdict;
+      if (!reported.has(`${verdict}\0${reason}`)) reported.set(`${verdict}\0${reason}`, { verdict, reason, count: 0 });
+    }
+    for (const v of reported.values())
+      out.push(`fanrecall_listener_verdicts_total${labels({ verdict: v.verdict, reason: v.reason })} ${v.count}`);
+    if (l === null) return;
     family("fanrecall_listener_queue_depth", "gauge", "Events the listener holds now.");
     out.push(`fanrecall_listener_queue_depth ${l.queueDepth}`);
-    family("fanrecall_listener_verdicts_total", "counter", "Events the listener answered, by verdict and reason.");
-    for (const v of l.verdicts)
-      out.push(`fanrecall_listener_verdicts_total${labels({ verdict: v.verdict, reason: v.reason })} ${v.count}`);
   }
 }
