@@ -68,3 +68,10 @@ test("the Grafana dashboard queries only metrics the recall service exports", ()
     assert.ok(exported.has(name) || exported.has(family), `the dashboard queries ${name}, which is not exported`);
   }
 });
+
+test("counters with known labels exist at 0 before anything happened (rate() sees the first one)", () => {
+  const text = new RecallMetrics(() => 0).render();
+  assert.match(text, /^fanrecall_recalls_total\{verdict="allow",reason="recalled"\} 0$/m);
+  assert.match(text, /^fanrecall_recalls_total\{verdict="deny",reason="checksum-mismatch"\} 0$/m);
+  assert.match(text, /^fanrecall_admin_requests_total\{op="status",code="OK"\} 0$/m);
+});
