@@ -16,6 +16,7 @@ import { adminSocketPath } from "../listener/config.js";
 import { STUB_XATTR, decodeStubState, needsRecall } from "../listener/stub-state.js";
 import type { StubState } from "../listener/stub-state.js";
 import { AdminClient } from "./admin-client.js";
+import { DEFAULT_RUN_DIR, findRunDir, requireRunDir } from "./instance-registry.js";
 import { walkFiles } from "./safe-walk.js";
 import type { WalkProblem } from "./safe-walk.js";
 import { WatchRoots } from "./watch-roots.js";
@@ -33,18 +34,19 @@ export interface FileStatus {
 }
 
 interface CommonArgs {
-  readonly runDir: string;
+  /** null: the instance watching the paths (instance-registry). */
+  readonly runDir: string | null;
   readonly json: boolean;
   readonly paths: string[];
 }
 
 export function adminUsage(op: Op | "status"): string {
   const json = op === "status" ? " [--json]" : "";
-  return `Usage: fanrecall ${op}${json} [--run-dir DIR] PATH...\n\nPATH may be a file or a directory (walked recursively) beneath a watched directory; a symlink\nanywhere on the way is refused, and symlinks met while walking are not followed.\n--run-dir defaults to FANRECALL_RUN_DIR or /run/fanrecall (fanrecall start uses STATE_DIR/run).\n`;
+  return `Usage: fanrecall ${op}${json} [--run-dir DIR] PATH...\n\nPATH may be a file or a directory (walked recursively) beneath a watched directory; a symlink\nanywhere on the way is refused, and symlinks met while walking are not followed.\n--run-dir defaults to FANRECALL_RUN_DIR, else the run dir of the running 'fanrecall start' that\nwatches PATH (found whatever --state-dir or --run-dir it was given), else /run/fanrecall.\n`;
 }
 
 function parseArgs(argv: readonly string[], allowJson: boolean): CommonArgs {
-  let runDir = process.env.FANRECALL_RUN_DIR ?? "/run/fanrecall";
+  let runDir: string | null = process.env.FANRECALL_RUN_DIR ?? null;
   let json = false;
   const paths: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -58,7 +60,7 @@ function parseArgs(argv: readonly string[], allowJson: boolean): CommonArgs {
     } else if (a.startsWith("-")) throw new Error(`unknown option '${a}'`);
     else paths.push(a);
   }
-  if (!runDir) throw new Error("--run-dir needs a value");
+  if (runDir === "") throw new Error("--run-dir needs a value");
   if (paths.length === 0) throw new Error("at least one PATH is required");
   return { runDir, json, paths };
 }
@@ -78,7 +80,7 @@ export async function adminCommand(op: Op, argv: readonly string[]): Promise<num
   const args = parseArgs(argv, false);
   if (process.getuid?.() !== 0) throw new Error(`'fanrecall ${op}' must run as root`);
   const problems: WalkProblem[] = [];
-  const client = new AdminClient(adminSocketPath(args.runDir));
+  const client = new AdminClient(adminSocketPath(args.runDir ?? requireRunDir(args.paths)));
   let failed = 0;
   try {
     const roots = WatchRoots.open(await client.roots(ROOTS_TIMEOUT_MS));
@@ -171,9 +173,11 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
   if (process.getuid?.() !== 0)
     throw new Error("'fanrecall status' must run as root (stub state is in trusted.* xattrs)");
   const problems: WalkProblem[] = [];
-  const recall = createClient(RecallService, `unix://${join(args.runDir, "recall", "recall.sock")}`);
+  // Without a listener, status still answers (unconfined): the default run dir then.
+  const runDir = args.runDir ?? findRunDir(args.paths) ?? DEFAULT_RUN_DIR;
+  const recall = createClient(RecallService, `unix://${join(runDir, "recall", "recall.sock")}`);
   let storeReachable = true;
-  const roots = await statusRoots(args.runDir);
+  const roots = await statusRoots(runDir);
   try {
     for (const file of walkFiles(roots, args.paths, problems)) {
       let s: FileStatus;

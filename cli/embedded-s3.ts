@@ -1,6 +1,7 @@
 // embedded-s3: starts the quick-start's embedded S3 server (s3rver 3.7.1 + shim) as a child process.
 //
-// Owns: creating (and, with uid/gid, chowning) the data dir; spawning one child
+// Owns: checking that s3rver (an optionalDependency) is installed, in one clear line if not;
+//   creating (and, with uid/gid, chowning) the data dir; spawning one child
 //   `node [--import tsx] s3rver-main.{js,ts} --dir D --address A --port P --silent --watch-stdin
 //   [--credentials-dir C] [--peer-uid U]` (as uid/gid when given, with an environment holding
 //   nothing but PATH: the child needs none of this process's); waiting, bounded, for its `{"ready":true,"port":N}` line; stopping it
@@ -57,6 +58,22 @@ function childArgv(): string[] {
   }
   // Resolve tsx from this module (not from the child's cwd) so any cwd works.
   return ["--import", import.meta.resolve("tsx"), fileURLToPath(new URL("./s3rver-main.ts", here))];
+}
+
+/**
+ * s3rver is an optionalDependency (the production images leave it out): without it, say in
+ * one line what to do instead of letting the child die with a stack trace.
+ */
+function assertS3rverInstalled(): void {
+  try {
+    import.meta.resolve("s3rver");
+  } catch {
+    const here = dirname(fileURLToPath(import.meta.url)); // dist/cli or cli
+    const root = import.meta.url.endsWith(".js") ? dirname(dirname(here)) : dirname(here);
+    throw new Error(
+      `the embedded demo store needs the optional package s3rver, which is not installed in ${root}: run 'npm install --include=optional' there, or set FANRECALL_S3_ENDPOINT to a real S3 store`,
+    );
+  }
 }
 
 function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
@@ -149,6 +166,7 @@ async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
 }
 
 export async function startEmbeddedS3(opts: EmbeddedS3Options): Promise<EmbeddedS3> {
+  assertS3rverInstalled();
   const host = opts.host ?? "127.0.0.1";
   const log = opts.log ?? ((): void => {});
   // Parents get the default mode (a 0700 parent owned by root would lock out uid); the data dir 0700.

@@ -14,14 +14,20 @@
 // answers the watched filesystems fail-closed (stubs EIO) until a new `fanrecall start`
 // takes the group from it.
 //
-// Owns: the child processes and the state directory layout. Holds the S3 settings only to
-// pass them to the recall service's environment.
+// The recall user must be able to read this package (checked first, said in one line). While
+// it runs, the instance is recorded in /run/fanrecall/instances (instance-registry.ts) so the
+// admin commands find its sockets by the path they are given.
+//
+// Owns: the child processes, the state directory layout and this instance's record. Holds
+// the S3 settings only to pass them to the recall service's environment.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, chmodSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { assertReadableBy } from "./code-access.js";
 import { startEmbeddedS3 } from "./embedded-s3.js";
+import { registerInstance } from "./instance-registry.js";
 import { ensureS3Credentials } from "./s3-credentials.js";
 import { SupervisedChild } from "./supervised-child.js";
 import { RECALL_USER_NAME, checkRecallUid, ensureSystemUser } from "./system-user.js";
@@ -59,9 +65,10 @@ mesh admin API's FANRECALL_MESH_ADMIN_ADDRESS and FANRECALL_MESH_TLS_*) come fro
 environment too; see 'fanrecall recall-service --help'. With a mesh admin address set, the
 listener serves the requests it relays (--mesh-admin true).
 
-Then, from another terminal (as root):
-  fanrecall archive|release|restore [--run-dir RUN_DIR] PATH...
-  fanrecall status [--json] [--run-dir RUN_DIR] PATH...
+Then, from another terminal (as root); they find this instance by the path they are given
+(it is recorded in /run/fanrecall/instances while it runs), whatever its --state-dir:
+  fanrecall archive|release|restore PATH...
+  fanrecall status [--json] PATH...
 `;
 
 interface StartArgs {
@@ -188,6 +195,10 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   if (process.getuid?.() !== 0)
     throw new Error("'fanrecall start' must run as root (the listener owns a fanotify group)");
   const user = args.user ?? ensureSystemUser(RECALL_USER_NAME);
+  // The recall service and the store run this package's code as that user: it must be able to.
+  const pkg = dirname(dirname(binPath()));
+  const addon = join(pkg, "native", "build", "Release", "fanrecall_native.node");
+  assertReadableBy(user, pkg, [binPath(), fileURLToPath(import.meta.url), addon]);
   const runDir = args.runDir;
   mkdirSync(args.stateDir, { recursive: true, mode: 0o755 });
   mkdirSync(runDir, { recursive: true, mode: 0o755 });
@@ -248,21 +259,24 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
     await recall.stop();
     await store?.stop();
   };
+  let unregister: () => void;
   try {
     await holder.start();
     await recall.start();
     await listener.start();
+    unregister = registerInstance({ runDir, stateDir: args.stateDir, watch: args.watch });
   } catch (err: unknown) {
     await stopAll();
     throw err;
   }
-  log(`ready: watching ${args.watch.join(", ")}; admin commands take --run-dir ${runDir}`);
+  log(`ready: watching ${args.watch.join(", ")}; admin commands find this instance by path (sockets in ${runDir})`);
   const signalled = new Promise<string>((resolveSig) => {
     process.once("SIGINT", () => resolveSig("SIGINT"));
     process.once("SIGTERM", () => resolveSig("SIGTERM"));
   });
   const why = await signalled;
   log(`stopping: ${why}`);
+  unregister();
   await stopAll();
   return 0;
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The README's main-job command: set up this checkout on a fresh machine and run fanrecall in
-# the foreground on embedded defaults (demo S3 server, a demo ext4 filesystem to watch).
+# The README's main-job command: set up this checkout on a fresh machine, install fanrecall
+# on PATH, and run it in the foreground on embedded defaults (demo S3 server, demo ext4 fs).
 #   sudo bash scripts/quick-start.sh [--watch DIR]
-# Without --watch it creates a 2 GiB ext4 image at /var/lib/fanrecall/demo.img and mounts it
-# at /mnt/fanrecall-demo (fanrecall watches dedicated data filesystems, never the one it runs from).
+# fanrecall goes to /usr/local/lib/fanrecall with /usr/local/bin/fanrecall (scripts/install.sh),
+# readable by the unprivileged recall service wherever this checkout is. Without --watch it
+# creates a 2 GiB ext4 image at /var/lib/fanrecall/demo.img, mounted at /mnt/fanrecall-demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then
-  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
@@ -18,7 +19,7 @@ watch=""
 if [[ "${1:-}" == "--watch" ]]; then watch="${2:?--watch needs a directory}"; fi
 
 bash scripts/setup-system.sh
-if [[ -d node_modules ]]; then npx tsc -p tsconfig.build.json; else npm ci; fi
+bash scripts/install.sh
 
 if [[ -z "$watch" ]]; then
   watch=/mnt/fanrecall-demo
@@ -33,4 +34,4 @@ if [[ -z "$watch" ]]; then
   fi
   echo "quick-start: watching the demo filesystem $watch"
 fi
-exec node bin/fanrecall.js start --watch "$watch"
+exec /usr/local/bin/fanrecall start --watch "$watch"

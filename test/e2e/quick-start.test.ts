@@ -1,25 +1,30 @@
 // The README's quick start: `fanrecall start` with no S3 endpoint configured runs the
-// embedded s3rver; archive, release, read back as another user, status.
+// embedded s3rver; archive, release, read back as another user, status; the admin commands
+// find it by path (no --run-dir) though --state-dir moved its sockets.
 import { after, before, describe } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from "node:fs";
+import { symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { isRoot, rootTest } from "../helpers/root.js";
 import { runAsNobody } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
-import { startFanrecall } from "../helpers/fanrecall-instance.js";
+import { INSTANCES_DIR } from "../../cli/instance-registry.js";
+import { registryAsFound, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 
 describe("quick start on the embedded s3rver", () => {
   let fs: Ext4;
   let fr: FanrecallInstance;
+  let restoreRegistry = (): void => {};
 
   before(
     async () => {
       if (!isRoot()) return;
       fs = await makeExt4(256);
+      restoreRegistry = registryAsFound();
       fr = await startFanrecall({ watch: [fs.dir] });
       assert.match(fr.output(), /embedded-s3: demo object store/);
     },
@@ -31,6 +36,11 @@ describe("quick start on the embedded s3rver", () => {
       if (!isRoot()) return;
       const code = await fr?.stop();
       assert.equal(code, 0, "fanrecall start exits 0 on SIGTERM");
+      const left = readdirSync(INSTANCES_DIR).filter((n) =>
+        readFileSync(join(INSTANCES_DIR, n), "utf8").includes(JSON.stringify(fr.runDir)),
+      );
+      assert.deepEqual(left, [], "its instance record is removed when it stops");
+      restoreRegistry();
       await fs?.cleanup();
     },
     { timeout: 60_000 },
@@ -83,6 +93,34 @@ describe("quick start on the embedded s3rver", () => {
     const ok = await fr.cli(["release", join(mine, "f.bin")]);
     assert.equal(ok.code, 0, ok.stderr);
   });
+
+  rootTest(
+    "admin commands find the instance by path, without --run-dir, though its sockets are in STATE_DIR/run",
+    async () => {
+      assert.equal(fr.runDir, join(fr.stateDir, "run"), "started with --state-dir: sockets moved");
+      const records = readdirSync(INSTANCES_DIR).map((n) => readFileSync(join(INSTANCES_DIR, n), "utf8"));
+      assert.equal(records.filter((r) => r.includes(JSON.stringify(fr.runDir))).length, 1, "one record for it");
+      const path = join(fs.dir, "by-path.bin");
+      const data = randomBytes(1024 * 1024 + 5);
+      writeFileSync(path, data, { mode: 0o644 });
+      for (const op of ["archive", "release"]) {
+        const r = await fr.cliByPath([op, path]);
+        assert.equal(r.code, 0, `${op}: ${r.stderr}`);
+      }
+      const s = await fr.cliByPath(["status", "--json", path]);
+      assert.equal(s.code, 0, s.stderr);
+      assert.equal(s.stderr, "", "status reached the listener and the recall service");
+      assert.equal((JSON.parse(s.stdout.toString()) as { state: string }).state, "released");
+      const cat = await runAsNobody(["cat", path]);
+      assert.ok(cat.stdout.equals(data), "read back through the stub");
+      // A path no running instance watches: one line saying what to do, nothing done.
+      const outside = await fr.cliByPath(["release", join(fs.dir, "..", "not-watched")]);
+      assert.notEqual(outside.code, 0);
+      assert.equal(outside.stderr.trim().split("\n").length, 1, outside.stderr);
+      assert.match(outside.stderr, /no running fanrecall watches|not beneath a directory the listener watches/);
+    },
+    { timeout: 60_000 },
+  );
 
   rootTest("admin commands fail clearly on a missing path and exit non-zero", async () => {
     const r = await fr.cli(["release", join(fs.dir, "nope")]);

@@ -6,10 +6,11 @@
 // Must not: leave processes behind (stop() sends SIGTERM, then SIGKILL to the process group).
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, rmdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { INSTANCES_DIR } from "../../cli/instance-registry.js";
 import { ensureSystemUser, type SystemUser } from "../../cli/system-user.js";
 import type { ObjectServer } from "./object-server.js";
 import { runChild } from "./child.js";
@@ -34,6 +35,8 @@ export interface FanrecallInstance {
   readonly child: ChildProcess;
   output(): string;
   cli(args: readonly string[], timeoutMs?: number): Promise<ChildResult>;
+  /** An admin command as a person runs it: no --run-dir, no FANRECALL_RUN_DIR (found by path). */
+  cliByPath(args: readonly string[], timeoutMs?: number): Promise<ChildResult>;
   /** Runs `fanrecall status --json` and returns one object per file. */
   status(
     paths: readonly string[],
@@ -55,6 +58,8 @@ export interface StartOptions {
    * instead of a fresh one; stop() removes it as usual.
    */
   readonly stateDir?: string;
+  /** The fanrecall executable to run (default: this checkout's bin/fanrecall.js). */
+  readonly bin?: string;
 }
 
 export async function startFanrecall(opts: StartOptions): Promise<FanrecallInstance> {
@@ -78,7 +83,8 @@ export async function startFanrecall(opts: StartOptions): Promise<FanrecallInsta
     ...opts.watch.flatMap((w) => ["--watch", w]),
     ...(opts.extraArgs ?? []),
   ];
-  const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const bin = opts.bin ?? BIN;
+  const child = spawn(process.execPath, [bin, ...args], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let out = "";
   child.stdout?.setEncoding("utf8").on("data", (s: string) => (out += s));
   child.stderr?.setEncoding("utf8").on("data", (s: string) => (out += s));
@@ -92,13 +98,19 @@ export async function startFanrecall(opts: StartOptions): Promise<FanrecallInsta
     await new Promise((r) => setTimeout(r, 50));
   }
   const cli = (cliArgs: readonly string[], timeoutMs = 120_000) =>
-    runChild([process.execPath, BIN, ...cliArgs], { timeoutMs, env: { ...process.env, FANRECALL_RUN_DIR: runDir } });
+    runChild([process.execPath, bin, ...cliArgs], { timeoutMs, env: { ...process.env, FANRECALL_RUN_DIR: runDir } });
+  const cliByPath = (cliArgs: readonly string[], timeoutMs = 120_000) => {
+    const cliEnv = { ...process.env };
+    delete cliEnv.FANRECALL_RUN_DIR;
+    return runChild([process.execPath, bin, ...cliArgs], { timeoutMs, env: cliEnv });
+  };
   return {
     stateDir,
     runDir,
     child,
     output: () => out,
     cli,
+    cliByPath,
     status: async (paths) => {
       const r = await cli(["status", "--json", ...paths]);
       if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
@@ -137,5 +149,23 @@ export async function startFanrecall(opts: StartOptions): Promise<FanrecallInsta
       rmSync(stateDir, { recursive: true, force: true });
       return child.exitCode;
     },
+  };
+}
+
+/**
+ * `fanrecall start` records itself in INSTANCES_DIR (under /run/fanrecall), creating both when
+ * missing. Call before starting; the returned function, after stopping, removes whichever of
+ * the two did not exist before and is empty again (another instance's record keeps them).
+ */
+export function registryAsFound(): () => void {
+  const made = [INSTANCES_DIR, dirname(INSTANCES_DIR)].filter((d) => !existsSync(d));
+  return () => {
+    for (const d of made) {
+      try {
+        rmdirSync(d);
+      } catch {
+        // not empty: in use by another instance
+      }
+    }
   };
 }
