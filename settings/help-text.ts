@@ -33,7 +33,8 @@ function defaultOf(s: Setting): string | undefined {
 
 /** The rule shown in help: only for types whose values are not free text. */
 function ruleOf(s: Setting): string | undefined {
-  if (s.type === "flag" || s.type === "path" || (s.type === "string" && !s.pattern)) return undefined;
+  if (s.type === "flag" || (s.type === "path" && !s.allowEmpty) || (s.type === "string" && !s.pattern))
+    return undefined;
   if (s.type === "list") return s.env ? `repeatable; ${s.env} holds them joined by '${s.separator}'` : "repeatable";
   return describe(s);
 }
@@ -78,7 +79,7 @@ export function helpText(spec: CommandSpec): string {
   );
   for (const s of spec.settings) out.push(...entry(s, configFile));
   if (configFile) {
-    out.push(`  --config FILE                  FANRECALL_CONFIG`);
+    out.push(`${"  --config FILE".padEnd(30)} FANRECALL_CONFIG`);
     out.push(...wrap("a JSON object of settings, keyed as above (unknown keys are ignored)", INDENT));
   }
   if (spec.footer) out.push("", spec.footer.trimEnd());
