@@ -6,13 +6,17 @@
 // is then handled by its O_PATH fd, never by path: stat and xattr on that fd (no open for
 // reading, so no recall), the same fd sent to the listener.
 //
-// Owns: argument parsing, output and the exit code of these commands; the admin connection
+// Owns: their settings tables (settings/ parses them), output and the exit code of these commands; the admin connection
 // and the watched directories' fds while a command runs (closed before it returns).
 import { join } from "node:path";
 import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
 import { Reason, RecallService, createClient } from "../proto/index.js";
 import { adminSocketPath } from "../listener/config.js";
+import { helpText } from "../settings/help-text.js";
+import { loadSettings } from "../settings/settings.js";
+import { RUN_DIR_SETTING } from "../settings/shared-settings.js";
+import type { CommandSpec, FlagSetting } from "../settings/setting-types.js";
 import { STUB_XATTR, decodeStubState, needsRecall } from "../listener/stub-state.js";
 import type { StubState } from "../listener/stub-state.js";
 import { AdminClient } from "./admin-client.js";
@@ -32,35 +36,36 @@ export interface FileStatus {
   readonly object: { bucket: string; key: string; versionId: string } | null;
 }
 
-interface CommonArgs {
-  readonly runDir: string;
-  readonly json: boolean;
-  readonly paths: string[];
-}
+const ABOUT = `PATH may be a file or a directory (walked recursively) beneath a watched directory; a symlink
+anywhere on the way is refused, and symlinks met while walking are not followed.`;
+
+const PATHS = { name: "PATH", min: 1 } as const;
+
+const JSON_SETTING = {
+  name: "json",
+  key: "json",
+  type: "flag",
+  help: "one JSON object per file: path, state, size, populatedBytes, object",
+} as const satisfies FlagSetting;
+
+/** archive, release and restore (adminUsage names the one). */
+export const ADMIN_SPEC = {
+  usage: "fanrecall archive|release|restore [--run-dir DIR] PATH...",
+  about: ABOUT,
+  settings: [RUN_DIR_SETTING],
+  positionals: PATHS,
+} as const satisfies CommandSpec;
+
+export const STATUS_SPEC = {
+  usage: "fanrecall status [--json] [--run-dir DIR] PATH...",
+  about: ABOUT,
+  settings: [RUN_DIR_SETTING, JSON_SETTING],
+  positionals: PATHS,
+} as const satisfies CommandSpec;
 
 export function adminUsage(op: Op | "status"): string {
-  const json = op === "status" ? " [--json]" : "";
-  return `Usage: fanrecall ${op}${json} [--run-dir DIR] PATH...\n\nPATH may be a file or a directory (walked recursively) beneath a watched directory; a symlink\nanywhere on the way is refused, and symlinks met while walking are not followed.\n--run-dir defaults to FANRECALL_RUN_DIR or /run/fanrecall (fanrecall start uses STATE_DIR/run).\n`;
-}
-
-function parseArgs(argv: readonly string[], allowJson: boolean): CommonArgs {
-  let runDir = process.env.FANRECALL_RUN_DIR ?? "/run/fanrecall";
-  let json = false;
-  const paths: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--json" && allowJson) json = true;
-    else if (a === "--run-dir") runDir = argv[++i] ?? "";
-    else if (a.startsWith("--run-dir=")) runDir = a.slice("--run-dir=".length);
-    else if (a === "--") {
-      paths.push(...argv.slice(i + 1));
-      break;
-    } else if (a.startsWith("-")) throw new Error(`unknown option '${a}'`);
-    else paths.push(a);
-  }
-  if (!runDir) throw new Error("--run-dir needs a value");
-  if (paths.length === 0) throw new Error("at least one PATH is required");
-  return { runDir, json, paths };
+  if (op === "status") return helpText(STATUS_SPEC);
+  return helpText({ ...ADMIN_SPEC, usage: `fanrecall ${op} [--run-dir DIR] PATH...` });
 }
 
 /** The stub state of the file `fd` (O_PATH: fgetxattr refuses it, so through its /proc link). */
@@ -75,7 +80,7 @@ function readStub(fd: number): StubState | null | "corrupt" {
 }
 
 export async function adminCommand(op: Op, argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, false);
+  const args = loadSettings(ADMIN_SPEC, argv);
   if (process.getuid?.() !== 0) throw new Error(`'fanrecall ${op}' must run as root`);
   const problems: WalkProblem[] = [];
   const client = new AdminClient(adminSocketPath(args.runDir));
@@ -83,7 +88,7 @@ export async function adminCommand(op: Op, argv: readonly string[]): Promise<num
   try {
     const roots = WatchRoots.open(await client.roots(ROOTS_TIMEOUT_MS));
     try {
-      for (const file of walkFiles(roots, args.paths, problems)) {
+      for (const file of walkFiles(roots, args.positionals, problems)) {
         if (!(await adminOne(client, op, file))) failed++;
       }
     } finally {
@@ -167,7 +172,7 @@ async function statusRoots(runDir: string): Promise<WatchRoots> {
 }
 
 export async function statusCommand(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, true);
+  const args = loadSettings(STATUS_SPEC, argv);
   if (process.getuid?.() !== 0)
     throw new Error("'fanrecall status' must run as root (stub state is in trusted.* xattrs)");
   const problems: WalkProblem[] = [];
@@ -175,7 +180,7 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
   let storeReachable = true;
   const roots = await statusRoots(args.runDir);
   try {
-    for (const file of walkFiles(roots, args.paths, problems)) {
+    for (const file of walkFiles(roots, args.positionals, problems)) {
       let s: FileStatus;
       try {
         s = statusOf(file);

@@ -10,7 +10,12 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { helpText } from "../settings/help-text.js";
 import { loadSettings, parseValue } from "../settings/settings.js";
-import { LOG_LEVEL_SETTING, RUN_DIR_SETTING } from "../settings/shared-settings.js";
+import {
+  LOG_LEVEL_SETTING,
+  MODE_SETTING,
+  RECALL_TIMEOUT_MS_SETTING,
+  RUN_DIR_SETTING,
+} from "../settings/shared-settings.js";
 import type { CommandSpec, IntSetting, SettingsTable } from "../settings/setting-types.js";
 
 export interface ListenerConfig {
@@ -62,26 +67,8 @@ const SETTINGS = [
   },
   RUN_DIR_SETTING,
   RECALL_UID,
-  {
-    name: "mode",
-    key: "mode",
-    env: "FANRECALL_MODE",
-    type: "enum",
-    choices: ["auto", "range", "whole"],
-    default: "auto",
-    help: "range recall, whole-file recall, or range where the kernel and filesystem allow it",
-  },
-  {
-    name: "recall-timeout-ms",
-    key: "recallTimeoutMs",
-    env: "FANRECALL_RECALL_TIMEOUT_MS",
-    type: "int",
-    arg: "MS",
-    min: 100,
-    max: 2147483647,
-    default: 30000,
-    help: "how long one recall may take before the access fails",
-  },
+  MODE_SETTING,
+  RECALL_TIMEOUT_MS_SETTING,
   {
     name: "max-recalls",
     key: "maxRecalls",

@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { helpText } from "../settings/help-text.js";
 import { loadSettings } from "../settings/settings.js";
-import { LOG_LEVEL_SETTING, RUN_DIR_SETTING } from "../settings/shared-settings.js";
+import { CHUNK_SIZE_SETTING, LOG_LEVEL_SETTING, RUN_DIR_SETTING } from "../settings/shared-settings.js";
 import type { CommandSpec, SettingsTable } from "../settings/setting-types.js";
 
 export interface RecallServiceConfig {
@@ -105,18 +105,7 @@ const SETTINGS = [
     default: "us-east-1",
     help: "its region",
   },
-  {
-    name: "chunk-size",
-    key: "chunkSize",
-    env: "FANRECALL_CHUNK_SIZE",
-    type: "int",
-    arg: "BYTES",
-    min: 4096,
-    max: 1073741824,
-    check: (n: number) => (n % 4096 === 0 ? null : "a multiple of 4096"),
-    default: 4194304,
-    help: "the unit of range recall, a multiple of 4096",
-  },
+  CHUNK_SIZE_SETTING,
   {
     name: "user",
     key: "user",
