@@ -6,13 +6,17 @@
 // is then handled by its O_PATH fd, never by path: stat and xattr on that fd (no open for
 // reading, so no recall), the same fd sent to the listener.
 //
-// Owns: argument parsing, output and the exit code of these commands; the admin connection
+// Owns: their settings tables (settings/ parses them), output and the exit code of these commands; the admin connection
 // and the watched directories' fds while a command runs (closed before it returns).
 import { join } from "node:path";
 import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
 import { Reason, RecallService, createClient } from "../proto/index.js";
 import { adminSocketPath } from "../listener/config.js";
+import { helpText } from "../settings/help-text.js";
+import { loadSettings } from "../settings/settings.js";
+import { RUN_DIR_SETTING } from "../settings/shared-settings.js";
+import type { CommandSpec, FlagSetting, PathSetting } from "../settings/setting-types.js";
 import { STUB_XATTR, decodeStubState, needsRecall } from "../listener/stub-state.js";
 import type { StubState } from "../listener/stub-state.js";
 import { AdminClient } from "./admin-client.js";
@@ -33,36 +37,46 @@ export interface FileStatus {
   readonly object: { bucket: string; key: string; versionId: string } | null;
 }
 
-interface CommonArgs {
-  /** null: the instance watching the paths (instance-registry). */
-  readonly runDir: string | null;
-  readonly json: boolean;
-  readonly paths: string[];
-}
+const ABOUT = `PATH may be a file or a directory (walked recursively) beneath a watched directory; a symlink
+anywhere on the way is refused, and symlinks met while walking are not followed.`;
+
+const PATHS = { name: "PATH", min: 1 } as const;
+
+/** --run-dir without a default: the instance watching the paths is found (instance-registry.ts). */
+const ADMIN_RUN_DIR = {
+  name: RUN_DIR_SETTING.name,
+  key: RUN_DIR_SETTING.key,
+  env: RUN_DIR_SETTING.env,
+  type: RUN_DIR_SETTING.type,
+  arg: RUN_DIR_SETTING.arg,
+  help: "the run dir of the fanrecall instance to ask (default: FANRECALL_RUN_DIR, else the running 'fanrecall start' that watches PATH, whatever --state-dir or --run-dir it was given, else /run/fanrecall)",
+} as const satisfies PathSetting;
+
+const JSON_SETTING = {
+  name: "json",
+  key: "json",
+  type: "flag",
+  help: "one JSON object per file: path, state, size, populatedBytes, object",
+} as const satisfies FlagSetting;
+
+/** archive, release and restore (adminUsage names the one). */
+export const ADMIN_SPEC = {
+  usage: "fanrecall archive|release|restore [--run-dir DIR] PATH...",
+  about: ABOUT,
+  settings: [ADMIN_RUN_DIR],
+  positionals: PATHS,
+} as const satisfies CommandSpec;
+
+export const STATUS_SPEC = {
+  usage: "fanrecall status [--json] [--run-dir DIR] PATH...",
+  about: ABOUT,
+  settings: [ADMIN_RUN_DIR, JSON_SETTING],
+  positionals: PATHS,
+} as const satisfies CommandSpec;
 
 export function adminUsage(op: Op | "status"): string {
-  const json = op === "status" ? " [--json]" : "";
-  return `Usage: fanrecall ${op}${json} [--run-dir DIR] PATH...\n\nPATH may be a file or a directory (walked recursively) beneath a watched directory; a symlink\nanywhere on the way is refused, and symlinks met while walking are not followed.\n--run-dir defaults to FANRECALL_RUN_DIR, else the run dir of the running 'fanrecall start' that\nwatches PATH (found whatever --state-dir or --run-dir it was given), else /run/fanrecall.\n`;
-}
-
-function parseArgs(argv: readonly string[], allowJson: boolean): CommonArgs {
-  let runDir: string | null = process.env.FANRECALL_RUN_DIR ?? null;
-  let json = false;
-  const paths: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--json" && allowJson) json = true;
-    else if (a === "--run-dir") runDir = argv[++i] ?? "";
-    else if (a.startsWith("--run-dir=")) runDir = a.slice("--run-dir=".length);
-    else if (a === "--") {
-      paths.push(...argv.slice(i + 1));
-      break;
-    } else if (a.startsWith("-")) throw new Error(`unknown option '${a}'`);
-    else paths.push(a);
-  }
-  if (runDir === "") throw new Error("--run-dir needs a value");
-  if (paths.length === 0) throw new Error("at least one PATH is required");
-  return { runDir, json, paths };
+  if (op === "status") return helpText(STATUS_SPEC);
+  return helpText({ ...ADMIN_SPEC, usage: `fanrecall ${op} [--run-dir DIR] PATH...` });
 }
 
 /** The stub state of the file `fd` (O_PATH: fgetxattr refuses it, so through its /proc link). */
@@ -77,15 +91,15 @@ function readStub(fd: number): StubState | null | "corrupt" {
 }
 
 export async function adminCommand(op: Op, argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, false);
+  const args = loadSettings(ADMIN_SPEC, argv);
   if (process.getuid?.() !== 0) throw new Error(`'fanrecall ${op}' must run as root`);
   const problems: WalkProblem[] = [];
-  const client = new AdminClient(adminSocketPath(args.runDir ?? requireRunDir(args.paths)));
+  const client = new AdminClient(adminSocketPath(args.runDir ?? requireRunDir(args.positionals)));
   let failed = 0;
   try {
     const roots = WatchRoots.open(await client.roots(ROOTS_TIMEOUT_MS));
     try {
-      for (const file of walkFiles(roots, args.paths, problems)) {
+      for (const file of walkFiles(roots, args.positionals, problems)) {
         if (!(await adminOne(client, op, file))) failed++;
       }
     } finally {
@@ -169,17 +183,17 @@ async function statusRoots(runDir: string): Promise<WatchRoots> {
 }
 
 export async function statusCommand(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, true);
+  const args = loadSettings(STATUS_SPEC, argv);
   if (process.getuid?.() !== 0)
     throw new Error("'fanrecall status' must run as root (stub state is in trusted.* xattrs)");
   const problems: WalkProblem[] = [];
   // Without a listener, status still answers (unconfined): the default run dir then.
-  const runDir = args.runDir ?? findRunDir(args.paths) ?? DEFAULT_RUN_DIR;
+  const runDir = args.runDir ?? findRunDir(args.positionals) ?? DEFAULT_RUN_DIR;
   const recall = createClient(RecallService, `unix://${join(runDir, "recall", "recall.sock")}`);
   let storeReachable = true;
   const roots = await statusRoots(runDir);
   try {
-    for (const file of walkFiles(roots, args.paths, problems)) {
+    for (const file of walkFiles(roots, args.positionals, problems)) {
       let s: FileStatus;
       try {
         s = statusOf(file);

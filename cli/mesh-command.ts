@@ -2,36 +2,92 @@
 // (recall.v1.AdminService over TLS) for scripts and operators on other hosts or in other
 // pods. Needs no privileges: the server decides what the caller may do.
 //
-// Owns: argument parsing, the TLS channel (closed before return), output and exit code.
+// Owns: its settings table (settings/ parses it), the TLS channel (closed before return), output and exit code.
 // Holds no fds of watched files; reads only the PEM files it is given.
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { AdminService, RpcError, createClient } from "../proto/index.js";
 import type { AdminFileStatus } from "../proto/index.js";
+import { helpText } from "../settings/help-text.js";
+import { loadSettings } from "../settings/settings.js";
+import type { CommandSpec } from "../settings/setting-types.js";
 
 const OPS = ["status", "restore", "archive"] as const;
 type MeshOp = (typeof OPS)[number];
 
-export const MESH_HELP = `Usage: fanrecall mesh status|restore|archive --address HOST:PORT --ca FILE
-                      [--cert FILE --key FILE] [--server-name NAME] [--timeout-ms MS] [--json] PATH...
-
-Calls the mesh admin API of a recall service (recall.v1.AdminService over TLS; see
+export const MESH_SPEC = {
+  usage: `fanrecall mesh status|restore|archive --address HOST:PORT --ca FILE
+                      [--cert FILE --key FILE] [--server-name NAME] [--timeout-ms MS] [--json] PATH...`,
+  about: `Calls the mesh admin API of a recall service (recall.v1.AdminService over TLS; see
 'fanrecall recall-service --help'). Each PATH is one regular file beneath a directory that
 fanrecall watches, as the listener on that host sees it.
   status   the file's state (resident, archived, released, partial, dirty, lost); no recall
   restore  recall the whole file now, ahead of use
-  archive  copy the file to the object store (verified); it stays resident
+  archive  copy the file to the object store (verified); it stays resident`,
+  settings: [
+    {
+      name: "address",
+      key: "address",
+      env: "FANRECALL_MESH_ADDRESS",
+      type: "string",
+      arg: "HOST:PORT",
+      pattern: /^.+:\d+$/,
+      shape: "HOST:PORT",
+      required: true,
+      help: "the mesh admin address",
+    },
+    {
+      name: "ca",
+      key: "ca",
+      env: "FANRECALL_MESH_CA",
+      type: "path",
+      arg: "FILE",
+      required: true,
+      help: "CA that signed the server's certificate (the API is served over TLS only)",
+    },
+    {
+      name: "cert",
+      key: "cert",
+      env: "FANRECALL_MESH_CERT",
+      type: "path",
+      arg: "FILE",
+      allowEmpty: true,
+      help: "client certificate, when the server requires one",
+    },
+    {
+      name: "key",
+      key: "key",
+      env: "FANRECALL_MESH_KEY",
+      type: "path",
+      arg: "FILE",
+      allowEmpty: true,
+      help: "its private key",
+    },
+    {
+      name: "server-name",
+      key: "serverName",
+      type: "string",
+      arg: "NAME",
+      defaultText: "HOST",
+      help: "name to check the server's certificate against",
+    },
+    {
+      name: "timeout-ms",
+      key: "timeoutMs",
+      type: "int",
+      arg: "MS",
+      min: 1,
+      max: 2147483647,
+      defaultText: "600000 for restore and archive, 30000 for status",
+      help: "per file",
+    },
+    { name: "json", key: "json", type: "flag", help: "one JSON object per file, as 'fanrecall status --json' prints" },
+  ],
+  positionals: { name: "PATH", min: 1 },
+  footer: "Exit status: 0 when every file succeeded, 1 when any failed, 2 on a usage error.",
+} as const satisfies CommandSpec;
 
-  --address HOST:PORT  the mesh admin address          (FANRECALL_MESH_ADDRESS)
-  --ca FILE            CA that signed the server's certificate  (FANRECALL_MESH_CA)
-  --cert FILE          client certificate, when the server requires one (FANRECALL_MESH_CERT)
-  --key FILE           its private key                 (FANRECALL_MESH_KEY)
-  --server-name NAME   name to check the server's certificate against (default: HOST)
-  --timeout-ms MS      per file (default 600000 for restore and archive, 30000 for status)
-  --json               one JSON object per file, as 'fanrecall status --json' prints
-
-Exit status: 0 when every file succeeded, 1 when any failed, 2 on a usage error.
-`;
+export const MESH_HELP = helpText(MESH_SPEC);
 
 interface MeshArgs {
   op: MeshOp;
@@ -42,41 +98,30 @@ interface MeshArgs {
   serverName: string;
   timeoutMs: number;
   json: boolean;
-  paths: string[];
+  paths: readonly string[];
 }
 
-function parseMeshArgs(argv: readonly string[]): MeshArgs {
+export function parseMeshArgs(
+  argv: readonly string[],
+  env: Record<string, string | undefined> = process.env,
+): MeshArgs {
   const [op, ...rest] = argv;
   if (!OPS.includes(op as MeshOp)) throw new Error(`the first argument must be status, restore or archive`);
-  const env = process.env;
-  const a: MeshArgs = {
+  const s = loadSettings(MESH_SPEC, rest, env);
+  const cert = s.cert ?? "";
+  const key = s.key ?? "";
+  if (Boolean(cert) !== Boolean(key)) throw new Error("--cert and --key go together");
+  return {
     op: op as MeshOp,
-    address: env.FANRECALL_MESH_ADDRESS ?? "",
-    ca: env.FANRECALL_MESH_CA ?? "",
-    cert: env.FANRECALL_MESH_CERT ?? "",
-    key: env.FANRECALL_MESH_KEY ?? "",
-    serverName: "",
-    timeoutMs: op === "status" ? 30_000 : 600_000,
-    json: false,
-    paths: [],
+    address: s.address,
+    ca: s.ca,
+    cert,
+    key,
+    serverName: s.serverName ?? "",
+    timeoutMs: s.timeoutMs ?? (op === "status" ? 30_000 : 600_000),
+    json: s.json,
+    paths: s.positionals,
   };
-  const valued = { "--address": "address", "--ca": "ca", "--cert": "cert", "--key": "key" } as const;
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i];
-    if (arg === "--json") a.json = true;
-    else if (arg in valued) a[valued[arg as keyof typeof valued]] = rest[++i] ?? "";
-    else if (arg === "--server-name") a.serverName = rest[++i] ?? "";
-    else if (arg === "--timeout-ms") a.timeoutMs = Number(rest[++i]);
-    else if (arg.startsWith("-")) throw new Error(`unknown option '${arg}'`);
-    else a.paths.push(arg);
-  }
-  if (!/^.+:\d+$/.test(a.address)) throw new Error("--address HOST:PORT is required");
-  if (!a.ca) throw new Error("--ca FILE is required (the API is served over TLS only)");
-  if (Boolean(a.cert) !== Boolean(a.key)) throw new Error("--cert and --key go together");
-  if (!Number.isSafeInteger(a.timeoutMs) || a.timeoutMs <= 0)
-    throw new Error("--timeout-ms must be a positive integer");
-  if (a.paths.length === 0) throw new Error("at least one PATH is required");
-  return a;
 }
 
 function line(s: AdminFileStatus, json: boolean): string {

@@ -23,104 +23,18 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, chmodSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { assertReadableBy } from "./code-access.js";
 import { startEmbeddedS3 } from "./embedded-s3.js";
 import { registerInstance } from "./instance-registry.js";
 import { ensureS3Credentials } from "./s3-credentials.js";
 import { SupervisedChild } from "./supervised-child.js";
-import { RECALL_USER_NAME, checkRecallUid, ensureSystemUser } from "./system-user.js";
+import { parseStartArgs } from "./start-settings.js";
+import { RECALL_USER_NAME, ensureSystemUser } from "./system-user.js";
 import type { EmbeddedS3 } from "./embedded-s3.js";
 
-export const START_HELP = `Usage: fanrecall start --watch DIR [--watch DIR ...] [--state-dir DIR] [options]
-
-Runs fanrecall in the foreground as root: the listener, the recall service as an
-unprivileged user, and, when FANRECALL_S3_ENDPOINT is not set, an embedded demo S3 server
-(s3rver) on 127.0.0.1 with its data in STATE_DIR/s3. Stop it with Ctrl-C or SIGTERM.
-
-The recall service and the embedded store run as the system user '${RECALL_USER_NAME}' (created
-when missing; never root or nobody/65534) and are non-dumpable: no other process, not even
-one of their own uid, can read their memory or environment. The embedded store's credentials
-are generated on the first start into STATE_DIR/s3-credentials/{access-key,secret-key} (0600,
-the recall user's) and reused; it serves only connections from the recall user's sockets.
-
-Options:
-  --watch DIR              a directory on a dedicated ext4/xfs/btrfs (range recall) or other
-                           filesystem (whole-file recall); repeatable
-  --state-dir DIR          default /var/lib/fanrecall (with sockets in /run/fanrecall);
-                           when given, sockets go to STATE_DIR/run
-  --run-dir DIR            where the sockets go (default as above, or FANRECALL_RUN_DIR)
-  --recall-user UID:GID    default FANRECALL_RECALL_USER or the system user '${RECALL_USER_NAME}';
-                           never 0 or 65534
-  --mode auto|range|whole  default auto
-  --recall-timeout-ms MS   default FANRECALL_RECALL_TIMEOUT_MS or 30000
-  --chunk-size BYTES       default FANRECALL_CHUNK_SIZE or 4194304
-
-S3 settings come from the environment: FANRECALL_S3_ENDPOINT, FANRECALL_S3_ACCESS_KEY,
-FANRECALL_S3_SECRET_KEY_FILE (a file the recall user can read; FANRECALL_S3_SECRET_KEY is
-still taken, for compatibility), FANRECALL_S3_BUCKET (default fanrecall), FANRECALL_S3_REGION
-(default us-east-1). Only the recall service gets them. The recall service's other settings (FANRECALL_METRICS_ADDRESS, the
-mesh admin API's FANRECALL_MESH_ADMIN_ADDRESS and FANRECALL_MESH_TLS_*) come from the
-environment too; see 'fanrecall recall-service --help'. With a mesh admin address set, the
-listener serves the requests it relays (--mesh-admin true).
-
-Then, from another terminal (as root); they find this instance by the path they are given
-(it is recorded in /run/fanrecall/instances while it runs), whatever its --state-dir:
-  fanrecall archive|release|restore PATH...
-  fanrecall status [--json] PATH...
-`;
-
-interface StartArgs {
-  readonly watch: string[];
-  readonly stateDir: string;
-  readonly runDir: string;
-  /** null: the system user RECALL_USER_NAME (created by startCommand when missing). */
-  readonly user: { uid: number; gid: number } | null;
-  readonly mode: string;
-  readonly timeoutMs: string;
-  readonly chunkSize: string;
-}
-
-function parseStartArgs(argv: readonly string[]): StartArgs {
-  const watch: string[] = [];
-  let stateDir: string | null = null;
-  let runDir: string | null = process.env.FANRECALL_RUN_DIR ?? null;
-  let user = process.env.FANRECALL_RECALL_USER ?? null;
-  let mode = process.env.FANRECALL_MODE ?? "auto";
-  let timeoutMs = process.env.FANRECALL_RECALL_TIMEOUT_MS ?? "30000";
-  let chunkSize = process.env.FANRECALL_CHUNK_SIZE ?? String(4 * 1024 * 1024);
-  for (let i = 0; i < argv.length; i++) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
-    if (!m) throw new Error(`unexpected argument '${argv[i]}'`);
-    const value = m[2] ?? argv[++i];
-    if (value === undefined) throw new Error(`option '--${m[1]}' needs a value`);
-    if (m[1] === "watch") watch.push(resolve(value));
-    else if (m[1] === "state-dir") stateDir = resolve(value);
-    else if (m[1] === "run-dir") runDir = resolve(value);
-    else if (m[1] === "recall-user") user = value;
-    else if (m[1] === "mode") mode = value;
-    else if (m[1] === "recall-timeout-ms") timeoutMs = value;
-    else if (m[1] === "chunk-size") chunkSize = value;
-    else throw new Error(`unknown option '--${m[1]}'`);
-  }
-  if (watch.length === 0) throw new Error("at least one --watch DIR is required");
-  const u = user === null ? null : /^(\d+)(?::(\d+))?$/.exec(user);
-  if (user !== null && !u) throw new Error(`--recall-user must be UID[:GID], not '${user}'`);
-  if (u) checkRecallUid(Number(u[1]), "--recall-user");
-  // Without --state-dir: /var/lib/fanrecall and /run/fanrecall (the admin commands' default).
-  // With it: everything under it, sockets in STATE_DIR/run.
-  runDir ??= stateDir === null ? "/run/fanrecall" : join(stateDir, "run");
-  return {
-    watch,
-    stateDir: stateDir ?? "/var/lib/fanrecall",
-    runDir,
-    user: u ? { uid: Number(u[1]), gid: Number(u[2] ?? u[1]) } : null,
-    mode,
-    timeoutMs,
-    chunkSize,
-  };
-}
+export { START_HELP } from "./start-settings.js";
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "fanrecall.js");
 

@@ -3,30 +3,40 @@
 // the part of fanrecall that keeps a watched filesystem fail-closed when the listener cannot
 // run, so it outlives `fanrecall start` if that is killed. Stopping it while it holds the
 // group (and no listener runs) closes the group: marks vanish and stubs read as zeros.
-// Owns: the process and its signals.
+// Owns: the process and its signals; its one setting (settings/).
 import { rmSync, writeFileSync } from "node:fs";
+import { helpText } from "../settings/help-text.js";
+import { loadSettings } from "../settings/settings.js";
+import type { CommandSpec } from "../settings/setting-types.js";
 import { Holder } from "./holder.js";
 
-export const HOLDER_HELP = `Usage: fanrecall holder [--socket PATH]
-
-Keeps a duplicate of the listener's fanotify group fd so that a listener crash neither closes
+export const HOLDER_SPEC = {
+  usage: "fanrecall holder [--socket PATH]",
+  about: `Keeps a duplicate of the listener's fanotify group fd so that a listener crash neither closes
 the group nor lets the kernel allow held accesses (which would show stubs' zeros). While no
 listener runs it answers the group itself: stubs fail with EIO, other files are allowed. A
 restarted listener takes the group back from it; a new holder on the same socket takes the
-group from one left running (the old one then exits). Root only.
-  --socket PATH   default FANRECALL_HOLDER_SOCKET or /run/fanrecall/holder/holder.sock
-`;
+group from one left running (the old one then exits). Root only.`,
+  settings: [
+    {
+      name: "socket",
+      key: "socket",
+      env: "FANRECALL_HOLDER_SOCKET",
+      type: "path",
+      default: "/run/fanrecall/holder/holder.sock",
+      help: "where the listener finds the holder (its --holder-socket)",
+    },
+  ],
+} as const satisfies CommandSpec;
+
+export const HOLDER_HELP = helpText(HOLDER_SPEC);
 
 export async function holderMain(argv: readonly string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(HOLDER_HELP);
     return 0;
   }
-  let path = process.env.FANRECALL_HOLDER_SOCKET ?? "/run/fanrecall/holder/holder.sock";
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--socket" && argv[i + 1]) path = argv[++i]!;
-    else throw new Error(`unknown option '${argv[i]}'`);
-  }
+  const path = loadSettings(HOLDER_SPEC, argv).socket;
   if (process.getuid?.() !== 0) throw new Error("the holder must run as root");
   const log = {
     info: (msg: string) =>

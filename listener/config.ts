@@ -1,11 +1,22 @@
 // config: the listener's settings, from flags, the environment (FANRECALL_*) and/or a JSON
 // file (--config). It holds no S3 settings at all: the listener never talks to the store.
 //
-// Owns: parsing, validation, and the safety check that refuses to watch a filesystem the
-// listener itself reads from (its code, node, its run dir, its stdout), which would deadlock.
+// Owns: its settings table (parsed, checked and turned into --help by settings/), the
+// defaults that depend on other settings or on /etc/passwd, and the safety check that
+// refuses to watch a filesystem the listener itself reads from (its code, node, its run dir,
+// its stdout), which would deadlock.
 import { readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { helpText } from "../settings/help-text.js";
+import { loadSettings, parseValue } from "../settings/settings.js";
+import {
+  LOG_LEVEL_SETTING,
+  MODE_SETTING,
+  RECALL_TIMEOUT_MS_SETTING,
+  RUN_DIR_SETTING,
+} from "../settings/shared-settings.js";
+import type { CommandSpec, IntSetting, SettingsTable } from "../settings/setting-types.js";
 
 export interface ListenerConfig {
   readonly watch: readonly string[];
@@ -28,130 +39,134 @@ export interface ListenerConfig {
   readonly checkRecalledBytes: boolean;
 }
 
-export const LISTENER_HELP = `Usage: fanrecall listener --watch DIR [--watch DIR ...] [options]
+/** The uid the fd channel's peer must have (also checks the system user's uid). */
+const RECALL_UID = {
+  name: "recall-uid",
+  key: "recallUid",
+  env: "FANRECALL_RECALL_UID",
+  type: "int",
+  arg: "UID",
+  min: 1,
+  max: 4294967294,
+  check: (uid: number) => (uid === 65534 ? "a uid other than 65534 (nobody, which users' programs run as)" : null),
+  defaultText: "the uid of the system user 'fanrecall'",
+  help: "the recall service's uid: file descriptors go to a peer with this uid only; never 0, never 65534",
+} as const satisfies IntSetting;
 
-Runs the root fanotify listener: marks the filesystems of the watched directories, holds
+const SETTINGS = [
+  {
+    name: "watch",
+    key: "watch",
+    env: "FANRECALL_WATCH",
+    type: "list",
+    separator: ":",
+    paths: true,
+    arg: "DIR",
+    required: true,
+    help: "a directory on a dedicated data filesystem to watch",
+  },
+  RUN_DIR_SETTING,
+  RECALL_UID,
+  MODE_SETTING,
+  RECALL_TIMEOUT_MS_SETTING,
+  {
+    name: "max-recalls",
+    key: "maxRecalls",
+    env: "FANRECALL_MAX_RECALLS",
+    type: "int",
+    min: 1,
+    max: 65536,
+    default: 256,
+    help: "distinct files recalled at once; readers of a file being recalled wait for it uncounted",
+  },
+  {
+    name: "caller-share",
+    key: "callerShare",
+    env: "FANRECALL_CALLER_SHARE",
+    type: "number",
+    arg: "FRACTION",
+    above: 0,
+    max: 1,
+    default: 0.5,
+    help: "the part of max-recalls one uid or one cgroup may hold; beyond it, EAGAIN",
+  },
+  LOG_LEVEL_SETTING,
+  {
+    name: "admin-socket",
+    key: "adminSocket",
+    env: "FANRECALL_ADMIN_SOCKET",
+    type: "path",
+    defaultText: "RUN_DIR/listener/admin.sock",
+    help: "the root-only socket of the admin commands",
+  },
+  {
+    name: "holder-socket",
+    key: "holderSocket",
+    env: "FANRECALL_HOLDER_SOCKET",
+    type: "path",
+    allowEmpty: true,
+    defaultText: "RUN_DIR/holder/holder.sock",
+    help: "the group holder's socket; with none, a crash of this process lets held readers through",
+  },
+  {
+    name: "mesh-admin",
+    key: "meshAdmin",
+    env: "FANRECALL_MESH_ADMIN",
+    type: "bool",
+    default: false,
+    help:
+      "serve status, restore and archive requests that the recall service relays from its TLS mesh admin API; " +
+      "paths are resolved here, beneath a --watch DIR",
+  },
+  {
+    name: "check-recalled-bytes",
+    key: "checkRecalledBytes",
+    env: "FANRECALL_CHECK_RECALLED_BYTES",
+    type: "bool",
+    default: true,
+    help:
+      "hash every recalled byte here and compare it with the stub's trusted hashes before the access goes on; " +
+      "false exists only to measure that cost, and lets a compromised recall service show readers any bytes",
+  },
+] as const satisfies SettingsTable;
+
+export const LISTENER_SPEC = {
+  usage: "fanrecall listener --watch DIR [--watch DIR ...] [options]",
+  about: `Runs the root fanotify listener: marks the filesystems of the watched directories, holds
 accesses to stubs while the recall service brings their data back, and answers the kernel.
-It holds no S3 credentials and opens no network port.
-
-Settings (flag, environment variable, or key in the --config JSON file):
-  --watch DIR               FANRECALL_WATCH (DIR:DIR...)   watch        (required)
-  --run-dir DIR             FANRECALL_RUN_DIR              runDir       (default /run/fanrecall)
-  --recall-uid UID          FANRECALL_RECALL_UID           recallUid    (default: the uid of the system
-                            user 'fanrecall'; never 0, never 65534, which users' programs run as)
-  --mode auto|range|whole   FANRECALL_MODE                 mode         (default auto)
-  --recall-timeout-ms MS    FANRECALL_RECALL_TIMEOUT_MS    recallTimeoutMs (default 30000)
-  --max-recalls N           FANRECALL_MAX_RECALLS          maxRecalls   (default 256: distinct files
-                            recalled at once; readers of a file being recalled wait for it uncounted)
-  --caller-share FRACTION   FANRECALL_CALLER_SHARE         callerShare  (default 0.5: the part of
-                            max-recalls one uid or one cgroup may hold; beyond it, EAGAIN)
-  --log-level LEVEL         FANRECALL_LOG_LEVEL            logLevel     (default info)
-  --admin-socket PATH       FANRECALL_ADMIN_SOCKET         adminSocket  (default RUN_DIR/listener/admin.sock)
-  --holder-socket PATH      FANRECALL_HOLDER_SOCKET        holderSocket (default RUN_DIR/holder/holder.sock;
-                            "" = none: a crash of this process would then let held readers through)
-  --mesh-admin true|false   FANRECALL_MESH_ADMIN           meshAdmin    (default false: serve status,
-                            restore and archive requests that the recall service relays from its
-                            TLS mesh admin API; paths are resolved here, beneath a --watch DIR)
-  --check-recalled-bytes true|false  FANRECALL_CHECK_RECALLED_BYTES  checkRecalledBytes (default
-                            true: every recalled byte is hashed here and compared with the stub's
-                            trusted hashes before the access goes on; false exists only to measure
-                            that cost, and lets a compromised recall service show readers any bytes)
-
-Signals: SIGTERM/SIGINT stop fanrecall here (held accesses are answered, marks removed, the
+It holds no S3 credentials and opens no network port.`,
+  settings: SETTINGS,
+  configFile: true,
+  footer: `Signals: SIGTERM/SIGINT stop fanrecall here (held accesses are answered, marks removed, the
 group closed); SIGUSR2 exits for an upgrade, leaving the group and its queued accesses with
-the holder for the next listener.
-  --config FILE             FANRECALL_CONFIG
-`;
+the holder for the next listener.`,
+} as const satisfies CommandSpec;
 
-const FLAGS = [
-  "mesh-admin",
-  "check-recalled-bytes",
-  "admin-socket",
-  "holder-socket",
-  "watch",
-  "run-dir",
-  "recall-uid",
-  "mode",
-  "recall-timeout-ms",
-  "log-level",
-  "max-recalls",
-  "caller-share",
-  "config",
-];
-
-/** A config-file value as a string; objects and arrays are refused. */
-function scalar(v: unknown): string | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return String(v);
-  throw new Error("config values must be strings, numbers or booleans");
-}
+export const LISTENER_HELP = helpText(LISTENER_SPEC);
 
 export function loadListenerConfig(
   argv: readonly string[],
   env: Record<string, string | undefined> = process.env,
 ): ListenerConfig {
-  const flags = new Map<string, string[]>();
-  for (let i = 0; i < argv.length; i++) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
-    if (!m || !FLAGS.includes(m[1])) throw new Error(`unknown option '${argv[i]}'`);
-    const value = m[2] ?? argv[++i];
-    if (value === undefined) throw new Error(`option '--${m[1]}' needs a value`);
-    flags.set(m[1], [...(flags.get(m[1]) ?? []), value]);
-  }
-  const configPath = flags.get("config")?.[0] ?? env.FANRECALL_CONFIG;
-  const file = configPath ? (JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>) : {};
-  const one = (flag: string, envName: string, key: string): string | undefined =>
-    flags.get(flag)?.at(-1) ?? env[envName] ?? scalar(file[key]);
-  const watch =
-    flags.get("watch") ??
-    env.FANRECALL_WATCH?.split(":").filter(Boolean) ??
-    (Array.isArray(file.watch) ? file.watch.map(String) : []);
-  if (watch.length === 0) throw new Error("at least one --watch DIR is required");
-  const mode = one("mode", "FANRECALL_MODE", "mode") ?? "auto";
-  if (mode !== "auto" && mode !== "range" && mode !== "whole")
-    throw new Error(`mode must be auto, range or whole, not '${mode}'`);
-  const timeout = Number(one("recall-timeout-ms", "FANRECALL_RECALL_TIMEOUT_MS", "recallTimeoutMs") ?? "30000");
-  if (!Number.isSafeInteger(timeout) || timeout < 100)
-    throw new Error("recall timeout must be an integer of at least 100 ms");
-  const meshAdmin = one("mesh-admin", "FANRECALL_MESH_ADMIN", "meshAdmin") ?? "false";
-  if (meshAdmin !== "true" && meshAdmin !== "false")
-    throw new Error(`mesh-admin must be true or false, not '${meshAdmin}'`);
-  const checkBytes = one("check-recalled-bytes", "FANRECALL_CHECK_RECALLED_BYTES", "checkRecalledBytes") ?? "true";
-  if (checkBytes !== "true" && checkBytes !== "false")
-    throw new Error(`check-recalled-bytes must be true or false, not '${checkBytes}'`);
-  const recallUidText = one("recall-uid", "FANRECALL_RECALL_UID", "recallUid") ?? systemUserUid("fanrecall");
-  if (recallUidText === undefined)
+  const s = loadSettings(LISTENER_SPEC, argv, env);
+  const recallUid = s.recallUid ?? systemUserUid("fanrecall");
+  if (recallUid === undefined)
     throw new Error(
       "no --recall-uid given and no system user 'fanrecall' (create it, or give the recall service's uid)",
     );
-  const recallUid = Number(recallUidText);
-  if (!Number.isSafeInteger(recallUid) || recallUid <= 0 || recallUid === 65534)
-    throw new Error(
-      "recall uid must be a positive integer, never root and never 65534 (nobody: users' programs run as it)",
-    );
-  const maxRecalls = Number(one("max-recalls", "FANRECALL_MAX_RECALLS", "maxRecalls") ?? "256");
-  if (!Number.isSafeInteger(maxRecalls) || maxRecalls < 1 || maxRecalls > 65536)
-    throw new Error("max-recalls must be an integer from 1 to 65536");
-  const callerShare = Number(one("caller-share", "FANRECALL_CALLER_SHARE", "callerShare") ?? "0.5");
-  if (!Number.isFinite(callerShare) || callerShare <= 0 || callerShare > 1)
-    throw new Error("caller-share must be a fraction above 0 and at most 1");
   return {
-    watch: watch.map((w) => resolve(w)),
-    runDir: resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall"),
+    watch: s.watch,
+    runDir: s.runDir,
     recallUid,
-    meshAdmin: meshAdmin === "true",
-    checkRecalledBytes: checkBytes === "true",
-    mode,
-    recallTimeoutMs: timeout,
-    maxRecalls,
-    callerShare,
-    logLevel: one("log-level", "FANRECALL_LOG_LEVEL", "logLevel") ?? "info",
-    adminSocket:
-      one("admin-socket", "FANRECALL_ADMIN_SOCKET", "adminSocket") ??
-      adminSocketPath(resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall")),
-    holderSocket:
-      one("holder-socket", "FANRECALL_HOLDER_SOCKET", "holderSocket") ??
-      join(resolve(one("run-dir", "FANRECALL_RUN_DIR", "runDir") ?? "/run/fanrecall"), "holder", "holder.sock"),
+    mode: s.mode,
+    recallTimeoutMs: s.recallTimeoutMs,
+    maxRecalls: s.maxRecalls,
+    callerShare: s.callerShare,
+    logLevel: s.logLevel,
+    adminSocket: s.adminSocket ?? adminSocketPath(s.runDir),
+    holderSocket: s.holderSocket ?? join(s.runDir, "holder", "holder.sock"),
+    meshAdmin: s.meshAdmin,
+    checkRecalledBytes: s.checkRecalledBytes,
   };
 }
 
@@ -176,8 +191,8 @@ export function refuseSelfWatch(config: ListenerConfig): void {
   }
 }
 
-/** The uid of a user in /etc/passwd, if there is one. */
-function systemUserUid(name: string): string | undefined {
+/** The uid of a user in /etc/passwd, if there is one, checked as a --recall-uid is. */
+function systemUserUid(name: string): number | undefined {
   let passwd: string;
   try {
     passwd = readFileSync("/etc/passwd", "utf8");
@@ -186,7 +201,9 @@ function systemUserUid(name: string): string | undefined {
   }
   for (const line of passwd.split("\n")) {
     const f = line.split(":");
-    if (f[0] === name && /^\d+$/.test(f[2] ?? "")) return f[2];
+    if (f[0] === name && f[2] !== undefined) {
+      return parseValue(RECALL_UID, f[2], ` (the uid of the system user '${name}')`) as number;
+    }
   }
   return undefined;
 }

@@ -1,13 +1,19 @@
-// config: the recall service's settings, from a JSON file (--config) and/or the environment
-// (FANRECALL_*), flags winning over the file and the environment over nothing.
+// config: the recall service's settings, from flags, the environment (FANRECALL_*) and/or a
+// JSON file (--config), in that order of precedence.
 //
-// Owns: parsing and validation, with clear messages, and reading the S3 secret key file.
+// Owns: its settings table (parsed, checked and turned into --help by settings/), the rules
+// that join several settings (the S3 credentials, the mesh TLS files, --user when root),
+// and reading the S3 secret key file.
 // Must not own: other side effects. The S3 secret lives only here and in the store client;
 // it is never logged (see main.ts redact). It comes from a file (--s3-secret-key-file,
 // FANRECALL_S3_SECRET_KEY_FILE): a command line is world-readable, and an environment is
 // inherited; FANRECALL_S3_SECRET_KEY is still read, for compatibility only.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { helpText } from "../settings/help-text.js";
+import { loadSettings } from "../settings/settings.js";
+import { CHUNK_SIZE_SETTING, LOG_LEVEL_SETTING, RUN_DIR_SETTING } from "../settings/shared-settings.js";
+import type { CommandSpec, SettingsTable } from "../settings/setting-types.js";
 
 export interface RecallServiceConfig {
   readonly runDir: string;
@@ -38,107 +44,154 @@ export interface MeshAdminConfig {
   readonly clientCaFile: string | null;
 }
 
-export const RECALL_SERVICE_HELP = `Usage: fanrecall recall-service [--config FILE] [--run-dir DIR] [--user UID:GID]
+/** The recall service's own uid: never root, never nobody. */
+const OWN_UID = "a uid other than 0 (root) and 65534 (nobody, which other programs run as)";
 
-Runs the unprivileged recall service: gRPC on RUN_DIR/recall/recall.sock, the fd channel
+const SETTINGS = [
+  RUN_DIR_SETTING,
+  {
+    name: "s3-endpoint",
+    key: "s3Endpoint",
+    env: "FANRECALL_S3_ENDPOINT",
+    type: "string",
+    arg: "URL",
+    pattern: /^[a-z][a-z0-9+.-]*:\/\/[^\s/]+/i,
+    shape: "a URL such as http://127.0.0.1:9000",
+    required: true,
+    help: "the object store",
+  },
+  {
+    name: "s3-access-key",
+    key: "s3AccessKey",
+    env: "FANRECALL_S3_ACCESS_KEY",
+    type: "string",
+    arg: "KEY",
+    help: "its access key",
+  },
+  {
+    name: "s3-secret-key-file",
+    key: "s3SecretKeyFile",
+    env: "FANRECALL_S3_SECRET_KEY_FILE",
+    type: "path",
+    arg: "FILE",
+    allowEmpty: true,
+    help:
+      "a file holding the secret key, read once at start, surrounding whitespace dropped; " +
+      "a systemd credential or a Kubernetes Secret volume, say",
+  },
+  {
+    name: "s3-secret-key",
+    key: "s3SecretKey",
+    env: "FANRECALL_S3_SECRET_KEY",
+    type: "string",
+    arg: "KEY",
+    help: "compatibility only: a command line is visible to every user, an environment is inherited; use the file",
+  },
+  {
+    name: "s3-bucket",
+    key: "s3Bucket",
+    env: "FANRECALL_S3_BUCKET",
+    type: "string",
+    arg: "NAME",
+    default: "fanrecall",
+    help: "the bucket",
+  },
+  {
+    name: "s3-region",
+    key: "s3Region",
+    env: "FANRECALL_S3_REGION",
+    type: "string",
+    arg: "NAME",
+    default: "us-east-1",
+    help: "its region",
+  },
+  CHUNK_SIZE_SETTING,
+  {
+    name: "user",
+    key: "user",
+    env: "FANRECALL_RECALL_USER",
+    type: "user",
+    check: (u: { uid: number }) => (u.uid === 0 || u.uid === 65534 ? OWN_UID : null),
+    help: "the user to become when started as root (required then); not 0 or 65534",
+  },
+  {
+    name: "listener-uid",
+    key: "listenerUid",
+    env: "FANRECALL_LISTENER_UID",
+    type: "int",
+    arg: "UID",
+    min: 0,
+    max: 4294967294,
+    default: 0,
+    help: "the uid the fd channel's peer (the listener) must have",
+  },
+  LOG_LEVEL_SETTING,
+  {
+    name: "metrics-address",
+    key: "metricsAddress",
+    env: "FANRECALL_METRICS_ADDRESS",
+    type: "address",
+    defaultText: "none: no HTTP port",
+    help: "serve Prometheus metrics at /metrics there (e.g. 0.0.0.0:9464)",
+  },
+  {
+    name: "mesh-admin-address",
+    key: "meshAdminAddress",
+    env: "FANRECALL_MESH_ADMIN_ADDRESS",
+    type: "address",
+    defaultText: "none",
+    help: "serve the mesh admin API there, over TLS only (e.g. 0.0.0.0:9443)",
+  },
+  {
+    name: "mesh-tls-cert",
+    key: "meshTlsCert",
+    env: "FANRECALL_MESH_TLS_CERT",
+    type: "path",
+    arg: "FILE",
+    allowEmpty: true,
+    help: "PEM certificate chain of the mesh admin API (required with an address)",
+  },
+  {
+    name: "mesh-tls-key",
+    key: "meshTlsKey",
+    env: "FANRECALL_MESH_TLS_KEY",
+    type: "path",
+    arg: "FILE",
+    allowEmpty: true,
+    help: "its PEM private key (required with an address; readable by the service user)",
+  },
+  {
+    name: "mesh-tls-client-ca",
+    key: "meshTlsClientCa",
+    env: "FANRECALL_MESH_TLS_CLIENT_CA",
+    type: "path",
+    arg: "FILE",
+    allowEmpty: true,
+    help: "clients must present a certificate this CA signed; without it any TLS client may call",
+  },
+] as const satisfies SettingsTable;
+
+export const RECALL_SERVICE_SPEC = {
+  usage: "fanrecall recall-service [--config FILE] [--run-dir DIR] [--user UID:GID] [options]",
+  about: `Runs the unprivileged recall service: gRPC on RUN_DIR/recall/recall.sock, the fd channel
 on RUN_DIR/recall/fd.sock. Started as root, it becomes --user (required then) before it
 reads any input. It refuses to run as root or as nobody (65534): give it a uid of its own
 (fanrecall start uses the system user 'fanrecall'), so that no other program can signal,
 trace or read it. It makes itself non-dumpable first thing (its environment and memory are
-then root's alone in /proc).
-
-Settings (flag, environment variable, or key in the --config JSON file):
-  --run-dir DIR          FANRECALL_RUN_DIR          runDir        (default /run/fanrecall)
-  --s3-endpoint URL      FANRECALL_S3_ENDPOINT      s3Endpoint    (e.g. http://127.0.0.1:9000)
-  --s3-access-key KEY    FANRECALL_S3_ACCESS_KEY    s3AccessKey
-  --s3-secret-key-file FILE
-                         FANRECALL_S3_SECRET_KEY_FILE  s3SecretKeyFile (a file holding the secret key,
-                         read once at start, surrounding whitespace dropped; e.g. a systemd
-                         credential or a Kubernetes Secret volume)
-  --s3-secret-key KEY    FANRECALL_S3_SECRET_KEY    s3SecretKey   (compatibility only: a command
-                         line is visible to every user; use the file)
-  --s3-bucket NAME       FANRECALL_S3_BUCKET        s3Bucket      (default fanrecall)
-  --s3-region NAME       FANRECALL_S3_REGION        s3Region      (default us-east-1)
-  --chunk-size BYTES     FANRECALL_CHUNK_SIZE       chunkSize     (default 4194304)
-  --user UID:GID         FANRECALL_RECALL_USER      user          (when started as root; not 0
-                         or 65534)
-  --listener-uid UID     FANRECALL_LISTENER_UID     listenerUid   (default 0)
-  --log-level LEVEL      FANRECALL_LOG_LEVEL        logLevel      (default info)
-  --metrics-address HOST:PORT
-                         FANRECALL_METRICS_ADDRESS  metricsAddress (default none: no HTTP port;
-                         e.g. 0.0.0.0:9464 serves Prometheus metrics at /metrics)
-
-Mesh admin API (off unless an address is given; TLS only):
-  --mesh-admin-address HOST:PORT
-                         FANRECALL_MESH_ADMIN_ADDRESS  meshAdminAddress (e.g. 0.0.0.0:9443)
-  --mesh-tls-cert FILE   FANRECALL_MESH_TLS_CERT    meshTlsCert   (PEM certificate chain, required)
-  --mesh-tls-key FILE    FANRECALL_MESH_TLS_KEY     meshTlsKey    (PEM private key, required; readable
-                         by the service user)
-  --mesh-tls-client-ca FILE
-                         FANRECALL_MESH_TLS_CLIENT_CA  meshTlsClientCa (clients must present a
-                         certificate this CA signed; without it any TLS client may call)
-  It serves recall.v1.AdminService (Status, Restore, Archive of one file by its path beneath
-  a watched directory, relayed to the listener, which resolves the path itself) and
-  grpc.health.v1. The fd channel and the listener's socket stay local unix sockets.
+then root's alone in /proc).`,
+  settings: SETTINGS,
+  configFile: true,
+  footer: `The mesh admin API (off unless an address is given; TLS only) serves recall.v1.AdminService
+(Status, Restore, Archive of one file by its path beneath a watched directory, relayed to the
+listener, which resolves the path itself) and grpc.health.v1. The fd channel and the
+listener's socket stay local unix sockets.
 
 Health (grpc.health.v1 on the gRPC socket): "" is SERVING while the process serves;
 "recall.v1.RecallService" is SERVING only while the object store answers and a listener
-reports in (every 5 s), NOT_SERVING otherwise.
-`;
+reports in (every 5 s), NOT_SERVING otherwise.`,
+} as const satisfies CommandSpec;
 
-type Source = Record<string, string | undefined>;
-
-const KEYS: Record<string, { env: string; file: string }> = {
-  "run-dir": { env: "FANRECALL_RUN_DIR", file: "runDir" },
-  "s3-endpoint": { env: "FANRECALL_S3_ENDPOINT", file: "s3Endpoint" },
-  "s3-access-key": { env: "FANRECALL_S3_ACCESS_KEY", file: "s3AccessKey" },
-  "s3-secret-key": { env: "FANRECALL_S3_SECRET_KEY", file: "s3SecretKey" },
-  "s3-secret-key-file": { env: "FANRECALL_S3_SECRET_KEY_FILE", file: "s3SecretKeyFile" },
-  "s3-bucket": { env: "FANRECALL_S3_BUCKET", file: "s3Bucket" },
-  "s3-region": { env: "FANRECALL_S3_REGION", file: "s3Region" },
-  "chunk-size": { env: "FANRECALL_CHUNK_SIZE", file: "chunkSize" },
-  user: { env: "FANRECALL_RECALL_USER", file: "user" },
-  "listener-uid": { env: "FANRECALL_LISTENER_UID", file: "listenerUid" },
-  "log-level": { env: "FANRECALL_LOG_LEVEL", file: "logLevel" },
-  "metrics-address": { env: "FANRECALL_METRICS_ADDRESS", file: "metricsAddress" },
-  "mesh-admin-address": { env: "FANRECALL_MESH_ADMIN_ADDRESS", file: "meshAdminAddress" },
-  "mesh-tls-cert": { env: "FANRECALL_MESH_TLS_CERT", file: "meshTlsCert" },
-  "mesh-tls-key": { env: "FANRECALL_MESH_TLS_KEY", file: "meshTlsKey" },
-  "mesh-tls-client-ca": { env: "FANRECALL_MESH_TLS_CLIENT_CA", file: "meshTlsClientCa" },
-};
-
-/** Parses `--name value` flags into a map; throws on unknown flags or a missing value. */
-export function parseFlags(argv: readonly string[], known: readonly string[]): Map<string, string> {
-  const out = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const m = /^--([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
-    if (!m || !known.includes(m[1])) throw new Error(`unknown option '${arg}'`);
-    const value = m[2] ?? argv[++i];
-    if (value === undefined) throw new Error(`option '--${m[1]}' needs a value`);
-    out.set(m[1], value);
-  }
-  return out;
-}
-
-function positiveInt(name: string, value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, not '${value}'`);
-  return n;
-}
-
-function requireUser(value: string | undefined): string {
-  if (value === undefined) throw new Error("started as root, it needs --user UID:GID (FANRECALL_RECALL_USER)");
-  return value;
-}
-
-function parseUser(value: string): { uid: number; gid: number } {
-  const m = /^(\d+)(?::(\d+))?$/.exec(value);
-  if (!m) throw new Error(`user must be UID or UID:GID, not '${value}'`);
-  const uid = Number(m[1]);
-  checkOwnUid(uid);
-  return { uid, gid: Number(m[2] ?? m[1]) };
-}
+export const RECALL_SERVICE_HELP = helpText(RECALL_SERVICE_SPEC);
 
 /** The recall service needs a uid of its own: not root, not nobody (any program may become 65534). */
 export function checkOwnUid(uid: number): void {
@@ -150,55 +203,36 @@ export function checkOwnUid(uid: number): void {
   }
 }
 
-/** A config-file value as a string; objects and arrays are refused. */
-function scalar(v: unknown): string | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") return String(v);
-  throw new Error("config values must be strings, numbers or booleans");
-}
-
-export function loadRecallServiceConfig(argv: readonly string[], env: Source = process.env): RecallServiceConfig {
-  const flags = parseFlags(argv, [...Object.keys(KEYS), "config"]);
-  let file: Record<string, unknown> = {};
-  const configPath = flags.get("config") ?? env.FANRECALL_CONFIG;
-  if (configPath) file = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
-  const get = (name: string): string | undefined => {
-    const k = KEYS[name];
-    const fromFile = file[k.file];
-    return flags.get(name) ?? env[k.env] ?? scalar(fromFile);
-  };
-  const endpoint = get("s3-endpoint");
-  const accessKey = get("s3-access-key");
-  const secretKey = secretKeyFrom(get("s3-secret-key"), get("s3-secret-key-file"));
-  if (!endpoint || !accessKey || !secretKey) {
+export function loadRecallServiceConfig(
+  argv: readonly string[],
+  env: Record<string, string | undefined> = process.env,
+  uid: number | undefined = process.getuid?.(),
+): RecallServiceConfig {
+  const s = loadSettings(RECALL_SERVICE_SPEC, argv, env);
+  const accessKey = s.s3AccessKey;
+  const secretKey = secretKeyFrom(s.s3SecretKey, s.s3SecretKeyFile);
+  if (!accessKey || !secretKey) {
     throw new Error(
       "the S3 endpoint, access key and secret key are required (FANRECALL_S3_ENDPOINT, _ACCESS_KEY, _SECRET_KEY_FILE)",
     );
   }
-  new URL(endpoint);
-  const chunkSize = positiveInt("chunk size", get("chunk-size") ?? String(4 * 1024 * 1024));
-  if (chunkSize % 4096 !== 0) throw new Error("chunk size must be a multiple of 4096");
-  const runDir = get("run-dir") ?? "/run/fanrecall";
+  if (uid === 0 && s.user === undefined) {
+    throw new Error("started as root, it needs --user UID:GID (FANRECALL_RECALL_USER)");
+  }
   return {
-    runDir,
-    s3: {
-      endpoint,
-      accessKey,
-      secretKey,
-      region: get("s3-region") ?? "us-east-1",
-      bucket: get("s3-bucket") ?? "fanrecall",
-    },
+    runDir: s.runDir,
+    s3: { endpoint: s.s3Endpoint, accessKey, secretKey, region: s.s3Region, bucket: s.s3Bucket },
     keyPrefix: "fanrecall/",
-    chunkSize,
+    chunkSize: s.chunkSize,
     readaheadChunks: 8,
     parallelFetches: 4,
     cacheBytes: 256 * 1024 * 1024,
     fetchTimeoutMs: 30_000,
-    listenerUid: Number(get("listener-uid") ?? "0"),
-    user: process.getuid?.() === 0 ? parseUser(requireUser(get("user"))) : null,
-    logLevel: get("log-level") ?? "info",
-    metricsAddress: parseAddress("metrics address", get("metrics-address")),
-    meshAdmin: meshAdminConfig(get),
+    listenerUid: s.listenerUid,
+    user: uid === 0 ? (s.user ?? null) : null,
+    logLevel: s.logLevel,
+    metricsAddress: s.metricsAddress ?? null,
+    meshAdmin: meshAdminConfig(s),
   };
 }
 
@@ -211,27 +245,23 @@ function secretKeyFrom(inline: string | undefined, file: string | undefined): st
   return key;
 }
 
-function meshAdminConfig(get: (name: string) => string | undefined): MeshAdminConfig | null {
-  const address = parseAddress("mesh admin address", get("mesh-admin-address"));
-  const certFile = get("mesh-tls-cert") ?? "";
-  const keyFile = get("mesh-tls-key") ?? "";
-  const clientCaFile = get("mesh-tls-client-ca") || null;
-  if (address === null) {
+function meshAdminConfig(s: {
+  meshAdminAddress: { host: string; port: number } | undefined;
+  meshTlsCert: string | undefined;
+  meshTlsKey: string | undefined;
+  meshTlsClientCa: string | undefined;
+}): MeshAdminConfig | null {
+  const certFile = s.meshTlsCert ?? "";
+  const keyFile = s.meshTlsKey ?? "";
+  const clientCaFile = s.meshTlsClientCa || null;
+  if (s.meshAdminAddress === undefined) {
     if (certFile || keyFile || clientCaFile) throw new Error("the mesh TLS settings need --mesh-admin-address");
     return null;
   }
   if (!certFile || !keyFile) {
     throw new Error("the mesh admin API is served over TLS only: --mesh-tls-cert and --mesh-tls-key are required");
   }
-  return { address, certFile, keyFile, clientCaFile };
-}
-
-function parseAddress(what: string, value: string | undefined): { host: string; port: number } | null {
-  if (value === undefined || value === "") return null;
-  const m = /^(.*):(\d+)$/.exec(value);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || !m[1] || port > 65535) throw new Error(`${what} must be HOST:PORT, not '${value}'`);
-  return { host: m[1].replace(/^\[(.*)\]$/, "$1"), port };
+  return { address: s.meshAdminAddress, certFile, keyFile, clientCaFile };
 }
 
 /** The recall service's sockets live in RUN_DIR/recall, a directory its own user owns. */

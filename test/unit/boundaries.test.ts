@@ -26,6 +26,14 @@ test("listener/ imports no S3 client, no network module and nothing from recall-
   }
 });
 
+test("settings/ imports nothing but node: builtins and itself (both halves load it)", () => {
+  const files = sources("settings");
+  assert.ok(files.length > 0);
+  for (const { file, text } of files) {
+    for (const spec of imports(text)) assert.match(spec, /^node:|^\.\/[a-z-]+\.js$/, `${file} imports ${spec}`);
+  }
+});
+
 test("recall-service/ imports nothing from listener/", () => {
   for (const { file, text } of sources("recall-service")) {
     for (const spec of imports(text)) assert.doesNotMatch(spec, /listener\//, `${file} imports ${spec}`);
@@ -63,7 +71,7 @@ test("listener/ and holder/ open no watched file by a name: only watch roots (O_
 });
 
 test("every module starts with a charter comment", () => {
-  for (const dir of ["listener", "recall-service", "holder", "cli", "proto"]) {
+  for (const dir of ["listener", "recall-service", "holder", "cli", "proto", "settings"]) {
     for (const { file, text } of sources(dir)) assert.match(text, /^\/\/ \S/, `${file} has no charter comment`);
   }
 });

@@ -1,13 +1,22 @@
 // The listener's settings: the recall uid it trusts on the fd channel is never root nor
 // 65534 (users' programs run as nobody); without one it takes the 'fanrecall' system user's.
+// Every flag, FANRECALL_* variable and --config key the deploy files and tests use keeps its
+// meaning and default.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { loadListenerConfig } from "../../listener/config.js";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LISTENER_HELP, loadListenerConfig } from "../../listener/config.js";
 
-test("the recall uid is never 0 or 65534; an explicit one is kept", () => {
-  for (const uid of ["0", "65534", "-1", "x"]) {
-    assert.throws(() => loadListenerConfig(["--watch", "/x", "--recall-uid", uid], {}), /recall uid/, uid);
+test("the recall uid is never 0 or 65534, and always an integer; an explicit one is kept", () => {
+  for (const uid of ["0", "65534", "-1", "x", "", "12.5", "1e3", "4294967295"]) {
+    assert.throws(() => loadListenerConfig(["--watch", "/x", "--recall-uid", uid], {}), /^Error: --recall-uid: /, uid);
+    assert.throws(
+      () => loadListenerConfig(["--watch", "/x"], { FANRECALL_RECALL_UID: uid }),
+      new RegExp(`^Error: --recall-uid: .* \\(from FANRECALL_RECALL_UID\\)$`),
+      uid,
+    );
   }
   assert.equal(loadListenerConfig(["--watch", "/x", "--recall-uid", "1234"], {}).recallUid, 1234);
   assert.equal(loadListenerConfig(["--watch", "/x"], { FANRECALL_RECALL_UID: "4321" }).recallUid, 4321);
@@ -19,5 +28,98 @@ test("without a recall uid: the 'fanrecall' system user's, or a clear error", ()
     .find((l) => l.startsWith("fanrecall:"));
   if (line) assert.equal(loadListenerConfig(["--watch", "/x"], {}).recallUid, Number(line.split(":")[2]));
   else assert.throws(() => loadListenerConfig(["--watch", "/x"], {}), /system user 'fanrecall'/);
-  assert.throws(() => loadListenerConfig(["--watch", "/x", "--mode", "sideways", "--recall-uid", "5"], {}), /mode/);
+  assert.throws(() => loadListenerConfig(["--watch", "/x", "--mode", "sideways", "--recall-uid", "5"], {}), {
+    message: "--mode: must be auto, range or whole, not 'sideways'",
+  });
+});
+
+test("defaults, and the holder and admin sockets beneath the run directory", () => {
+  const c = loadListenerConfig(["--watch", "/x", "--recall-uid", "5"], {});
+  assert.deepEqual(c, {
+    watch: ["/x"],
+    runDir: "/run/fanrecall",
+    recallUid: 5,
+    mode: "auto",
+    recallTimeoutMs: 30000,
+    maxRecalls: 256,
+    callerShare: 0.5,
+    logLevel: "info",
+    adminSocket: "/run/fanrecall/listener/admin.sock",
+    holderSocket: "/run/fanrecall/holder/holder.sock",
+    meshAdmin: false,
+    checkRecalledBytes: true,
+  });
+  const r = loadListenerConfig(["--watch", "/x", "--recall-uid", "5", "--run-dir", "/r", "--holder-socket", ""], {});
+  assert.equal(r.adminSocket, "/r/listener/admin.sock");
+  assert.equal(r.holderSocket, "", "'' runs without a holder");
+  assert.throws(() => loadListenerConfig(["--recall-uid", "5"], {}), /^Error: --watch DIR, or FANRECALL_WATCH, or/);
+});
+
+test("every FANRECALL_* variable of the deploy files, and the same keys from a --config file", () => {
+  const env = {
+    FANRECALL_WATCH: "/a:/b",
+    FANRECALL_RUN_DIR: "/r",
+    FANRECALL_HOLDER_SOCKET: "/h.sock",
+    FANRECALL_ADMIN_SOCKET: "/a.sock",
+    FANRECALL_RECALL_UID: "10001",
+    FANRECALL_MODE: "whole",
+    FANRECALL_RECALL_TIMEOUT_MS: "5000",
+    FANRECALL_MAX_RECALLS: "8",
+    FANRECALL_CALLER_SHARE: "0.25",
+    FANRECALL_LOG_LEVEL: "debug",
+    FANRECALL_MESH_ADMIN: "true",
+    FANRECALL_CHECK_RECALLED_BYTES: "false",
+  };
+  const want = {
+    watch: ["/a", "/b"],
+    runDir: "/r",
+    holderSocket: "/h.sock",
+    adminSocket: "/a.sock",
+    recallUid: 10001,
+    mode: "whole",
+    recallTimeoutMs: 5000,
+    maxRecalls: 8,
+    callerShare: 0.25,
+    logLevel: "debug",
+    meshAdmin: true,
+    checkRecalledBytes: false,
+  };
+  assert.deepEqual(loadListenerConfig([], env), want);
+  const dir = mkdtempSync(join(tmpdir(), "fanrecall-listener-config-"));
+  try {
+    const path = join(dir, "listener.json");
+    writeFileSync(path, JSON.stringify(want));
+    assert.deepEqual(loadListenerConfig(["--config", path], {}), want);
+    assert.deepEqual(loadListenerConfig([], { FANRECALL_CONFIG: path }), want);
+    // Flags still win over the file.
+    assert.equal(loadListenerConfig(["--config", path, "--mode", "range"], {}).mode, "range");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("bad values are refused in the table's words", () => {
+  const base = ["--watch", "/x", "--recall-uid", "5"];
+  const cases: Array<[string, string, string]> = [
+    ["--recall-timeout-ms", "99", "an integer from 100 to 2147483647"],
+    ["--recall-timeout-ms", "NaN", "an integer from 100 to 2147483647"],
+    ["--max-recalls", "0", "an integer from 1 to 65536"],
+    ["--max-recalls", "65537", "an integer from 1 to 65536"],
+    ["--caller-share", "0", "a number above 0 and at most 1"],
+    ["--caller-share", "1.5", "a number above 0 and at most 1"],
+    ["--mesh-admin", "yes", "true or false"],
+    ["--check-recalled-bytes", "1", "true or false"],
+    ["--log-level", "loud", "fatal, error, warn, info, debug, trace or silent"],
+    ["--run-dir", "", "a path"],
+  ];
+  for (const [flag, value, rule] of cases) {
+    assert.throws(() => loadListenerConfig([...base, flag, value], {}), {
+      message: `${flag}: must be ${rule}, not '${value}'`,
+    });
+    assert.ok(LISTENER_HELP.includes(`--${flag.slice(2)} `), flag);
+  }
+  assert.throws(() => loadListenerConfig([...base, "--frobnicate", "1"], {}), {
+    message: "unknown option '--frobnicate'",
+  });
+  assert.throws(() => loadListenerConfig([...base, "extra"], {}), { message: "unexpected argument 'extra'" });
 });

@@ -1,0 +1,110 @@
+// start-settings: the settings of `fanrecall start` (its table, its --help and the
+// arguments it derives: the state and run directories), parsed by settings/. The flags that
+// the listener and the recall service also take keep the same environment variables, rules
+// and defaults here, so `start` refuses a bad value before it starts anything.
+//
+// Owns: the table and its derived defaults. Must not own: starting anything. Holds no fds.
+import { join } from "node:path";
+import { helpText } from "../settings/help-text.js";
+import { loadSettings } from "../settings/settings.js";
+import type { CommandSpec } from "../settings/setting-types.js";
+import { CHUNK_SIZE_SETTING, MODE_SETTING, RECALL_TIMEOUT_MS_SETTING } from "../settings/shared-settings.js";
+import { RECALL_USER_NAME, checkRecallUid } from "./system-user.js";
+
+export const START_SPEC = {
+  usage: "fanrecall start --watch DIR [--watch DIR ...] [--state-dir DIR] [options]",
+  about: `Runs fanrecall in the foreground as root: the listener, the recall service as an
+unprivileged user, and, when FANRECALL_S3_ENDPOINT is not set, an embedded demo S3 server
+(s3rver) on 127.0.0.1 with its data in STATE_DIR/s3. Stop it with Ctrl-C or SIGTERM.
+
+The recall service and the embedded store run as the system user '${RECALL_USER_NAME}' (created
+when missing; never root or nobody/65534) and are non-dumpable: no other process, not even
+one of their own uid, can read their memory or environment. The embedded store's credentials
+are generated on the first start into STATE_DIR/s3-credentials/{access-key,secret-key} (0600,
+the recall user's) and reused; it serves only connections from the recall user's sockets.`,
+  settings: [
+    {
+      name: "watch",
+      key: "watch",
+      type: "list",
+      separator: ":",
+      paths: true,
+      arg: "DIR",
+      required: true,
+      help: "a directory on a dedicated ext4/xfs/btrfs (range recall) or other filesystem (whole-file recall)",
+    },
+    {
+      name: "state-dir",
+      key: "stateDir",
+      type: "path",
+      arg: "DIR",
+      defaultText: "/var/lib/fanrecall, with sockets in /run/fanrecall; when given, sockets go to STATE_DIR/run",
+      help: "where the embedded store's data and credentials are",
+    },
+    {
+      name: "run-dir",
+      key: "runDir",
+      env: "FANRECALL_RUN_DIR",
+      type: "path",
+      arg: "DIR",
+      defaultText: "as --state-dir says",
+      help: "where the sockets go",
+    },
+    {
+      name: "recall-user",
+      key: "recallUser",
+      env: "FANRECALL_RECALL_USER",
+      type: "user",
+      defaultText: `the system user '${RECALL_USER_NAME}'`,
+      help: "the user the recall service and the embedded store run as; never 0 or 65534",
+    },
+    { ...MODE_SETTING, help: "the listener's --mode" },
+    { ...RECALL_TIMEOUT_MS_SETTING, help: "the listener's --recall-timeout-ms" },
+    { ...CHUNK_SIZE_SETTING, help: "the recall service's --chunk-size" },
+  ],
+  footer: `S3 settings come from the environment: FANRECALL_S3_ENDPOINT, FANRECALL_S3_ACCESS_KEY,
+FANRECALL_S3_SECRET_KEY_FILE (a file the recall user can read; FANRECALL_S3_SECRET_KEY is
+still taken, for compatibility), FANRECALL_S3_BUCKET (default fanrecall), FANRECALL_S3_REGION
+(default us-east-1). Only the recall service gets them. The recall service's other settings (FANRECALL_METRICS_ADDRESS, the
+mesh admin API's FANRECALL_MESH_ADMIN_ADDRESS and FANRECALL_MESH_TLS_*) come from the
+environment too; see 'fanrecall recall-service --help'. With a mesh admin address set, the
+listener serves the requests it relays (--mesh-admin true).
+
+Then, from another terminal (as root); they find this instance by the path they are given
+(it is recorded in /run/fanrecall/instances while it runs), whatever its --state-dir:
+  fanrecall archive|release|restore PATH...
+  fanrecall status [--json] PATH...`,
+} as const satisfies CommandSpec;
+
+export const START_HELP = helpText(START_SPEC);
+
+export interface StartArgs {
+  readonly watch: string[];
+  readonly stateDir: string;
+  readonly runDir: string;
+  /** null: the system user RECALL_USER_NAME (created by startCommand when missing). */
+  readonly user: { uid: number; gid: number } | null;
+  readonly mode: string;
+  readonly timeoutMs: string;
+  readonly chunkSize: string;
+}
+
+export function parseStartArgs(
+  argv: readonly string[],
+  env: Record<string, string | undefined> = process.env,
+): StartArgs {
+  const s = loadSettings(START_SPEC, argv, env);
+  if (s.recallUser) checkRecallUid(s.recallUser.uid, "--recall-user");
+  // Without --state-dir: /var/lib/fanrecall and /run/fanrecall (the admin commands' default).
+  // With it: everything under it, sockets in STATE_DIR/run.
+  const runDir = s.runDir ?? (s.stateDir === undefined ? "/run/fanrecall" : join(s.stateDir, "run"));
+  return {
+    watch: s.watch,
+    stateDir: s.stateDir ?? "/var/lib/fanrecall",
+    runDir,
+    user: s.recallUser ?? null,
+    mode: s.mode,
+    timeoutMs: String(s.recallTimeoutMs),
+    chunkSize: String(s.chunkSize),
+  };
+}
