@@ -32,11 +32,14 @@ import {
   recallReply,
   silentLog,
 } from "../helpers/fake-listener.js";
+import type { Answer } from "../helpers/fake-listener.js";
 
 const MIB = 1024 * 1024;
 const BLOCK = 256 * 1024;
 const EIO = 5;
 const EAGAIN = 11;
+/** No answer within this is a failure; generous for a loaded machine (deadlines here are <= 10 s). */
+const ANSWER_BOUND_MS = 30_000;
 
 interface Rig {
   readonly d: Dispatcher;
@@ -135,9 +138,25 @@ function allHoles(path: string): boolean {
   }
 }
 
-async function answer(r: Rig, fd: number, range: { offset: number; count: number } | null = null) {
+/** The answer for `fd`; a test fails (never hangs) when none comes within a generous bound. */
+async function answered(r: Rig, fd: number): Promise<Answer> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`event fd ${fd} not answered within ${ANSWER_BOUND_MS} ms`)),
+      ANSWER_BOUND_MS,
+    );
+  });
+  try {
+    return await Promise.race([r.source.answered(fd), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function answer(r: Rig, fd: number, range: { offset: number; count: number } | null = null): Promise<Answer> {
   r.d.onEvent({ mask: 0, fd, pid: 0, range });
-  return r.source.answered(fd);
+  return answered(r, fd);
 }
 
 test("a file without stub state is allowed and ignore-marked, with no recall", async (t) => {
@@ -323,6 +342,7 @@ test("over the recall budget a new recall gets EAGAIN at once; a second reader o
   const gate = new Promise<void>((resolve) => {
     release = resolve;
   });
+  t.after(() => release());
   r.recall.onRecall = async (req) => {
     await gate;
     put(a.path, a.data);
@@ -338,8 +358,8 @@ test("over the recall budget a new recall gets EAGAIN at once; a second reader o
   assert.equal(reasonCount(r.d, "overloaded"), 1);
   assert.equal(r.d.recalling, 1);
   release();
-  assert.equal((await r.source.answered(fdA)).verdict, "allow");
-  assert.equal((await r.source.answered(fdA2)).verdict, "allow");
+  assert.equal((await answered(r, fdA)).verdict, "allow");
+  assert.equal((await answered(r, fdA2)).verdict, "allow");
   assert.equal(r.recall.recalls.length, 1, "the second reader found the file recalled");
   await tick();
   assert.equal(r.d.recalling, 0);
