@@ -44,11 +44,11 @@ export interface AdminResult {
 
 export interface AdminOpsOptions {
   readonly dispatcher: Dispatcher;
-  readonly source: FanotifySource;
-  readonly channel: FdChannel;
-  readonly recall: RecallClient;
+  readonly source: Pick<FanotifySource, "unignore">;
+  readonly channel: Pick<FdChannel, "send">;
+  readonly recall: Pick<RecallClient, "archive" | "verify">;
   readonly log: Logger;
-  readonly views: WritableViews;
+  readonly views: Pick<WritableViews, "reopen">;
   readonly modeOf: (dev: number) => WatchMode | undefined;
   readonly recallTimeoutMs: number;
 }

@@ -20,6 +20,7 @@ import * as native from "../native/index.js";
 import type { FanEvent, FdStat } from "../native/index.js";
 import { RecallMode, Verdict } from "../proto/index.js";
 import { classifyAccess, describeAccessor } from "./classify-access.js";
+import type { AccessKind } from "./classify-access.js";
 import type { CheckResult, ContentCheck } from "./content-check.js";
 import type { AccessorInfo } from "./classify-access.js";
 import { FAILURE_POLICY, fromProtoReason } from "./failure-policy.js";
@@ -36,12 +37,23 @@ import type { WritableViews } from "./writable-view.js";
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 
+/** The stub-state xattr on an fd; the default is the real one (tests without root pass another). */
+export interface StubXattr {
+  get(fd: number): Buffer | null;
+  set(fd: number, value: Uint8Array): void;
+}
+
+const TRUSTED_XATTR: StubXattr = {
+  get: (fd) => native.fgetxattr(fd, STUB_XATTR),
+  set: (fd, value) => native.fsetxattr(fd, STUB_XATTR, value, 0),
+};
+
 export interface DispatcherOptions {
-  readonly source: FanotifySource;
-  readonly channel: FdChannel;
-  readonly recall: RecallClient;
+  readonly source: Pick<FanotifySource, "respond" | "ignore">;
+  readonly channel: Pick<FdChannel, "send">;
+  readonly recall: Pick<RecallClient, "recall">;
   readonly log: Logger;
-  readonly views: WritableViews;
+  readonly views: Pick<WritableViews, "reopen">;
   readonly recallTimeoutMs: number;
   /** Distinct files recalled at once. */
   readonly maxRecalls: number;
@@ -52,6 +64,9 @@ export interface DispatcherOptions {
   readonly modeOf: (dev: number) => WatchMode;
   /** The listener's own check of recalled bytes. */
   readonly content: ContentCheck;
+  /** Test seams: where the stub state is kept, and how a blocked thread's access is classified. */
+  readonly stubXattr?: StubXattr;
+  readonly classify?: (tid: number) => AccessKind;
 }
 
 export function inodeKey(st: { dev: number; ino: number }): string {
@@ -140,7 +155,7 @@ export class Dispatcher {
   }
 
   readStub(fd: number): StubState | null | "corrupt" {
-    const raw = native.fgetxattr(fd, STUB_XATTR);
+    const raw = (this.opts.stubXattr ?? TRUSTED_XATTR).get(fd);
     if (raw === null) return null;
     try {
       return decodeStubState(raw);
@@ -151,7 +166,7 @@ export class Dispatcher {
   }
 
   writeStub(fd: number, s: StubState): void {
-    native.fsetxattr(fd, STUB_XATTR, encodeStubState(s), 0);
+    (this.opts.stubXattr ?? TRUSTED_XATTR).set(fd, encodeStubState(s));
   }
 
   private async recallEvent(ev: FanEvent, mode: WatchMode, accessor: () => AccessorInfo): Promise<ListenerReason> {
@@ -173,7 +188,8 @@ export class Dispatcher {
       this.opts.log.warn({ ino: st.ino, size: st.size, stubSize: stub.size, reason: "stub-changed" }, "stub rewritten");
       return r;
     }
-    const whole = mode === "whole" || ev.range === null || ev.range.count === 0 || classifyAccess(ev.pid) === "modify";
+    const classify = this.opts.classify ?? classifyAccess;
+    const whole = mode === "whole" || ev.range === null || ev.range.count === 0 || classify(ev.pid) === "modify";
     const range = whole ? null : ev.range;
     if (range !== null && !this.opts.content.needsManifest(stub)) {
       // Checked on the event fd (it raises no event): no writable fd for a read of bytes

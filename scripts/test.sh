@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# npm test: the whole suite. Static checks, then unit, native (root), integration (root +
-# fanotify on a loop ext4) and end-to-end tests (real S3 servers started by the harness).
+# npm test: the whole suite. Static checks, then unit (no root, seconds), deploy (deploy/ run
+# through kubectl, systemd-analyze and friends), native (root), integration (root + fanotify on
+# a loop ext4) and end-to-end tests (real S3 servers started by the harness).
 # Tests that need root fail (never skip) when CI=true or RECALL_REQUIRE_ROOT_TESTS=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +27,5 @@ if [[ $(id -u) -eq 0 ]] && ! setpriv --reuid=65534 --regid=65534 --clear-groups 
 fi
 
 shopt -s nullglob
-files=(test/unit/*.test.ts test/native/*.test.ts test/integration/*.test.ts test/e2e/*.test.ts)
+files=(test/unit/*.test.ts test/deploy/*.test.ts test/native/*.test.ts test/integration/*.test.ts test/e2e/*.test.ts)
 node --import tsx --test --test-reporter=spec --test-concurrency=1 --test-timeout=900000 "${files[@]}"

@@ -21,6 +21,8 @@ import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 
 const MiB = 1024 * 1024;
 const DEADLINE_MS = 6000;
+/** "Within the deadline" as asserted: generous for a loaded machine, short of the readers' 30 s timeout. */
+const GENEROUS_MS = 4 * DEADLINE_MS;
 const BUCKET = "fanrecall-faults";
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -117,7 +119,8 @@ describe("fault injection", () => {
       await swift.restart();
       const started = Date.now();
       const r = await reader.result;
-      assert.ok(Date.now() - started < DEADLINE_MS + 3000);
+      const took = Date.now() - started;
+      assert.ok(took < GENEROUS_MS, `the reader waited ${took} ms after the store came back`);
       rightOrError(r, f.sha, "store restarted");
       await stillServing();
     },
@@ -135,7 +138,10 @@ describe("fault injection", () => {
         const took = Date.now() - started;
         assert.notEqual(r.code, 0, "a frozen store cannot have served the bytes");
         assert.match(r.stderr, /Input\/output error/);
-        assert.ok(took >= DEADLINE_MS - 500 && took < DEADLINE_MS + 3000, `EIO after ${took} ms`);
+        // Outcome first (EIO, not a hang): an upper bound a loaded machine meets, and a lower one
+        // (load only delays) saying the listener waited for the store instead of failing at once.
+        assert.ok(took < GENEROUS_MS, `EIO after ${took} ms`);
+        assert.ok(took >= DEADLINE_MS / 2, `EIO after ${took} ms: before the deadline`);
       } finally {
         swift.resume();
       }

@@ -24,6 +24,9 @@ import type { CallContext, RunningServer, ServiceImpl } from "../../proto/index.
 
 type RecallMethods = typeof RecallService extends { method: infer M } ? { [K in keyof M]: M[K] } : never;
 
+/** An upper bound for a 200 ms deadline that a loaded 2-core machine still meets. */
+const GENEROUS_MS = 20_000;
+
 describe("grpc adapter over a unix socket", () => {
   const dir = mkdtempSync(join(tmpdir(), "fanrecall-grpc-"));
   const address = `unix://${join(dir, "recall.sock")}`;
@@ -112,10 +115,14 @@ describe("grpc adapter over a unix socket", () => {
         ),
         (err: unknown) => err instanceof RpcError && err.code === status.DEADLINE_EXCEEDED,
       );
+      // The outcome, and bounds no loaded machine can break: not before the deadline (load
+      // only delays), and well inside the test's time. The server's wait is not bounded
+      // below: under load the request reaches it late, its deadline counts from the client.
       const elapsed = Date.now() - started;
-      assert.ok(elapsed >= 190 && elapsed < 2000, `deadline took ${elapsed} ms`);
+      assert.ok(elapsed >= 190, `the call failed before its deadline, after ${elapsed} ms`);
+      assert.ok(elapsed < GENEROUS_MS, `deadline took ${elapsed} ms`);
       const serverWaited = await sawAbort;
-      assert.ok(serverWaited >= 150 && serverWaited < 2000, `server signal aborted after ${serverWaited} ms`);
+      assert.ok(serverWaited < GENEROUS_MS, `server signal aborted after ${serverWaited} ms`);
     } finally {
       close();
     }
