@@ -30,10 +30,6 @@ import { auditRecord } from "./audit.js";
 import type { RecallMetrics } from "./metrics.js";
 import { holeRuns, isPopulated } from "./populated.js";
 
-/** Chunks fetched ahead of a ranged read at least (the configured depth wins when larger). */
-const READAHEAD_CHUNKS = 16;
-/** Chunk GETs in flight at once for one recall, at least. */
-const PARALLEL_FETCHES = 8;
 /** Verified bytes past the asked range that one recall writes when they are in memory. */
 const WRITE_AHEAD_BYTES = 16 * 1024 * 1024;
 
@@ -42,9 +38,9 @@ export interface RecallHandlerOptions {
   readonly chunks: ChunkCache;
   readonly manifests: ManifestLoader;
   readonly log: Logger;
-  /** Chunks fetched ahead of a ranged read, kept in memory until needed. */
+  /** Chunks past a ranged read whose GETs start (they wait in memory until needed); 0: none. */
   readonly readaheadChunks: number;
-  /** Parallel chunk fetches within one recall. */
+  /** Chunks one recall fetches and writes at once (at least 1). */
   readonly parallelFetches: number;
   readonly fdWaitMs: number;
   readonly metrics: RecallMetrics;
@@ -179,7 +175,7 @@ export class RecallHandler {
       }
     }
     const whole = req.mode !== RecallMode.RANGE;
-    const parallel = Math.max(this.opts.parallelFetches, PARALLEL_FETCHES);
+    const parallel = Math.max(1, this.opts.parallelFetches);
     let written = 0;
     const writeVerified = async (chunk: Chunk, from: number, to: number, blockSize: number) => {
       for (const [a, b] of holeRuns(fd, chunk.offset + from, chunk.offset + to, blockSize)) {
@@ -269,7 +265,7 @@ export class RecallHandler {
   private readahead(fd: number, refOf: (i: number) => ChunkRef, size: number, chunkSize: number, end: number): void {
     const total = Math.ceil(size / chunkSize);
     const first = Math.ceil(end / chunkSize);
-    const depth = Math.max(this.opts.readaheadChunks, READAHEAD_CHUNKS);
+    const depth = this.opts.readaheadChunks;
     const ahead: ChunkRef[] = [];
     for (let i = first; i < Math.min(total, first + depth); i++) {
       if (!isPopulated(fd, i * chunkSize, Math.min(chunkSize, size - i * chunkSize))) ahead.push(refOf(i));
