@@ -38,7 +38,7 @@ export async function archiveAndRelease(fr: FanrecallInstance, paths: readonly s
 
 /** Reads the `released` stub state of a file (after archiveAndRelease). */
 export function saveStub(path: string): SavedStub {
-  const raw = native.lgetxattr(path, STUB_XATTR);
+  const raw = native.getxattr(path, STUB_XATTR);
   if (raw === null) throw new Error(`${path} has no stub state`);
   const state = decodeStubState(raw);
   if (state.state !== "released") throw new Error(`${path} is ${state.state}, not released`);

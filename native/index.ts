@@ -2,8 +2,9 @@
 //
 // Owns: loading build/Release/fanrecall_native.node (found by walking up to the directory
 // that holds package.json, so it works from native/ under tsx and from dist/native/ after
-// tsc), the TypeScript types of every binding, the FAN constants, and the two encodings
-// that belong next to them (denyErrno, responseFor).
+// tsc), the TypeScript types of every binding, the FAN constants, and the encoding that
+// belongs next to them (denyErrno). It exports what production code calls (tests bring
+// their own helpers for anything else: node:fs for plain reads and writes).
 // Must not: hold policy, logging, timers or state; every function is a thin, synchronous
 // syscall wrapper. Errors are NativeError (code/errno/syscall), like Node's system errors.
 // Fds: none held here. Functions that return fds (fanotifyInit, events, seqpacket*,
@@ -65,7 +66,6 @@ type NativeBinding = {
   datagramBind(path: string): number;
   fstatInto(fd: number, nums: Float64Array, times: BigInt64Array): void;
   fgetxattr(fd: number, name: string): Buffer | null;
-  lgetxattr(path: string, name: string): Buffer | null;
   getxattr(path: string, name: string): Buffer | null;
   openBeneath(dirFd: number, path: string): number;
   openNoSymlinks(path: string, flags: number): number;
@@ -73,11 +73,6 @@ type NativeBinding = {
   setNonDumpable(): void;
   getDumpable(): number;
   fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void;
-  fremovexattr(fd: number, name: string): boolean;
-  pread(fd: number, buf: Uint8Array, position: number): number;
-  pwrite(fd: number, buf: Uint8Array, position: number): number;
-  fsync(fd: number): void;
-  fdatasync(fd: number): void;
   fallocate(fd: number, mode: number, offset: number, length: number): void;
   seek(fd: number, offset: number, whence: number): number;
   futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
@@ -194,12 +189,6 @@ export function isNativeError(err: unknown, code?: string): err is NativeError {
 export function denyErrno(errno: number): number {
   if (!Number.isInteger(errno) || errno < 0 || errno > 255) throw new RangeError(`bad errno ${errno}`);
   return (FAN.FAN_DENY | (errno << 24)) >>> 0;
-}
-
-/** Maps a verdict to a fanotify response; a deny with an errno uses FAN_DENY_ERRNO. */
-export function responseFor(verdict: Verdict, errno?: number): number {
-  if (verdict === "allow") return FAN.FAN_ALLOW;
-  return errno === undefined ? FAN.FAN_DENY : denyErrno(errno);
 }
 
 export function fanotifyInit(flags: number, eventFFlags: number): number {
@@ -360,11 +349,6 @@ export function fgetxattr(fd: number, name: string): Buffer | null {
   return binding.fgetxattr(fd, name);
 }
 
-/** Reads an xattr by path without following a final symlink and without opening the file; null when absent. */
-export function lgetxattr(path: string, name: string): Buffer | null {
-  return binding.lgetxattr(path, name);
-}
-
 /** Reads an xattr by path, following symlinks (for `/proc/self/fd/N` of an O_PATH fd); null when absent. */
 export function getxattr(path: string, name: string): Buffer | null {
   return binding.getxattr(path, name);
@@ -391,33 +375,6 @@ export function setNoNewPrivs(): void {
 
 export function fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void {
   binding.fsetxattr(fd, name, value, flags);
-}
-
-/** false when the attribute did not exist (ENODATA). */
-export function fremovexattr(fd: number, name: string): boolean {
-  return binding.fremovexattr(fd, name);
-}
-
-/** One pread (EINTR retried); returns the byte count, 0 at EOF. */
-export function pread(fd: number, buf: Uint8Array, position: number): number {
-  return binding.pread(fd, buf, position);
-}
-
-/** Writes all of `buf` at `position` (loops over short writes). */
-export function pwrite(fd: number, buf: Uint8Array, position: number): number {
-  return binding.pwrite(fd, buf, position);
-}
-
-export function fdatasync(fd: number): void {
-  binding.fdatasync(fd);
-}
-
-export function fsync(fd: number): void {
-  binding.fsync(fd);
-}
-
-export function fallocate(fd: number, mode: number, offset: number, length: number): void {
-  binding.fallocate(fd, mode, offset, length);
 }
 
 /** Deallocates a range without changing the file size. */

@@ -5,11 +5,16 @@
 // and reads the manifest back (by version id where the store keeps versions) for the listener
 // to check against the file itself.
 //
+// The file's bytes are read on libuv's thread pool (never a blocking read on the main
+// thread, which serves every other recall).
+//
 // Owns: the request's fd for the duration of the call (closed in finally). Must not own:
 // stub state or paths; never opens a file.
 import { randomUUID } from "node:crypto";
 import { createHash } from "node:crypto";
+import { read } from "node:fs";
 import { Readable } from "node:stream";
+import { promisify } from "node:util";
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -34,22 +39,48 @@ export interface ArchiveHandlerOptions {
 
 const READ_BYTES = 1024 * 1024;
 
-function fdReader(fd: number, size: number, onData: (b: Buffer) => void): Readable {
-  let pos = 0;
-  return Readable.from(
-    (function* () {
-      while (pos < size) {
-        const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, size - pos));
-        const n = native.pread(fd, buf, pos);
-        if (n <= 0) throw new RecallError("read-failed", `file shrank while archiving (at ${pos} of ${size})`);
-        const chunk = n === buf.length ? buf : buf.subarray(0, n);
-        pos += n;
-        onData(chunk);
-        yield chunk;
-      }
-    })(),
-    { objectMode: false },
-  );
+const readAsync = promisify(read);
+
+/** preads into all of `buf` from `position` on the thread pool; fewer bytes only at EOF. */
+async function readFull(fd: number, buf: Buffer, position: number): Promise<number> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesRead } = await readAsync(fd, buf, done, buf.length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done;
+}
+
+/**
+ * The file's first `size` bytes as a stream, read through `fd` (a file found shorter fails
+ * it), and `stop`, which starts no further read and resolves once none is in flight: the fd
+ * may be closed only then (a read still on the thread pool would hit whatever reuses the number).
+ */
+function fdReader(
+  fd: number,
+  size: number,
+  onData: (b: Buffer) => void,
+): { body: Readable; stop: () => Promise<void> } {
+  let stopped = false;
+  let inFlight: Promise<number> | null = null;
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for (let pos = 0; pos < size && !stopped;) {
+      const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, size - pos));
+      inFlight = readFull(fd, buf, pos);
+      const n = await inFlight;
+      if (n === 0) throw new RecallError("read-failed", `file shrank while archiving (at ${pos} of ${size})`);
+      const chunk = n === buf.length ? buf : buf.subarray(0, n);
+      pos += n;
+      onData(chunk);
+      yield chunk;
+    }
+  }
+  const stop = async () => {
+    stopped = true;
+    await inFlight?.catch(() => 0);
+  };
+  return { body: Readable.from(chunks(), { objectMode: false }), stop };
 }
 
 export class ArchiveHandler {
@@ -85,11 +116,16 @@ export class ArchiveHandler {
     const key = req.key || `${this.opts.keyPrefix}${randomUUID()}`;
     await this.opts.store.ensureBucket(bucket);
     const builder = new ManifestBuilder(chunkSize);
-    const body = fdReader(fd, before.size, (b) => builder.update(b));
-    const { versionId } = await this.opts.store.put(bucket, key, body, before.size, {
-      "x-amz-meta-fanrecall-size": String(before.size),
-      "x-amz-meta-fanrecall-chunk-size": String(chunkSize),
-    });
+    const reader = fdReader(fd, before.size, (b) => builder.update(b));
+    let versionId: string;
+    try {
+      ({ versionId } = await this.opts.store.put(bucket, key, reader.body, before.size, {
+        "x-amz-meta-fanrecall-size": String(before.size),
+        "x-amz-meta-fanrecall-chunk-size": String(chunkSize),
+      }));
+    } finally {
+      await reader.stop();
+    }
     const manifest = builder.finish();
     const after = native.fstat(fd);
     if (after.size !== before.size || after.mtimeNs !== before.mtimeNs || manifest.size !== before.size) {
@@ -137,7 +173,7 @@ export class ArchiveHandler {
       hash.update(remote);
       for (let off = 0; off < remote.length;) {
         const want = Math.min(local.length, remote.length - off);
-        const n = native.pread(fd, local.subarray(0, want), pos);
+        const n = await readFull(fd, local.subarray(0, want), pos);
         if (n !== want || !local.subarray(0, n).equals(remote.subarray(off, off + n))) {
           return {
             requestId: req.requestId,

@@ -1,6 +1,7 @@
 // audit: the one structured record written per Recall RPC: which process caused the recall
 // (pid, uid, command, cgroup, and the Kubernetes pod uid when the cgroup path names one),
-// which file (dev, ino), the ranges, bytes fetched, duration, verdict and reason.
+// which file (dev, ino), the ranges, the bytes it fetched from the store and wrote into the
+// file, duration, verdict and reason.
 //
 // Owns: the record's shape and the pod-from-cgroup derivation. Must not own: logging
 // configuration (main.ts sets the redaction of secrets) or anything that reads /proc (the
@@ -21,7 +22,10 @@ export function podUidFromCgroup(cgroup: string): string | null {
 export interface RecallOutcome {
   readonly verdict: "allow" | "deny";
   readonly reason: ReasonName;
+  /** Bytes the store delivered, before the reply, to GETs this recall started (its chunks and readahead). */
   readonly bytesFetched: number;
+  /** Bytes this recall wrote into the file. */
+  readonly bytesWritten: number;
   readonly durationMs: number;
 }
 
@@ -42,6 +46,7 @@ export function auditRecord(req: RecallRequest, outcome: RecallOutcome): Record<
     mode: req.mode === RecallMode.RANGE ? "range" : "whole",
     ranges: req.ranges.map((r) => [Number(r.offset), Number(r.length)]),
     bytesFetched: outcome.bytesFetched,
+    bytesWritten: outcome.bytesWritten,
     durationMs: outcome.durationMs,
     verdict: outcome.verdict,
     reason: outcome.reason,

@@ -44,6 +44,14 @@ export interface ChunkRef {
   readonly verifier: Promise<Verifier>;
 }
 
+/**
+ * Bytes the store delivered to the GETs one caller started: a recall's own share of the store
+ * traffic (a chunk another recall already fetched or is fetching adds nothing to it).
+ */
+export interface FetchTally {
+  bytes: number;
+}
+
 /** Readahead GETs in flight at once, over all recalls. */
 const MAX_PREFETCH_GETS = 8;
 /** Consecutive readahead chunks share one GET up to this many bytes. */
@@ -77,6 +85,8 @@ export class Chunk {
   verified = 0;
   failure: Error | null = null;
   prefetched = false;
+  /** Counts the bytes this chunk's GETs receive for the caller that started them. */
+  tally: FetchTally | null = null;
   private readonly parts: Buffer[] = [];
   /** Chunk offset of each part. */
   private readonly starts: number[] = [];
@@ -175,14 +185,14 @@ export class ChunkCache {
   private readonly chunks = new Map<string, Chunk>();
   private bytes = 0;
   private prefetchGets = 0;
-  /** Bytes fetched from the store since start (for tests, metrics and benchmarks). */
+  /** Chunk bytes fetched from the store since start, by every GET (manifests are not chunks). */
   bytesFetched = 0;
   fetches = 0;
 
   constructor(private readonly opts: ChunkCacheOptions) {}
 
-  /** The chunk, fetching it when it is neither cached nor in flight. */
-  chunk(c: ChunkRef): Chunk {
+  /** The chunk, fetching it when it is neither cached nor in flight (its bytes then count in `tally`). */
+  chunk(c: ChunkRef, tally: FetchTally | null = null): Chunk {
     const key = cacheKey(c);
     const have = this.chunks.get(key);
     if (have) {
@@ -190,7 +200,7 @@ export class ChunkCache {
       this.chunks.set(key, have);
       return have;
     }
-    return this.fetch(key, c, false);
+    return this.fetch(key, c, false, tally);
   }
 
   /** The chunk when it is cached or in flight (no fetch started). */
@@ -220,12 +230,13 @@ export class ChunkCache {
   /**
    * Starts fetching chunks ahead of need, within the byte budget and GET limit. Consecutive
    * chunks go in one GET of up to RUN_BYTES (fewer, larger GETs stream faster; each chunk is
-   * still verified block by block and fetched once). Never throws.
+   * still verified block by block and fetched once). The bytes of the GETs started here count
+   * in `tally`. Never throws.
    */
-  prefetch(chunks: readonly ChunkRef[]): void {
+  prefetch(chunks: readonly ChunkRef[], tally: FetchTally | null = null): void {
     let run: Array<{ key: string; ref: ChunkRef }> = [];
     const flush = () => {
-      if (run.length > 0) this.fetchRun(run);
+      if (run.length > 0) this.fetchRun(run, tally);
       run = [];
     };
     for (const c of chunks) {
@@ -267,9 +278,10 @@ export class ChunkCache {
   }
 
   /** A new chunk in the table, verified once its hashes are known; its bytes come from the caller's GET. */
-  private add(key: string, c: ChunkRef, prefetched: boolean): Chunk {
+  private add(key: string, c: ChunkRef, prefetched: boolean, tally: FetchTally | null): Chunk {
     const chunk = new Chunk(c, () => this.forget(key, chunk));
     chunk.prefetched = prefetched;
+    chunk.tally = tally;
     this.chunks.set(key, chunk);
     this.bytes += chunk.length;
     this.evict();
@@ -280,8 +292,8 @@ export class ChunkCache {
     return chunk;
   }
 
-  private fetch(key: string, c: ChunkRef, prefetched: boolean): Chunk {
-    const chunk = this.add(key, c, prefetched);
+  private fetch(key: string, c: ChunkRef, prefetched: boolean, tally: FetchTally | null): Chunk {
+    const chunk = this.add(key, c, prefetched, tally);
     if (prefetched) this.prefetchGets++;
     void this.stream(chunk)
       .catch((err: unknown) => chunk.fail(failureOf(err)))
@@ -292,12 +304,12 @@ export class ChunkCache {
   }
 
   /** Readahead of consecutive chunks with one GET; a chunk left short by a failure resumes on its own. */
-  private fetchRun(run: ReadonlyArray<{ key: string; ref: ChunkRef }>): void {
+  private fetchRun(run: ReadonlyArray<{ key: string; ref: ChunkRef }>, tally: FetchTally | null): void {
     if (run.length === 1) {
-      this.fetch(run[0].key, run[0].ref, true);
+      this.fetch(run[0].key, run[0].ref, true, tally);
       return;
     }
-    const chunks = run.map((r) => this.add(r.key, r.ref, true));
+    const chunks = run.map((r) => this.add(r.key, r.ref, true, tally));
     this.prefetchGets++;
     void this.streamRun(chunks)
       .catch(() => undefined)
@@ -326,6 +338,7 @@ export class ChunkCache {
     let i = 0;
     body.on("data", (b: Buffer) => {
       this.bytesFetched += b.length;
+      if (first.tally) first.tally.bytes += b.length;
       let at = 0;
       while (at < b.length && i < chunks.length) {
         const c = chunks[i];
@@ -356,6 +369,7 @@ export class ChunkCache {
         this.fetches++;
         body.on("data", (b: Buffer) => {
           this.bytesFetched += b.length;
+          if (chunk.tally) chunk.tally.bytes += b.length;
           try {
             chunk.take(b);
           } catch (err: unknown) {

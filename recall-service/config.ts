@@ -20,7 +20,9 @@ export interface RecallServiceConfig {
   readonly s3: { endpoint: string; accessKey: string; secretKey: string; region: string; bucket: string };
   readonly keyPrefix: string;
   readonly chunkSize: number;
+  /** Chunks past a ranged read whose GETs start ahead of need (fixed here, not a flag). */
   readonly readaheadChunks: number;
+  /** Chunks one recall fetches and writes at once (fixed here, not a flag). */
   readonly parallelFetches: number;
   readonly cacheBytes: number;
   readonly fetchTimeoutMs: number;
@@ -224,8 +226,8 @@ export function loadRecallServiceConfig(
     s3: { endpoint: s.s3Endpoint, accessKey, secretKey, region: s.s3Region, bucket: s.s3Bucket },
     keyPrefix: "fanrecall/",
     chunkSize: s.chunkSize,
-    readaheadChunks: 8,
-    parallelFetches: 4,
+    readaheadChunks: 16,
+    parallelFetches: 8,
     cacheBytes: 256 * 1024 * 1024,
     fetchTimeoutMs: 30_000,
     listenerUid: s.listenerUid,

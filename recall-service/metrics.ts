@@ -114,7 +114,11 @@ export class RecallMetrics {
       out.push(`fanrecall_recalls_total${labels({ verdict: r.verdict, reason: r.reason })} ${r.n}`);
     family("fanrecall_recall_bytes_written_total", "counter", "Bytes recalled into files.");
     out.push(`fanrecall_recall_bytes_written_total ${this.bytesWritten}`);
-    family("fanrecall_store_bytes_fetched_total", "counter", "Bytes fetched from the object store.");
+    family(
+      "fanrecall_store_bytes_fetched_total",
+      "counter",
+      "Chunk bytes fetched from the object store (manifests not counted).",
+    );
     out.push(`fanrecall_store_bytes_fetched_total ${this.storeBytesFetched()}`);
     family("fanrecall_recall_duration_seconds", "histogram", "Time a Recall RPC took.");
     LATENCY_BUCKETS.forEach((le, i) =>

@@ -19,7 +19,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RecallResponseSchema } from "../proto/index.js";
 import { RecallMode, Verdict, accessOutcome, reasonToProto } from "../proto/index.js";
 import type { ReasonName } from "../proto/index.js";
-import type { Chunk, ChunkCache, ChunkRef, Verifier } from "./chunk-cache.js";
+import type { Chunk, ChunkCache, ChunkRef, FetchTally, Verifier } from "./chunk-cache.js";
 import { RecallError, errorMessage, writeErrorReason } from "./errors.js";
 import type { FdInbox } from "./fd-inbox.js";
 import { checkedByContentHash } from "../proto/manifest-format.js";
@@ -30,10 +30,6 @@ import { auditRecord } from "./audit.js";
 import type { RecallMetrics } from "./metrics.js";
 import { holeRuns, isPopulated } from "./populated.js";
 
-/** Chunks fetched ahead of a ranged read at least (the configured depth wins when larger). */
-const READAHEAD_CHUNKS = 16;
-/** Chunk GETs in flight at once for one recall, at least. */
-const PARALLEL_FETCHES = 8;
 /** Verified bytes past the asked range that one recall writes when they are in memory. */
 const WRITE_AHEAD_BYTES = 16 * 1024 * 1024;
 
@@ -42,15 +38,23 @@ export interface RecallHandlerOptions {
   readonly chunks: ChunkCache;
   readonly manifests: ManifestLoader;
   readonly log: Logger;
-  /** Chunks fetched ahead of a ranged read, kept in memory until needed. */
+  /** Chunks past a ranged read whose GETs start (they wait in memory until needed); 0: none. */
   readonly readaheadChunks: number;
-  /** Parallel chunk fetches within one recall. */
+  /** Chunks one recall fetches and writes at once (at least 1). */
   readonly parallelFetches: number;
   readonly fdWaitMs: number;
   readonly metrics: RecallMetrics;
 }
 
 type Reply = MessageInitShape<typeof RecallResponseSchema>;
+
+/** What one call moved, reported whatever its verdict (a denied recall may have done both). */
+interface RecallIo {
+  /** Bytes the GETs this call started (its chunks and its readahead) received before the reply. */
+  readonly fetched: FetchTally;
+  /** Bytes this call wrote into the file. */
+  written: number;
+}
 
 const writevAsync = promisify(writev);
 const IOV_MAX = 1024;
@@ -98,6 +102,7 @@ export class RecallHandler {
     this.opts.metrics.inFlight++;
     let reply: Reply;
     let reason: ReasonName = "recalled";
+    const io: RecallIo = { fetched: { bytes: 0 }, written: 0 };
     try {
       const fd = await this.opts.inbox.take(req.requestId, this.opts.fdWaitMs);
       if (fd === null) {
@@ -105,7 +110,7 @@ export class RecallHandler {
         reply = this.deny(req, reason);
       } else {
         try {
-          reply = await this.recallThrough(fd, req, signal);
+          reply = await this.recallThrough(fd, req, signal, io);
         } catch (err: unknown) {
           reason = err instanceof RecallError ? err.reason : "write-failed";
           this.opts.log.warn({ reqId: req.requestId.toString(), reason, err: errorMessage(err) }, "recall failed");
@@ -117,11 +122,13 @@ export class RecallHandler {
     } finally {
       this.opts.metrics.inFlight--;
     }
+    const bytesFetched = io.fetched.bytes;
+    const bytesWritten = io.written;
+    reply = { ...reply, bytesFetched: BigInt(bytesFetched), bytesWritten: BigInt(bytesWritten) };
     const durationMs = Date.now() - started;
     const verdict = reply.verdict === Verdict.ALLOW ? "allow" : "deny";
-    const bytesFetched = Number(reply.bytesFetched ?? 0n);
-    this.opts.metrics.recordRecall(verdict, reason, durationMs / 1000, Number(reply.bytesWritten ?? 0n));
-    this.opts.log.info(auditRecord(req, { verdict, reason, bytesFetched, durationMs }), "recall");
+    this.opts.metrics.recordRecall(verdict, reason, durationMs / 1000, bytesWritten);
+    this.opts.log.info(auditRecord(req, { verdict, reason, bytesFetched, bytesWritten, durationMs }), "recall");
     return reply;
   }
 
@@ -134,7 +141,7 @@ export class RecallHandler {
     };
   }
 
-  private async recallThrough(fd: number, req: RecallRequest, signal: AbortSignal): Promise<Reply> {
+  private async recallThrough(fd: number, req: RecallRequest, signal: AbortSignal, io: RecallIo): Promise<Reply> {
     const file = req.file;
     const integrity = req.integrity;
     const object = req.object;
@@ -179,8 +186,7 @@ export class RecallHandler {
       }
     }
     const whole = req.mode !== RecallMode.RANGE;
-    const parallel = Math.max(this.opts.parallelFetches, PARALLEL_FETCHES);
-    let written = 0;
+    const parallel = Math.max(1, this.opts.parallelFetches);
     const writeVerified = async (chunk: Chunk, from: number, to: number, blockSize: number) => {
       for (const [a, b] of holeRuns(fd, chunk.offset + from, chunk.offset + to, blockSize)) {
         try {
@@ -188,13 +194,13 @@ export class RecallHandler {
         } catch (err: unknown) {
           throw new RecallError(writeErrorReason(err), `write failed: ${errorMessage(err)}`, { cause: err });
         }
-        written += b - a;
+        io.written += b - a;
       }
       // A chunk whose bytes are all in the file now is not needed in memory any more.
       if (isPopulated(fd, chunk.offset, chunk.length)) this.opts.chunks.drop(chunk.ref);
     };
     await forEachLimited(needed, parallel, async (n) => {
-      const chunk = this.opts.chunks.chunk(refOf(n.index));
+      const chunk = this.opts.chunks.chunk(refOf(n.index), io.fetched);
       const { blockSize } = await verifier;
       const from = Math.floor((n.from - chunk.offset) / blockSize) * blockSize;
       const to = whole
@@ -207,7 +213,7 @@ export class RecallHandler {
     });
     if (!whole && ranges.length > 0) {
       const end = ranges[ranges.length - 1][1];
-      this.readahead(fd, refOf, size, chunkSize, end);
+      this.readahead(fd, refOf, { size, chunkSize, end }, io.fetched);
       if (needed.length > 0) await this.writeAhead(refOf, size, chunkSize, end, writeVerified, signal);
     }
     // The listener checks the bytes itself before it allows the access: it gets the manifest's
@@ -218,7 +224,7 @@ export class RecallHandler {
         : undefined;
     const populated = native.dataBytes(fd, size);
     try {
-      if (written > 0 && populated >= size) await fdatasyncAsync(fd);
+      if (io.written > 0 && populated >= size) await fdatasyncAsync(fd);
     } catch (err: unknown) {
       throw new RecallError(writeErrorReason(err), `fdatasync failed: ${errorMessage(err)}`, { cause: err });
     }
@@ -226,8 +232,6 @@ export class RecallHandler {
       requestId: req.requestId,
       verdict: Verdict.ALLOW,
       reason: reasonToProto("recalled"),
-      bytesFetched: BigInt(written),
-      bytesWritten: BigInt(written),
       populatedBytes: BigInt(populated),
       fullyPopulated: populated >= size,
       ...(manifest ? { manifest } : {}),
@@ -266,15 +270,20 @@ export class RecallHandler {
   }
 
   /** Starts GETs of the chunks after `end` that the file still lacks (they wait in memory). */
-  private readahead(fd: number, refOf: (i: number) => ChunkRef, size: number, chunkSize: number, end: number): void {
+  private readahead(
+    fd: number,
+    refOf: (i: number) => ChunkRef,
+    { size, chunkSize, end }: { size: number; chunkSize: number; end: number },
+    fetched: FetchTally,
+  ): void {
     const total = Math.ceil(size / chunkSize);
     const first = Math.ceil(end / chunkSize);
-    const depth = Math.max(this.opts.readaheadChunks, READAHEAD_CHUNKS);
+    const depth = this.opts.readaheadChunks;
     const ahead: ChunkRef[] = [];
     for (let i = first; i < Math.min(total, first + depth); i++) {
       if (!isPopulated(fd, i * chunkSize, Math.min(chunkSize, size - i * chunkSize))) ahead.push(refOf(i));
     }
-    this.opts.chunks.prefetch(ahead);
+    this.opts.chunks.prefetch(ahead, fetched);
   }
 
   /**

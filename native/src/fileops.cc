@@ -85,13 +85,6 @@ Napi::Value Fgetxattr(const Napi::CallbackInfo& info) {
 
 // By path, without following a final symlink and without opening the file: status reads
 // stub state this way so that looking at a stub never raises an open or access event.
-Napi::Value Lgetxattr(const Napi::CallbackInfo& info) {
-  std::string path = ArgString(info, 0, "path");
-  std::string name = ArgString(info, 1, "name");
-  return XattrValue(info.Env(), "lgetxattr",
-                    [&](char* b, size_t len) { return lgetxattr(path.c_str(), name.c_str(), b, len); });
-}
-
 // By path, following symlinks: for /proc/self/fd/N of an O_PATH fd, where fgetxattr gives EBADF.
 Napi::Value Getxattr(const Napi::CallbackInfo& info) {
   std::string path = ArgString(info, 0, "path");
@@ -143,50 +136,6 @@ Napi::Value Fsetxattr(const Napi::CallbackInfo& info) {
   if (fsetxattr(ArgInt(info, 0, "fd"), ArgString(info, 1, "name").c_str(), value.data, value.len, flags) < 0) {
     ThrowErrno(info.Env(), errno, "fsetxattr");
   }
-  return info.Env().Undefined();
-}
-
-Napi::Value Fremovexattr(const Napi::CallbackInfo& info) {
-  if (fremovexattr(ArgInt(info, 0, "fd"), ArgString(info, 1, "name").c_str()) < 0) {
-    if (errno == ENODATA) return Napi::Boolean::New(info.Env(), false);
-    ThrowErrno(info.Env(), errno, "fremovexattr");
-  }
-  return Napi::Boolean::New(info.Env(), true);
-}
-
-Napi::Value Pread(const Napi::CallbackInfo& info) {
-  int fd = ArgInt(info, 0, "fd");
-  Bytes buf = ArgBytes(info, 1, "buf");
-  off_t pos = ArgInt64(info, 2, "position");
-  ssize_t n;
-  do n = pread(fd, buf.data, buf.len, pos);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) ThrowErrno(info.Env(), errno, "pread");
-  return Napi::Number::New(info.Env(), static_cast<double>(n));
-}
-
-Napi::Value Pwrite(const Napi::CallbackInfo& info) {
-  int fd = ArgInt(info, 0, "fd");
-  Bytes buf = ArgBytes(info, 1, "buf");
-  off_t pos = ArgInt64(info, 2, "position");
-  size_t done = 0;
-  while (done < buf.len) {
-    ssize_t n = pwrite(fd, buf.data + done, buf.len - done, pos + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) ThrowErrno(info.Env(), errno, "pwrite");
-    if (n == 0) ThrowErrno(info.Env(), EIO, "pwrite", "wrote 0 bytes");
-    done += static_cast<size_t>(n);
-  }
-  return Napi::Number::New(info.Env(), static_cast<double>(done));
-}
-
-Napi::Value Fsync(const Napi::CallbackInfo& info) {
-  if (fsync(ArgInt(info, 0, "fd")) < 0) ThrowErrno(info.Env(), errno, "fsync");
-  return info.Env().Undefined();
-}
-
-Napi::Value Fdatasync(const Napi::CallbackInfo& info) {
-  if (fdatasync(ArgInt(info, 0, "fd")) < 0) ThrowErrno(info.Env(), errno, "fdatasync");
   return info.Env().Undefined();
 }
 
@@ -255,8 +204,7 @@ Napi::Value Dup(const Napi::CallbackInfo& info) {
 
 void RegisterFileops(Napi::Env env, Napi::Object exports, Napi::Object constants) {
   SetFunctions(env, exports,
-               {{"fstatInto", FstatInto}, {"fgetxattr", Fgetxattr}, {"lgetxattr", Lgetxattr}, {"getxattr", Getxattr}, {"openBeneath", OpenBeneath}, {"openNoSymlinks", OpenNoSymlinks}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr}, {"fremovexattr", Fremovexattr},
-                {"pread", Pread}, {"pwrite", Pwrite}, {"fsync", Fsync}, {"fdatasync", Fdatasync},
+               {{"fstatInto", FstatInto}, {"fgetxattr", Fgetxattr}, {"getxattr", Getxattr}, {"openBeneath", OpenBeneath}, {"openNoSymlinks", OpenNoSymlinks}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr},
                 {"fallocate", Fallocate}, {"seek", Seek}, {"futimens", Futimens}, {"close", Close},
                 {"openPath", OpenPath}, {"dup", Dup}});
 #define C FANRECALL_CONSTANT

@@ -22,7 +22,7 @@
 // Owns: the gRPC socket and a gRPC client of the real service; the fd channel through an
 // FdRelay (fd-relay.ts); each request's fd from the moment it takes it until the call ends.
 // Must not: run as root (the listener refuses any peer but the recall uid).
-import { readFileSync } from "node:fs";
+import { readFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
@@ -103,7 +103,7 @@ function writeWrongBytes(fd: number, req: RecallRequest): { written: number; who
   let written = 0;
   for (const [start, end] of spans) {
     for (let pos = start; pos < end; pos += MiB) {
-      const n = native.pwrite(fd, junk.subarray(0, Math.min(MiB, end - pos)), pos);
+      const n = writeSync(fd, junk, 0, Math.min(MiB, end - pos), pos);
       written += n;
     }
   }

@@ -31,7 +31,8 @@ const PAGE = 4096;
 /** Child (uid 65534): connect, take one fd, pwrite the page through it, report back. */
 function fillerScript(socketPath: string): string {
   return `
-    import { FdPoller, close, pwrite, recvWithFd, sendWithFd, seqpacketConnect } from ${JSON.stringify(NATIVE_FACADE_URL)};
+    import { FdPoller, close, recvWithFd, sendWithFd, seqpacketConnect } from ${JSON.stringify(NATIVE_FACADE_URL)};
+    import { writeSync } from "node:fs";
     const sock = seqpacketConnect(${JSON.stringify(socketPath)});
     const poller = new FdPoller(sock, () => {
       const msg = recvWithFd(sock, 65536);
@@ -43,7 +44,8 @@ function fillerScript(socketPath: string): string {
       }
       const [fd] = msg.fds;
       const { offset, text } = JSON.parse(msg.data.toString());
-      const written = pwrite(fd, Buffer.from(text), offset);
+      const data = Buffer.from(text);
+      const written = writeSync(fd, data, 0, data.length, offset);
       close(fd);
       sendWithFd(sock, Buffer.from(JSON.stringify({ written, uid: process.getuid() })), -1);
       close(sock);

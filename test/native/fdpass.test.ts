@@ -1,6 +1,6 @@
 // SOCK_SEQPACKET sockets, SO_PEERCRED and SCM_RIGHTS fd passing (no root needed).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -13,7 +13,6 @@ import {
   fstat,
   isNativeError,
   peerCred,
-  pread,
   recvWithFd,
   seqpacketAccept,
   seqpacketConnect,
@@ -68,7 +67,7 @@ test("an fd sent with sendWithFd arrives as a new fd for the same file", () => {
     assert.ok(got !== undefined);
     try {
       const buf = Buffer.alloc(32);
-      assert.equal(pread(got, buf, 0), 13);
+      assert.equal(readSync(got, buf, 0, buf.length, 0), 13);
       assert.equal(buf.subarray(0, 13).toString(), "payload-bytes");
     } finally {
       close(got);
@@ -227,7 +226,7 @@ test("datagramSendTo delivers text and an fd to a datagramBind socket, by path a
       assert.equal(first.data.toString(), "FDSTORE=1\nFDNAME=g\n");
       assert.equal(first.fds.length, 1);
       const buf = Buffer.alloc(7);
-      assert.equal(pread(first.fds[0], buf, 0), 7);
+      assert.equal(readSync(first.fds[0], buf, 0, buf.length, 0), 7);
       assert.equal(buf.toString(), "payload");
       close(first.fds[0]);
       const second = recvWithFd(sock, 4096)!;
