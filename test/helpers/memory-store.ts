@@ -37,7 +37,7 @@ export class MemoryStore implements ObjectStore {
   private readonly objects = new Map<string, StoredVersion[]>();
   private readonly buckets = new Set<string>();
   private nextVersion = 1;
-  private failures: Error[] = [];
+  private failures: Array<{ err: Error; key: string | null }> = [];
   /** Every GET (ranged or whole), in order; manifest GETs included. */
   readonly gets: GetRecord[] = [];
   /** Delay before each GET answers (honours its signal). */
@@ -45,9 +45,13 @@ export class MemoryStore implements ObjectStore {
 
   constructor(private readonly opts: MemoryStoreOptions = {}) {}
 
-  /** The next `count` GETs reject with `err` (a transient store error by default). */
-  failNextGet(count = 1, err: Error = storeError("ServiceUnavailable", "injected store failure")): void {
-    for (let i = 0; i < count; i++) this.failures.push(err);
+  /**
+   * The next `count` GETs (of `key` only, when given) reject with `err` (a transient store
+   * error by default).
+   */
+  failNextGet(count = 1, opts: { key?: string; err?: Error } = {}): void {
+    const err = opts.err ?? storeError("ServiceUnavailable", "injected store failure");
+    for (let i = 0; i < count; i++) this.failures.push({ err, key: opts.key ?? null });
   }
 
   /** Flips the bits of the stored byte at `offset` of the latest (or the named) version. */
@@ -88,8 +92,8 @@ export class MemoryStore implements ObjectStore {
     this.gets.push({ key: loc.key, versionId: loc.versionId, offset, length });
     if (this.delayMs > 0) await abortableSleep(this.delayMs, signal);
     signal.throwIfAborted();
-    const failure = this.failures.shift();
-    if (failure) throw failure;
+    const i = this.failures.findIndex((f) => f.key === null || f.key === loc.key);
+    if (i >= 0) throw this.failures.splice(i, 1)[0].err;
     return this.version(loc);
   }
 
