@@ -42,6 +42,7 @@ export class MemoryStore implements ObjectStore {
   readonly gets: GetRecord[] = [];
   /** Delay before each GET answers (honours its signal). */
   delayMs = 0;
+  private hold: { after: number; open: Promise<void> } | null = null;
 
   constructor(private readonly opts: MemoryStoreOptions = {}) {}
 
@@ -52,6 +53,20 @@ export class MemoryStore implements ObjectStore {
   failNextGet(count = 1, opts: { key?: string; err?: Error } = {}): void {
     const err = opts.err ?? storeError("ServiceUnavailable", "injected store failure");
     for (let i = 0; i < count; i++) this.failures.push({ err, key: opts.key ?? null });
+  }
+
+  /**
+   * GET streams started from now on deliver their first `bytes` bytes and then wait until the
+   * returned function is called (a slow network mid-body).
+   */
+  holdStreamsAfter(bytes: number): () => void {
+    let release = () => {};
+    const open = new Promise<void>((r) => (release = r));
+    this.hold = { after: bytes, open };
+    return () => {
+      this.hold = null;
+      release();
+    };
   }
 
   /** Flips the bits of the stored byte at `offset` of the latest (or the named) version. */
@@ -101,8 +116,23 @@ export class MemoryStore implements ObjectStore {
     const part = this.opts.partBytes ?? 64 * 1024;
     const parts: Buffer[] = [];
     // Copies, as a network client delivers fresh buffers (a later corrupt() must not reach them).
-    for (let at = 0; at < data.length; at += part) parts.push(Buffer.from(data.subarray(at, at + part)));
-    const stream = Readable.from(parts, { objectMode: false });
+    const hold = this.hold;
+    for (let at = 0; at < data.length;) {
+      let end = Math.min(data.length, at + part);
+      // A hold splits the part it falls in, so exactly `after` bytes come first.
+      if (hold && at < hold.after && end > hold.after) end = hold.after;
+      parts.push(Buffer.from(data.subarray(at, end)));
+      at = end;
+    }
+    async function* deliver() {
+      let sent = 0;
+      for (const p of parts) {
+        if (hold && sent >= hold.after) await hold.open;
+        sent += p.length;
+        yield p;
+      }
+    }
+    const stream = Readable.from(deliver(), { objectMode: false });
     const onAbort = () => stream.destroy(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
     signal.addEventListener("abort", onAbort, { once: true });
     stream.once("close", () => signal.removeEventListener("abort", onAbort));

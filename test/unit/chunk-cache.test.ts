@@ -87,6 +87,24 @@ describe("chunk cache", () => {
     assert.equal(c.verified, CHUNK);
   });
 
+  test("verified blocks are handed out while the rest of the chunk is still on the wire", async () => {
+    const { store, data, cache, ref } = await setup(2 * CHUNK);
+    const release = store.holdStreamsAfter(BLOCK + 10);
+    try {
+      const c = cache.chunk(ref(0));
+      await cache.verified(c, BLOCK, AbortSignal.timeout(2000));
+      assert.equal(c.received, BLOCK + 10);
+      assert.equal(c.verified, BLOCK);
+      assert.deepEqual(joined(c.slices(0, BLOCK)), data.subarray(0, BLOCK));
+      assert.throws(() => c.slices(0, BLOCK + 1), /unverified/);
+      release();
+      await cache.verified(c, CHUNK, never);
+      assert.equal(c.verified, CHUNK);
+    } finally {
+      release();
+    }
+  });
+
   test("a corrupted block is refused with checksum-mismatch; the blocks before it stay verified", async () => {
     const { store, cache, ref } = await setup(2 * CHUNK);
     // Third block of chunk 0.
