@@ -256,7 +256,7 @@ describe("fault injection", () => {
       assert.ok(["released", "partial"].includes(st.state), st.state);
       rmSync(filler);
       const again = await runAsNobody(["cat", f.path], { timeoutMs: 30_000 });
-      assert.equal(again.code, 0, again.stderr + "\nDEBUG:" + fr.output().slice(-6000));
+      assert.equal(again.code, 0, `${again.stderr}\nfanrecall's output, last lines:\n${fr.output().slice(-6000)}`);
       assert.equal(sha256(again.stdout), f.sha);
     },
     { timeout: 90_000 },
