@@ -5,7 +5,7 @@
 // and finds a changed file not equal.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
@@ -215,7 +215,7 @@ describe("archive handler", () => {
     const data = randomBytes(CHUNK + 5000);
     const fd = fileWith(data);
     const archived = await handler.archive(archiveRequest(fd));
-    native.pwrite(fd, Buffer.from([data[CHUNK + 10] ^ 1]), CHUNK + 10);
+    writeSync(fd, Buffer.from([data[CHUNK + 10] ^ 1]), 0, undefined, CHUNK + 10);
     const reply = await handler.verify(verifyRequest(fd, archived), never);
     assert.equal(reply.equal, false);
     assert.equal(reasonOf(reply), "mismatch");
@@ -227,7 +227,7 @@ describe("archive handler", () => {
     const { handler } = setup();
     const fd = fileWith(randomBytes(3000));
     const archived = await handler.archive(archiveRequest(fd));
-    native.pwrite(fd, Buffer.from("more"), 3000);
+    writeSync(fd, Buffer.from("more"), 0, undefined, 3000);
     const reply = await handler.verify(verifyRequest(fd, archived), never);
     assert.equal(reply.equal, false);
     assert.equal(reasonOf(reply), "mismatch");

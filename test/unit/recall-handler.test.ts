@@ -8,7 +8,7 @@
 // a corrupted object or manifest is denied with checksum-mismatch and no wrong byte lands.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
@@ -142,7 +142,7 @@ function dataRuns(fd: number, size: number): Array<[number, number]> {
 function assertNoWrongByte(fd: number, data: Buffer): void {
   for (const [a, b] of dataRuns(fd, data.length)) {
     const buf = Buffer.alloc(b - a);
-    assert.equal(native.pread(fd, buf, a), b - a);
+    assert.equal(readSync(fd, buf, 0, buf.length, a), b - a);
     assert.ok(buf.equals(data.subarray(a, b)), `bytes [${a}, ${b}) differ from the archived content`);
   }
 }
@@ -181,18 +181,18 @@ describe("recall handler", () => {
     const fd = stub(SIZE);
     // Chunk 0 and the first block of chunk 1 are present already (with bytes the handler must leave alone).
     const mark = Buffer.alloc(CHUNK + BLOCK, 0x5a);
-    assert.equal(native.pwrite(fd, mark, 0), mark.length);
+    assert.equal(writeSync(fd, mark, 0, mark.length, 0), mark.length);
     const reply = await s.handler.handle(
       request(s, fd, { mode: RecallMode.RANGE, ranges: [[CHUNK - 10, BLOCK + 20]] }),
       never,
     );
     assert.equal(reply.verdict, Verdict.ALLOW);
     const got = Buffer.alloc(mark.length);
-    native.pread(fd, got, 0);
+    readSync(fd, got, 0, got.length, 0);
     assert.ok(got.equals(mark), "a present block was rewritten");
     assert.ok(!s.store.gets.some((g) => g.key === "files/one" && g.offset === 0), "chunk 0 was fetched");
     const next = Buffer.alloc(BLOCK);
-    native.pread(fd, next, CHUNK + BLOCK);
+    readSync(fd, next, 0, next.length, CHUNK + BLOCK);
     assert.ok(next.equals(s.data.subarray(CHUNK + BLOCK, CHUNK + 2 * BLOCK)), "the missing block was not written");
   });
 
