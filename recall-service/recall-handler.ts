@@ -22,7 +22,7 @@ import type { ReasonName } from "../proto/index.js";
 import type { Chunk, ChunkCache, ChunkRef, FetchTally, Verifier } from "./chunk-cache.js";
 import { RecallError, errorMessage, writeErrorReason } from "./errors.js";
 import type { FdInbox } from "./fd-inbox.js";
-import { checkedByContentHash } from "../proto/manifest-format.js";
+import { blockSizeFor, checkedByContentHash } from "../proto/manifest-format.js";
 import type { ManifestLoader, ManifestLocation } from "./manifest-loader.js";
 import type { Manifest } from "./manifest.js";
 import type { ObjectLocation } from "./object-store.js";
@@ -172,6 +172,8 @@ export class RecallHandler {
       verifier,
     });
     const ranges = this.wantedRanges(req, size);
+    // The block size new manifests use for this chunk size (a one-chunk file: the chunk).
+    const checkBlock = checkedByContentHash(size, chunkSize) ? chunkSize : blockSizeFor(chunkSize);
     // Chunks with a hole in a wanted range, in order. Their GETs start now, alongside the
     // manifest's: bytes wait in memory until the manifest's hashes have checked them.
     const needed: Array<{ index: number; from: number; to: number }> = [];
@@ -179,7 +181,11 @@ export class RecallHandler {
       for (let i = Math.floor(start / chunkSize); i * chunkSize < end; i++) {
         const from = Math.max(start, i * chunkSize);
         const to = Math.min(end, (i + 1) * chunkSize);
-        if (isPopulated(fd, from, to - from)) continue;
+        // Whole verification blocks: a block with a hole anywhere cannot be checked (here or by
+        // the listener), so it is needed even when the asked bytes of it are there.
+        const blockFrom = Math.floor(from / checkBlock) * checkBlock;
+        const blockTo = Math.min(size, (i + 1) * chunkSize, Math.ceil(to / checkBlock) * checkBlock);
+        if (isPopulated(fd, blockFrom, blockTo - blockFrom)) continue;
         const last = needed[needed.length - 1];
         if (last && last.index === i) last.to = to;
         else needed.push({ index: i, from, to });
@@ -187,7 +193,10 @@ export class RecallHandler {
     }
     const whole = req.mode !== RecallMode.RANGE;
     const parallel = Math.max(1, this.opts.parallelFetches);
-    const writeVerified = async (chunk: Chunk, from: number, to: number, blockSize: number) => {
+    const writeVerified = async (chunk: Chunk, from: number, upTo: number, blockSize: number) => {
+      // Whole blocks only: a part of a block would leave a block with a hole that no check can
+      // pass (the listener refuses it), and that a ranged recall of its present part skips.
+      const to = upTo >= chunk.length ? chunk.length : Math.floor(upTo / blockSize) * blockSize;
       for (const [a, b] of holeRuns(fd, chunk.offset + from, chunk.offset + to, blockSize)) {
         try {
           await writeAll(fd, chunk.slices(a - chunk.offset, b - chunk.offset), a);

@@ -196,6 +196,34 @@ describe("recall handler", () => {
     assert.ok(next.equals(s.data.subarray(CHUNK + BLOCK, CHUNK + 2 * BLOCK)), "the missing block was not written");
   });
 
+  test("a block present in part (a partial write) is completed even when the asked bytes are there", async () => {
+    const s = await setup();
+    const fd = stub(SIZE);
+    // The first half of block 1 of chunk 1 holds the right bytes; its second half is a hole.
+    const half = s.data.subarray(CHUNK + BLOCK, CHUNK + BLOCK + BLOCK / 2);
+    assert.equal(writeSync(fd, half, 0, half.length, CHUNK + BLOCK), half.length);
+    const reply = await s.handler.handle(
+      request(s, fd, { mode: RecallMode.RANGE, ranges: [[CHUNK + BLOCK, 4096]] }),
+      never,
+    );
+    assert.equal(reply.verdict, Verdict.ALLOW);
+    const got = Buffer.alloc(BLOCK);
+    readSync(fd, got, 0, got.length, CHUNK + BLOCK);
+    assert.ok(got.equals(s.data.subarray(CHUNK + BLOCK, CHUNK + 2 * BLOCK)), "the block was left with a hole");
+    assertNoWrongByte(fd, s.data);
+  });
+
+  test("written bytes end on a block boundary (or the chunk's end): no block is left half written", async () => {
+    const s = await setup();
+    const fd = stub(SIZE);
+    await s.handler.handle(request(s, fd, { mode: RecallMode.RANGE, ranges: [[0, 4096]] }), never);
+    for (const [a, b] of dataRuns(fd, SIZE)) {
+      assert.equal(a % BLOCK, 0, `data starts at ${a}`);
+      assert.ok(b % BLOCK === 0 || b === SIZE || b % CHUNK === 0, `data ends at ${b}`);
+    }
+    assertNoWrongByte(fd, s.data);
+  });
+
   test("a ranged recall next to a corrupted block writes the asked block and never the bad one", async () => {
     const s = await setup({ cacheBytes: CHUNK });
     const bad = 2 * CHUNK + BLOCK + 5;
