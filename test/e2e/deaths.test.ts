@@ -32,7 +32,7 @@ const DEADLINE_MS = 5_000;
 /** Every reader ends within this, from its spawn. */
 const LIMIT_MS = DEADLINE_MS + 5_000;
 /** Listener kills in the first case (FANRECALL_TEST_LISTENER_KILLS, for a shorter run by hand). */
-const LISTENER_KILLS = Number(process.env.FANRECALL_TEST_LISTENER_KILLS ?? 20);
+const LISTENER_KILLS = Number(process.env.FANRECALL_TEST_LISTENER_KILLS ?? 12);
 const TIMEOUT_ENV = { FANRECALL_RECALL_TIMEOUT_MS: String(DEADLINE_MS) };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
