@@ -25,6 +25,8 @@ const READ_BYTES = 1024 * 1024;
 const MAX_MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 /** Inodes whose checked blocks are remembered (older ones are hashed again when read). */
 const MAX_TRACKED_INODES = 4096;
+/** How often blocks are looked for while a recall runs (checkWhile). */
+const EARLY_CHECK_POLL_MS = 3;
 
 interface BlockHashes {
   readonly blockSize: number;
@@ -124,6 +126,34 @@ export class ContentCheck {
     if (bad.length > 0) return { ok: false, why: "mismatch", bad };
     if (hole) return { ok: false, why: "hole", bad };
     return { ok: true };
+  }
+
+  /**
+   * While `pending` (a recall) runs, checks the blocks of [from, to) that are wholly present
+   * already, so that hashing overlaps the store's transfer and the check after the reply finds
+   * them done. It decides nothing: a block found different here is only left unchecked (it may
+   * have been read while being written), for that later check to hash again and refuse.
+   */
+  async checkWhile(
+    fd: number,
+    key: string,
+    stub: StubState,
+    from: number,
+    to: number,
+    pending: Promise<unknown>,
+  ): Promise<void> {
+    if (!this.enabled || this.hashesOf(stub) === null) return;
+    let settled = false;
+    const over = pending.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    while (!settled) {
+      const r = await this.check(fd, key, stub, from, to);
+      // Done, or bytes that differ: no hashing them again and again while a recall service stalls.
+      if (r.ok || r.why !== "hole") return;
+      await Promise.race([over, new Promise((resolve) => setTimeout(resolve, EARLY_CHECK_POLL_MS))]);
+    }
   }
 
   /**

@@ -266,7 +266,7 @@ export class Dispatcher {
       return "recall-unavailable";
     }
     const timeoutMs = Math.max(1, deadline - Date.now());
-    const reply = await this.opts.recall.recall(
+    const call = this.opts.recall.recall(
       {
         requestId,
         file: { dev: BigInt(st.dev), ino: BigInt(st.ino), size: BigInt(st.size), mtimeNs: st.mtimeNs },
@@ -289,6 +289,12 @@ export class Dispatcher {
       },
       timeoutMs,
     );
+    // Hash what arrives while the recall runs (the asked range and what the recall service
+    // writes ahead of it): the check below then has little left to do.
+    const key = inodeKey(st);
+    const early = range === null ? [0, st.size] : [range.offset, range.offset + range.count + CHECK_AHEAD_BYTES];
+    await this.opts.content.checkWhile(fd, key, stub, early[0], early[1], call);
+    const reply = await call;
     if (!reply.ok) return reply.reason;
     if (reply.value.requestId !== requestId) {
       this.opts.log.error({ reason: "protocol-error" }, "recall reply for another request");
@@ -301,7 +307,6 @@ export class Dispatcher {
       return "checksum-mismatch";
     }
     // The access goes on only over bytes checked here, whatever the reply claimed.
-    const key = inodeKey(st);
     const asked = range === null ? [0, st.size] : [range.offset, range.offset + range.count];
     const checked = await content.check(fd, key, stub, asked[0], asked[1]);
     if (!checked.ok) return this.refuse(fd, st, checked);
@@ -408,6 +413,9 @@ export class Dispatcher {
     return this.budget.size;
   }
 }
+
+/** Past a ranged recall's end, bytes the recall service may write ahead (and the listener hashes meanwhile). */
+const CHECK_AHEAD_BYTES = 32 * 1024 * 1024;
 
 /** The last block's punch ends past EOF at a multiple of this (of every fs block size in use): punching part of an fs block keeps it allocated. */
 const PUNCH_ALIGN = 1024 * 1024;
