@@ -17,6 +17,7 @@ import { createHash } from "node:crypto";
 import { promisify } from "node:util";
 import * as native from "../native/index.js";
 import { ManifestFormatError, checkedByContentHash, decodeManifest } from "../proto/manifest-format.js";
+import type { Manifest } from "../proto/manifest-format.js";
 import type { StubState } from "./stub-state.js";
 
 const readAsync = promisify(read);
@@ -70,18 +71,14 @@ export class ContentCheck {
    */
   accept(stub: StubState, raw: Uint8Array): boolean {
     if (this.manifests.has(stub.manifestSha256)) return true;
-    let blockSize: number;
-    let blocks: readonly string[];
-    try {
-      ({ blockSize, blocks } = decodeManifest(raw, stub.manifestSha256, {
-        size: stub.size,
-        chunkSize: stub.chunkSize,
-        contentSha256: stub.contentSha256,
-      }));
-    } catch (err: unknown) {
-      if (err instanceof ManifestFormatError) return false;
-      throw err;
-    }
+    const m = decodeFor(stub, raw);
+    if (m instanceof ManifestFormatError) return false;
+    this.keep(stub.manifestSha256, m);
+    return true;
+  }
+
+  /** Keeps a checked manifest's block hashes (binary), the oldest going first past the byte bound. */
+  private keep(manifestSha256: string, { blockSize, blocks }: Manifest): void {
     const hashes = Buffer.alloc(blocks.length * 32);
     blocks.forEach((h, i) => hashes.write(h, i * 32, "hex"));
     while (this.manifestBytes + hashes.length > MAX_MANIFEST_CACHE_BYTES && this.manifests.size > 0) {
@@ -89,9 +86,8 @@ export class ContentCheck {
       this.manifests.delete(oldest);
       this.manifestBytes -= old.hashes.length;
     }
-    this.manifests.set(stub.manifestSha256, { blockSize, hashes });
+    this.manifests.set(manifestSha256, { blockSize, hashes });
     this.manifestBytes += hashes.length;
-    return true;
   }
 
   /**
@@ -117,6 +113,11 @@ export class ContentCheck {
       const nextHole = native.seekHole(fd, start);
       if (nextHole !== -1 && nextHole < stop) {
         hole = true;
+        // Jump over the hole (one lseek, not one per block): the next block that can be whole
+        // is the one holding the next data; none when the rest is a hole.
+        const nextData = native.seekData(fd, nextHole);
+        if (nextData === -1) break;
+        i = Math.max(i, Math.floor(nextData / blockSize) - 1);
         continue;
       }
       const digest = await hashRange(fd, start, stop, buf);
@@ -162,17 +163,8 @@ export class ContentCheck {
    * whole-content sha256 and every block hash. On success the manifest is kept for recalls.
    */
   async vouch(fd: number, stub: StubState, raw: Uint8Array): Promise<{ ok: true } | { ok: false; why: string }> {
-    let manifest;
-    try {
-      manifest = decodeManifest(raw, stub.manifestSha256, {
-        size: stub.size,
-        chunkSize: stub.chunkSize,
-        contentSha256: stub.contentSha256,
-      });
-    } catch (err: unknown) {
-      if (err instanceof ManifestFormatError) return { ok: false, why: err.message };
-      throw err;
-    }
+    const manifest = decodeFor(stub, raw);
+    if (manifest instanceof ManifestFormatError) return { ok: false, why: manifest.message };
     const whole = createHash("sha256");
     const buf = Buffer.allocUnsafe(READ_BYTES);
     for (let i = 0; i < manifest.blocks.length; i++) {
@@ -189,7 +181,7 @@ export class ContentCheck {
       if (block.digest("hex") !== manifest.blocks[i]) return { ok: false, why: `block ${i} differs from the manifest` };
     }
     if (whole.digest("hex") !== stub.contentSha256) return { ok: false, why: "the file's sha256 is not the archive's" };
-    this.accept(stub, raw);
+    this.keep(stub.manifestSha256, manifest);
     return { ok: true };
   }
 
@@ -222,6 +214,20 @@ export class ContentCheck {
     this.checked.set(key, entry);
     if (this.checked.size > MAX_TRACKED_INODES) this.checked.delete(this.checked.keys().next().value as string);
     return entry.bits;
+  }
+}
+
+/** The manifest `raw` checked against `stub` (its sha256, size, chunk size, content hash), or why not. */
+function decodeFor(stub: StubState, raw: Uint8Array): Manifest | ManifestFormatError {
+  try {
+    return decodeManifest(raw, stub.manifestSha256, {
+      size: stub.size,
+      chunkSize: stub.chunkSize,
+      contentSha256: stub.contentSha256,
+    });
+  } catch (err: unknown) {
+    if (err instanceof ManifestFormatError) return err;
+    throw err;
   }
 }
 
