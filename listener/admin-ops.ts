@@ -22,7 +22,7 @@ import { inodeKey } from "./dispatcher.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
 import type { FdChannel } from "./fd-channel.js";
 import type { RecallClient } from "./recall-client.js";
-import { StubStateError, encodeStubState, needsRecall, withState } from "./stub-state.js";
+import { StubStateError, needsRecall, withState } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
 import type { WritableViews } from "./writable-view.js";
 
@@ -136,13 +136,13 @@ export class AdminOps {
       manifestSha256: r.integrity.manifestSha256,
     };
     try {
-      // Refuses what decoding would (chunk size, digests, object names): never written.
-      encodeStubState(stub);
+      // Encoding refuses what decoding would (chunk size, digests, object names) before the
+      // xattr is written: a bad reply is never written.
+      this.opts.dispatcher.writeStub(fd, stub);
     } catch (err: unknown) {
       if (!(err instanceof StubStateError)) throw err;
       throw new AdminError("protocol-error", `archive reply refused: ${err.message}`);
     }
-    this.opts.dispatcher.writeStub(fd, stub);
     this.opts.log.info({ ino: st.ino, bytes: st.size, key: stub.key }, "archived");
     return { state: "archived", object: objectOf(stub) };
   }
