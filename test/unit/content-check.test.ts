@@ -138,3 +138,23 @@ test("vouch: the file hashed here must be the archive's content and the manifest
     assert.ok(!r.ok && /block 8 differs/.test(r.why), JSON.stringify(r));
   });
 });
+
+test("blocks after a hole are still checked (the hole is jumped over, not the data after it)", async () => {
+  const data = randomBytes(4 * CHUNK);
+  const manifest = manifestOf(data);
+  const stub = stubFor(data, manifest);
+  const c = new ContentCheck();
+  c.accept(stub, manifest);
+  await withFile(null, data.length, async (fd) => {
+    // Data in chunk 0 and chunk 3 only; chunks 1 and 2 are a hole.
+    writeSync(fd, data, 0, CHUNK, 0);
+    writeSync(fd, data, 3 * CHUNK, CHUNK, 3 * CHUNK);
+    const r = await c.check(fd, "4:1", stub, 0, data.length);
+    assert.ok(!r.ok && r.why === "hole");
+    // Chunk 3 was hashed in that pass: changing it now goes unnoticed until forgotten.
+    writeSync(fd, Buffer.alloc(10), 0, 10, 3 * CHUNK);
+    assert.deepEqual(await c.check(fd, "4:1", stub, 3 * CHUNK, 4 * CHUNK), { ok: true });
+    c.forget("4:1");
+    assert.equal((await c.check(fd, "4:1", stub, 3 * CHUNK, 4 * CHUNK)).ok, false);
+  });
+});
