@@ -98,6 +98,16 @@ describe("root processes load only root code", () => {
         [],
         "the holder opened recall-side files",
       );
+      // The shared socket code (ipc/) is root code too: both load it.
+      for (const [name, files] of [
+        ["listener", listener],
+        ["holder", holder],
+      ] as const) {
+        assert.ok(
+          files.some((f) => f.endsWith("/dist/ipc/seqpacket-server.js")),
+          `${name} loads ipc/`,
+        );
+      }
     },
     { timeout: 120_000 },
   );

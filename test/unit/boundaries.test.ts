@@ -34,6 +34,16 @@ test("settings/ imports nothing but node: builtins and itself (both halves load 
   }
 });
 
+test("ipc/ imports nothing but node: builtins, native/ and itself (root code and the recall service both load it)", () => {
+  const files = sources("ipc");
+  assert.ok(files.length > 0);
+  for (const { file, text } of files) {
+    for (const spec of imports(text)) {
+      assert.match(spec, /^node:|^\.\/[a-z-]+\.js$|^\.\.\/native\/index\.js$/, `${file} imports ${spec}`);
+    }
+  }
+});
+
 test("recall-service/ imports nothing from listener/", () => {
   for (const { file, text } of sources("recall-service")) {
     for (const spec of imports(text)) assert.doesNotMatch(spec, /listener\//, `${file} imports ${spec}`);
@@ -71,7 +81,7 @@ test("listener/ and holder/ open no watched file by a name: only watch roots (O_
 });
 
 test("every module starts with a charter comment", () => {
-  for (const dir of ["listener", "recall-service", "holder", "cli", "proto", "settings"]) {
+  for (const dir of ["listener", "recall-service", "holder", "cli", "proto", "settings", "ipc"]) {
     for (const { file, text } of sources(dir)) assert.match(text, /^\/\/ \S/, `${file} has no charter comment`);
   }
 });
