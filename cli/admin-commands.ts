@@ -8,11 +8,10 @@
 //
 // Owns: their settings tables (settings/ parses them), output and the exit code of these commands; the admin connection
 // and the watched directories' fds while a command runs (closed before it returns).
-import { join } from "node:path";
 import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
 import { Reason, RecallService, createClient } from "../proto/index.js";
-import { adminSocketPath } from "../listener/config.js";
+import { DEFAULT_RUN_DIR, adminSocketPath, recallGrpcSocketPath } from "../ipc/run-dir.js";
 import { helpText } from "../settings/help-text.js";
 import { loadSettings } from "../settings/settings.js";
 import { RUN_DIR_SETTING } from "../settings/shared-settings.js";
@@ -20,7 +19,7 @@ import type { CommandSpec, FlagSetting, PathSetting } from "../settings/setting-
 import { STUB_XATTR, decodeStubState, needsRecall } from "../listener/stub-state.js";
 import type { StubState } from "../listener/stub-state.js";
 import { AdminClient } from "./admin-client.js";
-import { DEFAULT_RUN_DIR, findRunDir, requireRunDir } from "./instance-registry.js";
+import { findRunDir, requireRunDir } from "./instance-registry.js";
 import { walkFiles } from "./safe-walk.js";
 import type { WalkProblem } from "./safe-walk.js";
 import { WatchRoots } from "./watch-roots.js";
@@ -49,7 +48,7 @@ const ADMIN_RUN_DIR = {
   env: RUN_DIR_SETTING.env,
   type: RUN_DIR_SETTING.type,
   arg: RUN_DIR_SETTING.arg,
-  help: "the run dir of the fanrecall instance to ask (default: FANRECALL_RUN_DIR, else the running 'fanrecall start' that watches PATH, whatever --state-dir or --run-dir it was given, else /run/fanrecall)",
+  help: `the run dir of the fanrecall instance to ask (default: FANRECALL_RUN_DIR, else the running 'fanrecall start' that watches PATH, whatever --state-dir or --run-dir it was given, else ${DEFAULT_RUN_DIR})`,
 } as const satisfies PathSetting;
 
 const JSON_SETTING = {
@@ -189,7 +188,7 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
   const problems: WalkProblem[] = [];
   // Without a listener, status still answers (unconfined): the default run dir then.
   const runDir = args.runDir ?? findRunDir(args.positionals) ?? DEFAULT_RUN_DIR;
-  const recall = createClient(RecallService, `unix://${join(runDir, "recall", "recall.sock")}`);
+  const recall = createClient(RecallService, `unix://${recallGrpcSocketPath(runDir)}`);
   let storeReachable = true;
   const roots = await statusRoots(runDir);
   try {

@@ -5,8 +5,8 @@
 //
 // Owns: the process, the logger and the order of shutdown.
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import { pino } from "pino";
+import { fdChannelSocketPath, recallGrpcSocketPath } from "../ipc/run-dir.js";
 import { AdminOps } from "./admin-ops.js";
 import { AdminServer } from "./admin-server.js";
 import { LISTENER_HELP, loadListenerConfig, refuseSelfWatch } from "./config.js";
@@ -61,8 +61,8 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     if (stored !== null) await handoff.deposit(stored).catch(() => false);
     else taken = await handoff.take().catch(() => null);
   }
-  const channel = new FdChannel({ path: join(config.runDir, "recall", "fd.sock"), recallUid: config.recallUid, log });
-  const recall = new RecallClient(join(config.runDir, "recall", "recall.sock"));
+  const channel = new FdChannel({ path: fdChannelSocketPath(config.runDir), recallUid: config.recallUid, log });
+  const recall = new RecallClient(recallGrpcSocketPath(config.runDir));
   const modes = new Map<number, WatchMode>();
   const views = new WritableViews();
   // A release holds a write lease; an open by someone else meanwhile sends SIGIO, whose

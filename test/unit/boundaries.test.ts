@@ -26,11 +26,16 @@ test("listener/ imports no S3 client, no network module and nothing from recall-
   }
 });
 
-test("settings/ imports nothing but node: builtins and itself (both halves load it)", () => {
+test("settings/ imports nothing but node: builtins, itself and the run dir's layout, which imports only builtins (both halves load them)", () => {
   const files = sources("settings");
   assert.ok(files.length > 0);
   for (const { file, text } of files) {
-    for (const spec of imports(text)) assert.match(spec, /^node:|^\.\/[a-z-]+\.js$/, `${file} imports ${spec}`);
+    for (const spec of imports(text)) {
+      assert.match(spec, /^node:|^\.\/[a-z-]+\.js$|^\.\.\/ipc\/run-dir\.js$/, `${file} imports ${spec}`);
+    }
+  }
+  for (const spec of imports(readFileSync(join(root, "ipc/run-dir.ts"), "utf8"))) {
+    assert.match(spec, /^node:/, `ipc/run-dir.ts imports ${spec}`);
   }
 });
 
