@@ -19,8 +19,10 @@ import type { WatchMode } from "./fanotify-source.js";
 import { FdChannel } from "./fd-channel.js";
 import { GroupHandoff, answerStale } from "./group-handoff.js";
 import { MeshWorker } from "./mesh-worker.js";
-import { RecallClient } from "./recall-client.js";
+import { FdRequests, RecallClient } from "./recall-client.js";
+import { RecallRunner } from "./recall-runner.js";
 import { StatsReporter } from "./stats-reporter.js";
+import { StubStore } from "./stub-store.js";
 import { SystemdNotify, takeFromFdStore } from "./systemd-notify.js";
 import { WatchedPaths } from "./watched-path.js";
 import { WritableViews } from "./writable-view.js";
@@ -83,18 +85,30 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     const from = stored === null ? "holder" : "systemd fd store";
     log.warn({ stale, reason: "shutdown", from }, "took over the group; answered stale events with EIO");
   }
-  dispatcher = new Dispatcher({
+  const stubs = new StubStore(log);
+  const content = new ContentCheck(config.checkRecalledBytes);
+  const requests = new FdRequests(channel, log);
+  const modeOf = (dev: number) => modes.get(dev) ?? "range";
+  const runner = new RecallRunner({
     source,
-    channel,
+    requests,
     recall,
     log,
     views,
+    stubs,
+    content,
+    modeOf,
     recallTimeoutMs: config.recallTimeoutMs,
+  });
+  dispatcher = new Dispatcher({
+    source,
+    runner,
+    stubs,
+    log,
     maxRecalls: config.maxRecalls,
     callerShare: config.callerShare,
     maxHeld: 32_768,
-    modeOf: (dev) => modes.get(dev) ?? "range",
-    content: new ContentCheck(config.checkRecalledBytes),
+    modeOf,
   });
   try {
     for (const w of source.markAll()) modes.set(w.dev, w.mode);
@@ -108,13 +122,15 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
   if (stored === null) notify("FDSTORE", () => systemd.storeGroup(source.groupFd));
   const ops = new AdminOps({
     dispatcher,
+    runner,
+    stubs,
+    content,
+    requests,
     source,
-    channel,
     recall,
     log,
     views,
     modeOf: (dev) => modes.get(dev),
-    recallTimeoutMs: config.recallTimeoutMs,
   });
   const admin = new AdminServer({ path: config.adminSocket, ops, views, log, watch: config.watch });
   const paths = config.meshAdmin ? new WatchedPaths(config.watch) : null;
@@ -122,6 +138,7 @@ export async function listenerMain(argv: readonly string[]): Promise<number> {
     ? new MeshWorker({
         recall,
         ops,
+        stubs,
         paths,
         views,
         modeOf: (dev) => modes.get(dev),

@@ -10,23 +10,12 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as native from "../../native/index.js";
-import { AdminError, AdminOps, OwnedFd } from "../../listener/admin-ops.js";
-import { ContentCheck } from "../../listener/content-check.js";
-import { Dispatcher } from "../../listener/dispatcher.js";
+import { AdminError, OwnedFd } from "../../listener/admin-ops.js";
 import { encodeStubState } from "../../listener/stub-state.js";
 import type { StubState } from "../../listener/stub-state.js";
 import { Reason } from "../../proto/index.js";
 import { ManifestBuilder, encodeManifest, sha256Hex } from "../../recall-service/manifest.js";
-import {
-  FakeChannel,
-  FakeRecallClient,
-  FakeSource,
-  FakeStubXattr,
-  FakeViews,
-  archiveReply,
-  silentLog,
-  verifyReply,
-} from "../helpers/fake-listener.js";
+import { archiveReply, fakeListener, verifyReply } from "../helpers/fake-listener.js";
 
 const CHUNK = 1024 * 1024;
 
@@ -43,22 +32,7 @@ function rig(t: { after: (fn: () => void) => void }) {
     }
     rmSync(dir, { recursive: true, force: true });
   });
-  const source = new FakeSource();
-  const channel = new FakeChannel();
-  const recall = new FakeRecallClient();
-  const views = new FakeViews();
-  const xattr = new FakeStubXattr();
-  const common = { source, channel, recall, views, log: silentLog, recallTimeoutMs: 10_000 };
-  const dispatcher = new Dispatcher({
-    ...common,
-    maxRecalls: 8,
-    callerShare: 1,
-    maxHeld: 64,
-    modeOf: () => "whole",
-    content: new ContentCheck(),
-    stubXattr: xattr,
-  });
-  const ops = new AdminOps({ ...common, dispatcher, modeOf: () => "whole" });
+  const { source, channel, recall, views, xattr, ops } = fakeListener();
   /** A resident file with `data`, opened read-only (as the listener's view would). */
   const file = (name: string, data: Buffer): { path: string; fd: number } => {
     const path = join(dir, name);
