@@ -1,7 +1,7 @@
 // AdminOps (archive, release) with fake collaborators (test/helpers/fake-listener.ts) on real
 // temp files, without root: nothing the recall service reports becomes stub state unchecked.
 // An archive reply for another request, naming another size or carrying a malformed digest
-// is refused and no stub state is written; a release whose verify reply says "equal" is still
+// is refused and no stub state is written, as is an archive whose fd cannot be sent; a release whose verify reply says "equal" is still
 // refused, with nothing freed, when the manifest read back is not the file as hashed here.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -120,6 +120,15 @@ test("archive: a reply for another request is refused; no stub state is written"
   const { fd } = r.file("other-id", data);
   r.recall.onArchive = (req) => archiveReply({ requestId: (req.requestId ?? 0n) + 1n, ...goodArchive(data) });
   await refused(r.ops.archive(fd), "protocol-error", /another request/);
+  assert.equal(r.xattr.writes.length, 0);
+});
+
+test("archive: an fd the fd channel cannot take is recall-unavailable, as for a recall; no RPC, no stub state", async (t) => {
+  const r = rig(t);
+  const { fd } = r.file("no-channel", randomBytes(1000));
+  r.channel.failing = true;
+  await refused(r.ops.archive(fd), "recall-unavailable", /not connected/);
+  assert.equal(r.recall.archives.length, 0, "no RPC without the fd");
   assert.equal(r.xattr.writes.length, 0);
 });
 
