@@ -1,8 +1,9 @@
 // AdminOps (archive, release) with fake collaborators (test/helpers/fake-listener.ts) on real
 // temp files, without root: nothing the recall service reports becomes stub state unchecked.
 // An archive reply for another request, naming another size or carrying a malformed digest
-// is refused and no stub state is written, as is an archive whose fd cannot be sent; a release whose verify reply says "equal" is still
-// refused, with nothing freed, when the manifest read back is not the file as hashed here.
+// is refused and no stub state is written, as is an archive whose fd cannot be sent; a
+// release whose verify reply says "equal" is still refused, with nothing freed, when the
+// manifest read back is not the file as hashed here.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
