@@ -8,10 +8,10 @@
 //
 // Owns: the process, the logger and the order of start and shutdown. Holds the group fd
 // through FanotifySource, and nothing else of its own.
+import type { Logger } from "pino";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { pino } from "pino";
-import type { Logger } from "pino";
 import { AdminOps } from "./admin-ops.js";
 import { AdminServer } from "./admin-server.js";
 import { LISTENER_HELP, loadListenerConfig, refuseSelfWatch } from "./config.js";
