@@ -29,6 +29,7 @@ import { RecallMetrics, listenerVerdicts } from "./metrics.js";
 import type { ListenerSnapshot } from "./metrics.js";
 import { startMetricsServer } from "./metrics-server.js";
 import type { MetricsServer } from "./metrics-server.js";
+import { NamespaceHandler, namespaceSignal } from "./namespace-handler.js";
 import { ManifestLoader } from "./manifest-loader.js";
 import { MeshRelay } from "./mesh-relay.js";
 import { startMeshServer } from "./mesh-server.js";
@@ -89,6 +90,12 @@ export async function startRecallServer(
     log: log.child({ component: "archive" }),
     fdWaitMs: 5_000,
   });
+  const namespaces = new NamespaceHandler({
+    store: objectStore,
+    bucket: config.s3.bucket,
+    keyPrefix: config.keyPrefix,
+    log: log.child({ component: "namespace" }),
+  });
   const health = new HealthStatus();
   health.set("", ServingStatus.SERVING);
   // NOT_SERVING until the store answers and a listener reports (health-monitor.ts).
@@ -121,6 +128,11 @@ export async function startRecallServer(
           metrics.listener = snapshot;
           return {};
         },
+        writeRecord: (req) => namespaces.writeRecord(req),
+        listNamespace: (req, ctx) => namespaces.list(req, namespaceSignal(ctx.signal)),
+        getNamespaceObject: (req, ctx) => namespaces.get(req, namespaceSignal(ctx.signal)),
+        putNamespaceObject: (req) => namespaces.put(req),
+        deleteNamespaceObjects: (req) => namespaces.delete(req),
         takeAdminWork: async (req, ctx) => ({ items: await relay.take(req.waitMs, ctx.signal, req.maxItems) }),
         finishAdminWork: async (req) => {
           relay.finish(req);
