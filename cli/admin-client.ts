@@ -57,6 +57,15 @@ export class AdminClient {
   }
 
   /**
+   * Asks the listener to make the new, empty file `fd` a released stub with `state` (an
+   * encoded stub state); the listener checks the file and the state itself.
+   */
+  async requestStub(fd: number, state: string, timeoutMs: number): Promise<AdminReply> {
+    this.send({ id: this.nextId++, op: "stub", state }, fd);
+    return this.receive(timeoutMs);
+  }
+
+  /**
    * One request for the file at `path`, resolved beneath a watched directory with no symlink
    * followed; a path that resolution refuses gets a failed reply with its reason, nothing sent.
    */
@@ -79,7 +88,7 @@ export class AdminClient {
     return this.receive(timeoutMs);
   }
 
-  private send(body: { id: number; op: AdminOp | "roots" }, fd: number): void {
+  private send(body: { id: number; op: AdminOp | "roots" | "stub"; state?: string }, fd: number): void {
     if (!native.sendWithFd(this.sock, Buffer.from(JSON.stringify(body)), fd)) throw new Error("admin socket is full");
   }
 
