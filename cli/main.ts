@@ -25,6 +25,18 @@ const LOADERS: Record<string, () => Promise<Command>> = {
     const m = await import("./admin-commands.js");
     return { run: m.statusCommand, help: () => m.adminUsage("status") };
   },
+  reconcile: async () => {
+    const m = await import("./reconcile-command.js");
+    return { run: m.reconcileCommand, help: () => m.RECONCILE_HELP };
+  },
+  rebuild: async () => {
+    const m = await import("./rebuild-command.js");
+    return { run: m.rebuildCommand, help: () => m.REBUILD_HELP };
+  },
+  undelete: async () => {
+    const m = await import("./undelete-command.js");
+    return { run: m.undeleteCommand, help: () => m.UNDELETE_HELP };
+  },
   mesh: async () => {
     const m = await import("./mesh-command.js");
     return { run: m.meshCommand, help: () => m.MESH_HELP };

@@ -101,6 +101,18 @@ export class NamespaceClient {
     return Buffer.concat(parts);
   }
 
+  /** Whether the object a record names is still in the store. */
+  async exists(r: FileRecord): Promise<boolean> {
+    const reply = await this.handle.client.statObject(
+      { object: { bucket: r.bucket, key: r.key, versionId: r.versionId } },
+      { timeoutMs: CALL_MS },
+    );
+    if (reply.exists) return true;
+    if (reply.reason === Reason.OBJECT_MISSING) return false;
+    const reason = reasonFromProto(reply.reason);
+    throw new NamespaceError(reason, `cannot tell whether ${r.key} exists (${reason})`);
+  }
+
   async put(name: string, data: Buffer): Promise<void> {
     const r = await this.handle.client.putNamespaceObject(
       { namespace: this.namespace, name, data },

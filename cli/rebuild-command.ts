@@ -77,7 +77,11 @@ export async function rebuildCommand(argv: readonly string[]): Promise<number> {
   }
   for (const p of problems) process.stderr.write(`fanrecall rebuild: left out: ${p}\n`);
   const summary = { summary: true, namespace: session.store.namespace, dryRun: args.dryRun, ...counts };
-  process.stdout.write(args.json ? `${JSON.stringify(summary)}\n` : `rebuild: ${counts.created} created, ${counts.skipped} skipped, ${counts.failed} failed\n`);
+  process.stdout.write(
+    args.json
+      ? `${JSON.stringify(summary)}\n`
+      : `rebuild: ${counts.created} created, ${counts.skipped} skipped, ${counts.failed} failed\n`,
+  );
   return counts.failed > 0 ? 1 : 0;
 }
 

@@ -20,7 +20,14 @@ import { formatDuration, loadSettings } from "../settings/settings.js";
 import type { CommandSpec, DurationSetting, FlagSetting } from "../settings/setting-types.js";
 import { recordOf } from "./file-records.js";
 import type { ListedName } from "./namespace-client.js";
-import { expiredSnapshots, latestSnapshot, objectId, planRetention, snapshotTimes, writeSnapshot } from "./namespace-history.js";
+import {
+  expiredSnapshots,
+  latestSnapshot,
+  objectId,
+  planRetention,
+  snapshotTimes,
+  writeSnapshot,
+} from "./namespace-history.js";
 import { openNamespaceSession } from "./namespace-session.js";
 import type { NamespaceSession } from "./namespace-session.js";
 import { NAMESPACE_ADMIN_SETTINGS } from "./namespace-settings.js";
@@ -160,7 +167,13 @@ async function deleteSnapshots(session: NamespaceSession, times: readonly number
     }
     // The marker first, alone: a snapshot without it no longer counts, whatever of it is left.
     const why = "snapshot older than twice the retention";
-    await session.store.delete(names.filter((n) => n.endsWith("/complete.json")), why);
-    await session.store.delete(names.filter((n) => !n.endsWith("/complete.json")), why);
+    await session.store.delete(
+      names.filter((n) => n.endsWith("/complete.json")),
+      why,
+    );
+    await session.store.delete(
+      names.filter((n) => !n.endsWith("/complete.json")),
+      why,
+    );
   }
 }

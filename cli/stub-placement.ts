@@ -74,7 +74,11 @@ export class StubPlacer {
   private descend(dir: string): number | null {
     const parts = dir === "" ? [] : dir.split("/");
     let depth = 1;
-    while (depth < this.stack.length && depth <= parts.length && this.stack[depth][0] === parts.slice(0, depth).join("/")) {
+    while (
+      depth < this.stack.length &&
+      depth <= parts.length &&
+      this.stack[depth][0] === parts.slice(0, depth).join("/")
+    ) {
       depth++;
     }
     for (const [, fd] of this.stack.splice(depth)) native.close(fd);
