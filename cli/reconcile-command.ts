@@ -35,8 +35,12 @@ import { walkFiles } from "./safe-walk.js";
 import type { WalkProblem } from "./safe-walk.js";
 
 const DAY_MS = 86_400_000;
-/** Objects written this long before the walk began, or later, are never orphans yet. */
-const YOUNG_MS = 10 * 60_000;
+/**
+ * Objects written this long before the walk began, or later, are never orphans yet: an archive
+ * uploads its object, manifest and record and the listener writes the file's stub state right
+ * after, so an object can be in the store a little before any file names it.
+ */
+export const YOUNG_MS = 60_000;
 
 export const RETAIN = {
   name: "retain",

@@ -173,3 +173,16 @@ async function isMountPoint(dir: string): Promise<boolean> {
     return false; // findmnt exits 1 when nothing is mounted there
   }
 }
+
+/**
+ * Loses the disk: unmounts the filesystem, makes a new, empty one on its image and mounts it
+ * at the same place (the mount must not be busy: stop whatever watches it first).
+ */
+export async function remakeLoopFs(fs: LoopFs): Promise<void> {
+  await run("umount", [fs.dir]);
+  await detach(fs.image);
+  const [cmd, ...args] = MKFS[fs.type].argv;
+  await run(cmd, [...args, fs.image]);
+  await run("mount", ["-o", "loop", fs.image, fs.dir]);
+  await chmod(fs.dir, 0o755);
+}
