@@ -5,7 +5,7 @@
 // Owns: the admin connection, the watched directories' fds and the namespace client of one
 // command (all closed by close()). Must not own: what the command does.
 import { resolve } from "node:path";
-import { adminSocketPath } from "../listener/config.js";
+import { adminSocketPath } from "../ipc/run-dir.js";
 import { isNamespaceName } from "../proto/namespace-format.js";
 import { AdminClient } from "./admin-client.js";
 import { requireRunDir } from "./instance-registry.js";
