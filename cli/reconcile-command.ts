@@ -11,8 +11,7 @@
 //
 // Owns: its settings, the walk's output and the exit code. Must not own: the retention rules
 // (namespace-history.ts).
-import * as native from "../native/index.js";
-import { STUB_XATTR, decodeStubState } from "../listener/stub-state.js";
+import { StubStore } from "../listener/stub-store.js";
 import { snapshotDir } from "../proto/namespace-format.js";
 import type { FileRecord } from "../proto/namespace-format.js";
 import { helpText } from "../settings/help-text.js";
@@ -35,6 +34,7 @@ import { walkFiles } from "./safe-walk.js";
 import type { WalkProblem } from "./safe-walk.js";
 
 const DAY_MS = 86_400_000;
+const stubs = new StubStore(null);
 /**
  * Objects written this long before the walk began, or later, are never orphans yet: an archive
  * uploads its object, manifest and record and the listener writes the file's stub state right
@@ -85,13 +85,10 @@ function walk(session: NamespaceSession, nowMs: number): Walked {
   const problems: WalkProblem[] = [];
   const prefix = at.rootPath === "/" ? "/" : `${at.rootPath}/`;
   for (const f of walkFiles(roots, [at.rootPath], problems)) {
-    const raw = native.getxattr(`/proc/self/fd/${f.fd}`, STUB_XATTR);
-    if (raw === null) continue;
-    let s;
-    try {
-      s = decodeStubState(raw);
-    } catch (err: unknown) {
-      problems.push({ path: f.path, reason: "stub-corrupt", error: String(err) });
+    const s = stubs.readOPath(f.fd);
+    if (s === null) continue;
+    if (s === "corrupt") {
+      problems.push({ path: f.path, reason: "stub-corrupt", error: "the stub state is corrupt" });
       continue;
     }
     referenced.add(objectId(s.key));

@@ -9,7 +9,7 @@
 // is made.
 import { resolve } from "node:path";
 import * as native from "../native/index.js";
-import { STUB_XATTR, decodeStubState } from "../listener/stub-state.js";
+import { StubStore } from "../listener/stub-store.js";
 import type { ReasonName } from "../proto/index.js";
 import type { FileRecord } from "../proto/namespace-format.js";
 import { helpText } from "../settings/help-text.js";
@@ -68,10 +68,8 @@ function currentKey(session: NamespaceSession, abs: string): string | null {
     return null;
   }
   try {
-    const raw = native.getxattr(`/proc/self/fd/${fd}`, STUB_XATTR);
-    return raw === null ? "" : decodeStubState(raw).key;
-  } catch {
-    return "";
+    const s = new StubStore(null).readOPath(fd);
+    return s === null || s === "corrupt" ? "" : s.key;
   } finally {
     native.close(fd);
   }
