@@ -117,7 +117,7 @@ async function adminOne(client: AdminClient, op: Op, file: { path: string; fd: n
   }
   let reply;
   try {
-    reply = await client.requestFd(op, file.fd, Math.max(180_000, (file.st.size / (2 * 1024 * 1024)) * 1000));
+    reply = await client.requestFd(op, file.fd, Math.max(180_000, (file.st.size / (2 * 1024 * 1024)) * 1000), path);
   } catch (err: unknown) {
     reply = { ok: false, reason: "protocol-error", error: err instanceof Error ? err.message : String(err) };
   }

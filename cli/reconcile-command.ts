@@ -16,8 +16,8 @@ import { snapshotDir } from "../proto/namespace-format.js";
 import type { FileRecord } from "../proto/namespace-format.js";
 import { helpText } from "../settings/help-text.js";
 import { formatDuration, loadSettings } from "../settings/settings.js";
-import type { CommandSpec, DurationSetting, FlagSetting } from "../settings/setting-types.js";
-import { recordOf } from "./file-records.js";
+import type { CommandSpec, FlagSetting } from "../settings/setting-types.js";
+import { recordOf } from "../listener/file-records.js";
 import type { ListedName } from "./namespace-client.js";
 import {
   expiredSnapshots,
@@ -29,11 +29,10 @@ import {
 } from "./namespace-history.js";
 import { openNamespaceSession } from "./namespace-session.js";
 import type { NamespaceSession } from "./namespace-session.js";
-import { NAMESPACE_ADMIN_SETTINGS } from "./namespace-settings.js";
+import { NAMESPACE_ADMIN_SETTINGS, RETAIN_SETTING } from "./namespace-settings.js";
 import { walkFiles } from "./safe-walk.js";
 import type { WalkProblem } from "./safe-walk.js";
 
-const DAY_MS = 86_400_000;
 const stubs = new StubStore(null);
 /**
  * Objects written this long before the walk began, or later, are never orphans yet: an archive
@@ -41,16 +40,6 @@ const stubs = new StubStore(null);
  * after, so an object can be in the store a little before any file names it.
  */
 export const YOUNG_MS = 60_000;
-
-export const RETAIN = {
-  name: "retain",
-  key: "retain",
-  type: "duration",
-  min: 0,
-  max: 36_500 * DAY_MS,
-  default: 30 * DAY_MS,
-  help: "delete an object once no file has referred to it for this long (0: at once)",
-} as const satisfies DurationSetting;
 
 const DRY_RUN = {
   name: "dry-run",
@@ -65,7 +54,7 @@ export const RECONCILE_SPEC = {
 directory is walked, by stat and stub state only) to the store, then deletes the namespace's
 objects that no file has referred to for longer than --retain. 'fanrecall start' runs it every
 --reconcile-every (default 1h).`,
-  settings: [RETAIN, DRY_RUN, ...NAMESPACE_ADMIN_SETTINGS],
+  settings: [RETAIN_SETTING, DRY_RUN, ...NAMESPACE_ADMIN_SETTINGS],
   positionals: { name: "DIR", min: 1 },
 } as const satisfies CommandSpec;
 

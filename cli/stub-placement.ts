@@ -2,22 +2,23 @@
 // watched directory and by fds only. Missing directories are made one component at a time
 // (mkdirat, root:root 0755); the file is created O_CREAT|O_EXCL with no symlink, "..", or
 // mount crossing on the way (native createBeneath), so an existing file is never touched and
-// nothing lands outside the watched directory. While it is made it is root's and mode 0600,
-// so no one else can open it before it is a stub; it is sized (a hole: no data is
-// downloaded), then handed to the listener, which makes it a stub (it checks the file holds
-// no data, drops any ignore mark, writes the trusted state and the recorded times); only then
-// does it get its recorded owner and mode, without setuid/setgid bits (a record comes from
-// the store: it must not be able to make a privileged program).
+// nothing lands outside the watched directory. It is made root's and mode 0600, so no one else
+// can open it before it is a stub, and sized (a hole: no data is downloaded); then the
+// listener makes it a stub (it checks the file is root's, unshared, holds no data; under a
+// write lease it writes the trusted state, drops any ignore mark, sets the recorded times) and
+// only then gives it its recorded owner and mode, without setuid/setgid bits (a record comes
+// from the store: it must not be able to make a privileged program).
 //
 // Owns: an O_PATH fd per directory on the current descent (closed by close()) and the new
 // file's fd while it is placed. Must not own: what to place (the commands decide).
-import { fchmodSync, fchownSync, ftruncateSync, unlinkSync } from "node:fs";
+import { ftruncateSync, unlinkSync } from "node:fs";
 import * as native from "../native/index.js";
+import { REASON_NAMES } from "../proto/index.js";
 import type { ReasonName } from "../proto/index.js";
 import type { FileRecord } from "../proto/namespace-format.js";
 import { isRelativePath } from "../proto/namespace-format.js";
 import type { AdminClient } from "./admin-client.js";
-import { stubStateOf } from "./file-records.js";
+import { stubStateOf } from "../listener/file-records.js";
 
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
@@ -35,6 +36,11 @@ function code(err: unknown): string {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A reason the listener replied with, if it is one of the set. */
+function asReason(r: string | undefined): ReasonName {
+  return REASON_NAMES.find((n) => n === r) ?? "protocol-error";
 }
 
 /** The reason a failed syscall on the way gives. */
@@ -123,28 +129,32 @@ export class StubPlacer {
   }
 
   private async create(dirFd: number, name: string, r: FileRecord): Promise<Placement> {
-    let fd: number;
+    let opath: number;
     try {
-      fd = native.createBeneath(dirFd, name, 0o600);
+      const fd = native.createBeneath(dirFd, name, 0o600);
+      try {
+        ftruncateSync(fd, r.size);
+        // The same inode, by its fd's own link (no name looked up again); the write fd must go
+        // before the listener takes its lease.
+        opath = native.openPath(`/proc/self/fd/${fd}`, native.FAN.O_PATH);
+      } finally {
+        native.close(fd);
+      }
     } catch (err: unknown) {
       if (code(err) === "EEXIST") return { action: "skipped", reason: "exists", error: "a file is already there" };
       return { action: "failed", reason: wayReason(err), error: message(err) };
     }
     let made = false;
     try {
-      ftruncateSync(fd, r.size);
-      const reply = await this.admin.requestStub(fd, stubStateOf(r), STUB_TIMEOUT_MS);
-      if (!reply.ok) {
-        return { action: "failed", reason: (reply.reason as ReasonName) ?? "protocol-error", error: reply.error };
-      }
-      fchownSync(fd, r.uid, r.gid);
-      fchmodSync(fd, r.mode & 0o1777);
+      const owner = { uid: r.uid, gid: r.gid, mode: r.mode };
+      const reply = await this.admin.requestStub(opath, stubStateOf(r), owner, STUB_TIMEOUT_MS);
+      if (!reply.ok) return { action: "failed", reason: asReason(reply.reason), error: reply.error };
       made = true;
       return { action: "created" };
     } catch (err: unknown) {
       return { action: "failed", reason: "internal-error", error: message(err) };
     } finally {
-      native.close(fd);
+      native.close(opath);
       // A file that did not become a stub goes again: it was ours, new and empty.
       if (!made) unlinkSync(`/proc/self/fd/${dirFd}/${name}`);
     }

@@ -1,16 +1,22 @@
 // file-records: the two conversions between a file's trusted stub state and the record the
-// store keeps of it: a record from a stub and the file's attributes (reconcile's snapshot),
-// and the released stub state a record gives a recreated file (rebuild, undelete).
+// store keeps of it: a record from a stub and the file's attributes (release's record,
+// reconcile's snapshot), and the released stub state a record gives a recreated file
+// (rebuild, undelete).
 //
 // Owns: those mappings. Must not own: either format (listener/stub-state.ts,
 // proto/namespace-format.ts). Holds no fds.
 import type { FdStat } from "../native/index.js";
 import type { FileRecord } from "../proto/namespace-format.js";
-import { STUB_XATTR_VERSION, encodeStubState } from "../listener/stub-state.js";
-import type { StubState } from "../listener/stub-state.js";
+import { STUB_XATTR_VERSION, encodeStubState } from "./stub-state.js";
+import type { StubState } from "./stub-state.js";
 
 /** The record of an archived file at `path` (relative to its watch root), as it is now. */
-export function recordOf(path: string, st: FdStat, s: StubState, nowMs: number): FileRecord {
+export function recordOf(
+  path: string,
+  st: Pick<FdStat, "uid" | "gid" | "mode" | "atimeNs">,
+  s: StubState,
+  nowMs: number,
+): FileRecord {
   return {
     path,
     size: s.size,
