@@ -260,12 +260,23 @@ test("createBeneath makes a new file with its mode and never opens an existing n
       ["/tmp/abs", "EXDEV"],
     ];
     for (const [path, code] of refused) {
-      assert.throws(() => createBeneath(dirFd, path, 0o644), (e: unknown) => isNativeError(e, code), path);
+      assert.throws(
+        () => createBeneath(dirFd, path, 0o644),
+        (e: unknown) => isNativeError(e, code),
+        path,
+      );
     }
     for (const name of ["a/b", "..", ".", ""]) {
-      assert.throws(() => mkdirAt(dirFd, name, 0o755), (e: unknown) => isNativeError(e, "EINVAL"), name);
+      assert.throws(
+        () => mkdirAt(dirFd, name, 0o755),
+        (e: unknown) => isNativeError(e, "EINVAL"),
+        name,
+      );
     }
-    assert.throws(() => mkdirAt(dirFd, "sub", 0o755), (e: unknown) => isNativeError(e, "EEXIST"));
+    assert.throws(
+      () => mkdirAt(dirFd, "sub", 0o755),
+      (e: unknown) => isNativeError(e, "EEXIST"),
+    );
   } finally {
     close(dirFd);
   }
