@@ -217,7 +217,7 @@ export class AdminOps {
     } finally {
       native.close(rw);
     }
-    if (place) await this.record(place, native.fstat(file.fd), stub);
+    if (place) await this.record(place, st, stub);
     return result;
   }
 

@@ -10,7 +10,7 @@
 // is untouched throughout: its objects stay byte for byte and its stub reads back right.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { chownSync, mkdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe } from "node:test";
 import { YOUNG_MS } from "../../cli/reconcile-command.js";
@@ -62,6 +62,7 @@ function writeTree(root: string, files: readonly TreeFile[]): void {
     mkdirSync(join(path, ".."), { recursive: true });
     writeFileSync(path, file.data, { mode: file.mode });
     chownSync(path, file.uid, file.gid);
+    chmodSync(path, file.mode);
     utimesSync(path, file.atime, file.mtime);
   }
 }
