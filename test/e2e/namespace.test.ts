@@ -10,7 +10,17 @@
 // is untouched throughout: its objects stay byte for byte and its stub reads back right.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, chownSync, mkdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  readdirSync,
+  mkdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { after, before, describe } from "node:test";
 import { YOUNG_MS } from "../../cli/reconcile-command.js";
@@ -193,6 +203,26 @@ for (const kind of ["swift", "s3rver"] as const) {
         await stop();
         await remakeLoopFs(disk);
         f = await start();
+        // On the new disk a user owns docs/ and has planted docs/old as a symlink to a directory
+        // of theirs outside: the rebuild must not follow it (that file fails, nothing lands there).
+        const outside = join(other.dir, "outside");
+        mkdirSync(outside);
+        chownSync(outside, 1236, 1237);
+        mkdirSync(join(disk.dir, "docs"));
+        chownSync(join(disk.dir, "docs"), 1236, 1237);
+        const plant = await runAsUid(1236, ["ln", "-s", outside, join(disk.dir, "docs/old")]);
+        assert.equal(plant.code, 0, plant.stderr);
+        const planted = await f.cli(["rebuild", "--json", disk.dir]);
+        assert.equal(planted.code, 1, "a file that could not be placed makes the rebuild fail");
+        const failed = jsonLines(planted.stdout).filter((l) => l.action === "failed");
+        assert.deepEqual(
+          failed.map((l) => [l.path, l.reason]),
+          [[join(disk.dir, "docs/old/rewrite.txt"), "invalid-path"]],
+        );
+        assert.deepEqual(readdirSync(outside), [], "nothing was created through the symlink");
+        rmSync(join(disk.dir, "docs/old"));
+        for (const placed of jsonLines(planted.stdout).filter((l) => l.action === "created"))
+          rmSync(String(placed.path));
         const dry = await f.cli(["rebuild", "--dry-run", "--json", disk.dir]);
         assert.equal(dry.code, 0, dry.stderr);
         assert.equal(jsonLines(dry.stdout).filter((l) => l.action === "created").length, 5);
