@@ -31,7 +31,8 @@ export interface Placement {
 }
 
 function code(err: unknown): string {
-  return native.isNativeError(err) ? err.code : "";
+  const c = typeof err === "object" && err !== null && "code" in err ? err.code : "";
+  return typeof c === "string" ? c : "";
 }
 
 function message(err: unknown): string {
@@ -113,6 +114,7 @@ export class StubPlacer {
     }
     if ((native.fstat(fd).mode & S_IFMT) !== S_IFDIR) {
       native.close(fd);
+      // A symlink (openBeneath gives an O_PATH fd of the link itself) or a file: never gone through.
       throw Object.assign(new Error(`${name} is not a directory`), { code: "ENOTDIR" });
     }
     return fd;

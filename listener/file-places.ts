@@ -15,7 +15,11 @@ export interface FilePlace {
 }
 
 /** The namespace of each watch: the given ones (one per watch, distinct), else derived. */
-export function watchNamespaces(watch: readonly string[], given: readonly string[], host = hostname()): string[] {
+export function watchNamespaces(
+  watch: readonly string[],
+  given: readonly string[],
+  host = process.env.FANRECALL_NODE_NAME || hostname(),
+): string[] {
   if (given.length > 0 && given.length !== watch.length) {
     throw new Error(
       `--namespace: give one per --watch, in the same order (${watch.length} watches, ${given.length} namespaces)`,
