@@ -211,3 +211,6 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
   for (const p of problems) process.stderr.write(`fanrecall status: ${p.path}: ${p.error} (${p.reason})\n`);
   return problems.length > 0 ? 1 : 0;
 }
+
+/** What `fanrecall status` runs and its --help (cli/main.ts loads this module only then). */
+export const STATUS_COMMAND = { run: statusCommand, help: () => adminUsage("status") };

@@ -94,3 +94,6 @@ function report(path: string, p: Placement, json: boolean): void {
     process.stdout.write(`${p.action.padEnd(8)} ${path}${p.action === "skipped" ? " (exists)" : ""}\n`);
   }
 }
+
+/** What `fanrecall rebuild` runs and its --help (cli/main.ts loads this module only then). */
+export const REBUILD_COMMAND = { run: rebuildCommand, help: () => REBUILD_HELP };

@@ -167,3 +167,6 @@ async function deleteSnapshots(session: NamespaceSession, times: readonly number
     );
   }
 }
+
+/** What `fanrecall reconcile` runs and its --help (cli/main.ts loads this module only then). */
+export const RECONCILE_COMMAND = { run: reconcileCommand, help: () => RECONCILE_HELP };

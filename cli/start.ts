@@ -32,11 +32,10 @@ import { registerInstance } from "./instance-registry.js";
 import { ensureS3Credentials } from "./s3-credentials.js";
 import { PeriodicReconcile } from "./periodic-reconcile.js";
 import { SupervisedChild } from "./supervised-child.js";
-import { parseStartArgs } from "./start-settings.js";
+import { START_HELP, parseStartArgs } from "./start-settings.js";
 import { RECALL_USER_NAME, ensureSystemUser } from "./system-user.js";
 import type { EmbeddedS3 } from "./embedded-s3.js";
 
-export { START_HELP } from "./start-settings.js";
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "fanrecall.js");
 
@@ -208,3 +207,6 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   await stopAll();
   return 0;
 }
+
+/** What `fanrecall start` runs and its --help (cli/main.ts loads this module only then). */
+export const START_COMMAND = { run: startCommand, help: () => START_HELP };

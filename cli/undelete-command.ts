@@ -162,3 +162,6 @@ export async function undeleteCommand(argv: readonly string[]): Promise<number> 
   }
   return failed > 0 ? 1 : 0;
 }
+
+/** What `fanrecall undelete` runs and its --help (cli/main.ts loads this module only then). */
+export const UNDELETE_COMMAND = { run: undeleteCommand, help: () => UNDELETE_HELP };

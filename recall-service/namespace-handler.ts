@@ -23,6 +23,7 @@ import type {
   WriteRecordResponseSchema,
 } from "../proto/index.js";
 import { reasonToProto } from "../proto/index.js";
+import type { Reason } from "../proto/index.js";
 import {
   MAX_PART_BYTES,
   decodeFileRecord,
@@ -46,9 +47,13 @@ const TIMEOUT_MS = 60_000;
 /** A start_after: an area, then safe characters (a name, or a prefix of one such as a time). */
 const START_AFTER = /^(objects|records|snapshots)\/[A-Za-z0-9._/-]{0,400}$/;
 
-/** The failure half of every namespace reply. */
-function failure(err: unknown): { reason: ReturnType<typeof reasonToProto>; message: string } {
-  return { reason: reasonToProto(storeErrorReason(err)), message: errorMessage(err) };
+/** A namespace reply: `fn`'s, or the failure (its reason and message) when it throws. */
+async function answer<T>(fn: () => Promise<T>): Promise<T | { reason: Reason; message: string }> {
+  try {
+    return await fn();
+  } catch (err: unknown) {
+    return { reason: reasonToProto(storeErrorReason(err)), message: errorMessage(err) };
+  }
 }
 
 export class NamespaceHandler {
@@ -68,7 +73,7 @@ export class NamespaceHandler {
   }
 
   async writeRecord(req: WriteRecordRequest): Promise<MessageInitShape<typeof WriteRecordResponseSchema>> {
-    try {
+    return answer(async () => {
       const root = this.root(req.namespace);
       const record = decodeFileRecord(req.record);
       if (record.bucket !== this.opts.bucket || !record.key.startsWith(`${root}objects/`)) {
@@ -78,16 +83,14 @@ export class NamespaceHandler {
       const body = Buffer.from(req.record);
       await this.opts.store.put(this.opts.bucket, root + name, body, body.length, {});
       return { reason: reasonToProto("stored"), name };
-    } catch (err: unknown) {
-      return failure(err);
-    }
+    });
   }
 
   async list(
     req: ListNamespaceRequest,
     signal: AbortSignal,
   ): Promise<MessageInitShape<typeof ListNamespaceResponseSchema>> {
-    try {
+    return answer(async () => {
       const root = this.root(req.namespace);
       if (!AREAS.has(req.area)) throw new RecallError("invalid-path", "unknown area");
       if (req.startAfter !== "" && (!START_AFTER.test(req.startAfter) || req.startAfter.includes(".."))) {
@@ -105,16 +108,14 @@ export class NamespaceHandler {
         truncated: page.truncated,
         reason: reasonToProto("stored"),
       };
-    } catch (err: unknown) {
-      return failure(err);
-    }
+    });
   }
 
   async get(
     req: GetNamespaceObjectRequest,
     signal: AbortSignal,
   ): Promise<MessageInitShape<typeof GetNamespaceObjectResponseSchema>> {
-    try {
+    return answer(async () => {
       const key = this.key(req.namespace, req.name, ["records", "snapshots"]);
       if (req.length > MAX_PART_BYTES) throw new RecallError("protocol-error", "at most 4 MiB per read");
       const loc = { bucket: this.opts.bucket, key, versionId: "" };
@@ -124,27 +125,23 @@ export class NamespaceHandler {
       const length = Math.min(req.length, st.size - offset);
       const data = length === 0 ? Buffer.alloc(0) : await this.opts.store.getRange(loc, offset, length, signal);
       return { data, size: BigInt(st.size), reason: reasonToProto("stored") };
-    } catch (err: unknown) {
-      return failure(err);
-    }
+    });
   }
 
   async put(req: PutNamespaceObjectRequest): Promise<MessageInitShape<typeof PutNamespaceObjectResponseSchema>> {
-    try {
+    return answer(async () => {
       const key = this.key(req.namespace, req.name, ["snapshots"]);
       if (req.data.length > MAX_PART_BYTES) throw new RecallError("protocol-error", "at most 4 MiB per object");
       const body = Buffer.from(req.data);
       await this.opts.store.put(this.opts.bucket, key, body, body.length, {});
       return { reason: reasonToProto("stored") };
-    } catch (err: unknown) {
-      return failure(err);
-    }
+    });
   }
 
   async delete(
     req: DeleteNamespaceObjectsRequest,
   ): Promise<MessageInitShape<typeof DeleteNamespaceObjectsResponseSchema>> {
-    try {
+    return answer(async () => {
       if (req.names.length > MAX_KEYS) throw new RecallError("protocol-error", "at most 1000 names per call");
       const keys = req.names.map((n) => this.key(req.namespace, n, ["objects", "records", "snapshots"]));
       await this.opts.store.remove(this.opts.bucket, keys);
@@ -156,9 +153,7 @@ export class NamespaceHandler {
         );
       }
       return { deleted: keys.length, reason: reasonToProto("deleted") };
-    } catch (err: unknown) {
-      return failure(err);
-    }
+    });
   }
 }
 
