@@ -36,7 +36,6 @@ import { START_HELP, parseStartArgs } from "./start-settings.js";
 import { RECALL_USER_NAME, ensureSystemUser } from "./system-user.js";
 import type { EmbeddedS3 } from "./embedded-s3.js";
 
-
 const BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "fanrecall.js");
 
 function binPath(): string {
