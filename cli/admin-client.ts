@@ -19,7 +19,7 @@ export interface AdminReply {
   readonly roots?: unknown;
 }
 
-export type AdminOp = "archive" | "release" | "restore";
+export type AdminOp = "archive" | "release" | "restore" | "pin" | "unpin";
 
 export class AdminClient {
   private readonly sock: number;

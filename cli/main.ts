@@ -21,6 +21,8 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   archive: async () => admin("archive"),
   release: async () => admin("release"),
   restore: async () => admin("restore"),
+  pin: async () => admin("pin"),
+  unpin: async () => admin("unpin"),
   status: async () => {
     const m = await import("./admin-commands.js");
     return { run: m.statusCommand, help: () => m.adminUsage("status") };
@@ -43,7 +45,7 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   },
 };
 
-async function admin(op: "archive" | "release" | "restore"): Promise<Command> {
+async function admin(op: "archive" | "release" | "restore" | "pin" | "unpin"): Promise<Command> {
   const m = await import("./admin-commands.js");
   return { run: (rest) => m.adminCommand(op, rest), help: () => m.adminUsage(op) };
 }
