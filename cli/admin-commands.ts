@@ -21,7 +21,7 @@ import type { CommandSpec, FlagSetting, PathSetting } from "../settings/setting-
 import { needsRecall } from "../listener/stub-state.js";
 import { StubStore, fileStatus } from "../listener/stub-store.js";
 import type { FileStatus } from "../listener/stub-store.js";
-import { AdminClient } from "./admin-client.js";
+import { AdminClient, transferTimeoutMs } from "./admin-client.js";
 import { findRunDir, requireRunDir } from "./instance-registry.js";
 import { walkFiles } from "./safe-walk.js";
 import type { WalkProblem } from "./safe-walk.js";
@@ -120,7 +120,7 @@ async function adminOne(client: AdminClient, op: Op, file: { path: string; fd: n
   }
   let reply;
   try {
-    reply = await client.requestFd(op, file.fd, Math.max(180_000, (file.st.size / (2 * 1024 * 1024)) * 1000), path);
+    reply = await client.requestFd(op, file.fd, transferTimeoutMs(file.st.size), path);
   } catch (err: unknown) {
     reply = { ok: false, reason: "protocol-error", error: err instanceof Error ? err.message : String(err) };
   }

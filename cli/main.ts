@@ -27,6 +27,10 @@ const LOADERS: Record<string, () => Promise<Command>> = {
     const m = await import("./admin-commands.js");
     return { run: m.statusCommand, help: () => m.adminUsage("status") };
   },
+  policy: async () => {
+    const m = await import("./policy-command.js");
+    return { run: m.policyCommand, help: () => m.POLICY_HELP };
+  },
   reconcile: async () => {
     const m = await import("./reconcile-command.js");
     return { run: m.reconcileCommand, help: () => m.RECONCILE_HELP };

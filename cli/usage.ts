@@ -55,6 +55,12 @@ export const COMMANDS: readonly CommandHelp[] = [
     built: true,
   },
   {
+    name: "policy",
+    summary: "space management: archive idle files ahead, release the least recently used past a watermark",
+    usage: "fanrecall policy [--once] [--dry-run] [--json] [--release-above PCT] [--release-to PCT] DIR...",
+    built: true,
+  },
+  {
     name: "reconcile",
     summary:
       "write a snapshot of a watched directory's namespace to the store; delete objects unreferenced past --retain",
