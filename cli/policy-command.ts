@@ -195,7 +195,7 @@ async function onePass(args: PolicySettings, dirs: readonly string[], stopping: 
 function report(a: PolicyAction, args: { json: boolean; dryRun: boolean }): void {
   const lastUsed = new Date(a.lastUsedMs).toISOString();
   if (!args.dryRun) {
-    const audit = { audit: "policy", action: a.action, path: a.path, size: a.size, lastUsed, reason: a.reason };
+    const audit = { audit: "policy", action: a.action, path: a.path, size: a.size, lastUsed, reason: a.trigger };
     process.stderr.write(`${JSON.stringify(a.error === null ? audit : { ...audit, error: a.error })}\n`);
   }
   if (a.error !== null) return;

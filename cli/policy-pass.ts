@@ -43,8 +43,8 @@ export interface PolicyAction {
   readonly action: "archive" | "release";
   readonly size: number;
   readonly lastUsedMs: number;
-  /** Why: "archive-after" or "above-release-above". */
-  readonly reason: string;
+  /** Why (the audit record's reason): "archive-after" or "above-release-above". */
+  readonly trigger: "archive-after" | "above-release-above";
   /** null when it was done (or planned); else the listener's or the check's refusal. */
   readonly error: string | null;
 }
@@ -178,7 +178,13 @@ export class PolicyPass {
   }
 
   private async archiveOne(f: WalkedFile, lastUsed: number): Promise<void> {
-    const action = { path: f.path, action: "archive", size: f.st.size, lastUsedMs: lastUsed, reason: "archive-after" };
+    const action = {
+      path: f.path,
+      action: "archive",
+      size: f.st.size,
+      lastUsedMs: lastUsed,
+      trigger: "archive-after" as const,
+    };
     if (this.o.dryRun) {
       this.archived++;
       return this.o.report({ ...action, action: "archive", error: null });
@@ -212,27 +218,27 @@ export class PolicyPass {
   /** Releases one candidate, found again by its path: the same inode, still a candidate, unused since. */
   private async releaseOne(c: Candidate): Promise<void> {
     const action = { path: c.path, action: "release" as const, size: c.size, lastUsedMs: c.lastUsedMs };
-    const reason = "above-release-above";
+    const trigger = "above-release-above";
     if (this.o.dryRun) {
       this.plannedFree += c.allocated;
       this.released++;
-      return this.o.report({ ...action, reason, error: null });
+      return this.o.report({ ...action, trigger, error: null });
     }
     let fd: number;
     try {
       fd = this.o.roots.open(c.path);
     } catch (err: unknown) {
-      return this.o.report({ ...action, reason, error: `gone since the walk: ${errorText(err)}` });
+      return this.o.report({ ...action, trigger, error: `gone since the walk: ${errorText(err)}` });
     }
     try {
       const st = native.fstat(fd);
       const now = this.decision(c.path, fd, st);
       const same = st.dev === c.dev && st.ino === c.ino && now.d.kind === "candidate";
       if (!same || now.lastUsed > c.lastUsedMs)
-        return this.o.report({ ...action, reason, error: "changed or used since the walk; left alone" });
+        return this.o.report({ ...action, trigger, error: "changed or used since the walk; left alone" });
       const error = await this.ask("release", fd, st.size, c.path);
       if (error === null) this.released++;
-      this.o.report({ ...action, reason, error });
+      this.o.report({ ...action, trigger, error });
     } finally {
       native.close(fd);
     }
