@@ -199,4 +199,38 @@ describe("fanrecall policy", () => {
     const status = (await fr.status([p]))[0] as { pinned?: boolean };
     assert.equal(status.pinned, false);
   });
+
+  rootTest(
+    "fanrecall start --policy-file runs the policy beside the rest: idle files get archived ahead",
+    async () => {
+      const small = await makeExt4(64);
+      const file = join(small.dir, "..", "policy.json");
+      writeFileSync(file, JSON.stringify({ archiveAfter: "1m", minSize: "1M", interval: "1s", exclude: ["skip/**"] }));
+      let other: FanrecallInstance | undefined;
+      try {
+        const idle = join(small.dir, "idle.bin");
+        writeFileSync(idle, randomBytes(2 * MiB), { mode: 0o644 });
+        utimesSync(idle, new Date(), new Date(Date.now() - 48 * HOUR));
+        mkdirSync(join(small.dir, "skip"));
+        writeFileSync(join(small.dir, "skip", "old.bin"), randomBytes(2 * MiB));
+        utimesSync(join(small.dir, "skip", "old.bin"), new Date(), new Date(Date.now() - 48 * HOUR));
+        writeFileSync(join(small.dir, "fresh.bin"), randomBytes(2 * MiB));
+        other = await startFanrecall({ watch: [small.dir], extraArgs: ["--policy-file", file] });
+        const deadline = Date.now() + 60_000;
+        let states = new Map<string, string>();
+        while (Date.now() < deadline && states.get(idle) !== "archived") {
+          await new Promise((r) => setTimeout(r, 500));
+          states = new Map((await other.status([small.dir])).map((s) => [s.path, s.state]));
+        }
+        assert.equal(states.get(idle), "archived", other.output().slice(-2000));
+        assert.equal(states.get(join(small.dir, "fresh.bin")), "resident");
+        assert.equal(states.get(join(small.dir, "skip", "old.bin")), "resident");
+        assert.match(other.output(), /"audit":"policy","action":"archive"/);
+      } finally {
+        await other?.stop();
+        await small.cleanup();
+      }
+    },
+    { timeout: 120_000 },
+  );
 });
