@@ -26,6 +26,7 @@ import { scenario6 } from "./scenario-6-concurrency.js";
 import { scenario7 } from "./scenario-7-scale.js";
 import { scenario8 } from "./scenario-8-check-cost.js";
 import { scenario9 } from "./scenario-9-rebuild.js";
+import { scenario10 } from "./scenario-10-policy.js";
 
 const SCENARIOS: readonly Scenario[] = [
   scenario1,
@@ -37,6 +38,7 @@ const SCENARIOS: readonly Scenario[] = [
   scenario7,
   scenario8,
   scenario9,
+  scenario10,
 ];
 
 const DEFAULT_OUT = fileURLToPath(new URL("./results/latest.json", import.meta.url));

@@ -19,7 +19,12 @@ export interface AdminReply {
   readonly roots?: unknown;
 }
 
-export type AdminOp = "archive" | "release" | "restore";
+/** How long an archive or release of a file of `size` bytes may take: 3 minutes, and 2 MiB/s. */
+export function transferTimeoutMs(size: number): number {
+  return Math.max(180_000, (size / (2 * 1024 * 1024)) * 1000);
+}
+
+export type AdminOp = "archive" | "release" | "restore" | "pin" | "unpin";
 
 export class AdminClient {
   private readonly sock: number;

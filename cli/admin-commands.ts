@@ -1,6 +1,8 @@
-// admin-commands: `fanrecall archive|release|restore|status`. They run as root from any
-// terminal while the listener runs; archive, release and restore go through the listener's
-// admin socket (the recall service only ever sees fds the listener hands it), and status
+// admin-commands: `fanrecall archive|release|restore|pin|unpin|status`. They run as root from any
+// terminal while the listener runs; archive, release, restore, pin and unpin go through the listener's
+// admin socket (the recall service only ever sees fds the listener hands it; the pin is a
+// trusted xattr the listener writes through its own fd: an O_PATH fd takes no fsetxattr, and
+// the listener is already the one writer of trusted xattrs), and status
 // reads the trusted stub state itself. Every path is resolved beneath a directory the
 // listener watches with no symlink followed, recursion included (safe-walk), and every file
 // is then handled by its O_PATH fd, never by path: stat and xattr on that fd (no open for
@@ -19,7 +21,7 @@ import type { CommandSpec, FlagSetting, PathSetting } from "../settings/setting-
 import { needsRecall } from "../listener/stub-state.js";
 import { StubStore, fileStatus } from "../listener/stub-store.js";
 import type { FileStatus } from "../listener/stub-store.js";
-import { AdminClient } from "./admin-client.js";
+import { AdminClient, transferTimeoutMs } from "./admin-client.js";
 import { findRunDir, requireRunDir } from "./instance-registry.js";
 import { walkFiles } from "./safe-walk.js";
 import type { WalkProblem } from "./safe-walk.js";
@@ -27,12 +29,13 @@ import { WatchRoots } from "./watch-roots.js";
 
 const ROOTS_TIMEOUT_MS = 10_000;
 
-type Op = "archive" | "release" | "restore";
+type Op = "archive" | "release" | "restore" | "pin" | "unpin";
 
-/** One line of `fanrecall status`: the file's status (stub-store), or "lost" when its archived copy is gone. */
+/** One line of `fanrecall status`: the file's status (stub-store), or "lost" when its archived copy is gone; and its pin. */
 export type StatusLine = Omit<FileStatus, "state"> & {
   readonly path: string;
   readonly state: FileStatus["state"] | "lost";
+  readonly pinned: boolean;
 };
 
 const ABOUT = `PATH may be a file or a directory (walked recursively) beneath a watched directory; a symlink
@@ -54,12 +57,12 @@ const JSON_SETTING = {
   name: "json",
   key: "json",
   type: "flag",
-  help: "one JSON object per file: path, state, size, populatedBytes, object",
+  help: "one JSON object per file: path, state, size, populatedBytes, object, pinned",
 } as const satisfies FlagSetting;
 
-/** archive, release and restore (adminUsage names the one). */
+/** archive, release, restore, pin and unpin (adminUsage names the one). */
 export const ADMIN_SPEC = {
-  usage: "fanrecall archive|release|restore [--run-dir DIR] PATH...",
+  usage: "fanrecall archive|release|restore|pin|unpin [--run-dir DIR] PATH...",
   about: ABOUT,
   settings: [ADMIN_RUN_DIR],
   positionals: PATHS,
@@ -107,7 +110,7 @@ async function adminOne(client: AdminClient, op: Op, file: { path: string; fd: n
   const { path } = file;
   const stub = stubs.readOPath(file.fd);
   // Archive and release have nothing to do for a stub, and restore nothing for a resident file.
-  if (stub !== null && stub !== "corrupt" && needsRecall(stub.state) && op !== "restore") {
+  if (stub !== null && stub !== "corrupt" && needsRecall(stub.state) && (op === "archive" || op === "release")) {
     process.stdout.write(`${op}: ${path}: already ${stub.state}\n`);
     return true;
   }
@@ -117,7 +120,7 @@ async function adminOne(client: AdminClient, op: Op, file: { path: string; fd: n
   }
   let reply;
   try {
-    reply = await client.requestFd(op, file.fd, Math.max(180_000, (file.st.size / (2 * 1024 * 1024)) * 1000), path);
+    reply = await client.requestFd(op, file.fd, transferTimeoutMs(file.st.size), path);
   } catch (err: unknown) {
     reply = { ok: false, reason: "protocol-error", error: err instanceof Error ? err.message : String(err) };
   }
@@ -142,7 +145,8 @@ function partialBytes(fd: number, size: number): number {
 
 function statusOf(file: { path: string; fd: number; st: FdStat }): StatusLine {
   const { path, fd, st } = file;
-  return { path, ...fileStatus(st, stubs.readOPath(fd), () => partialBytes(fd, st.size)) };
+  const status = fileStatus(st, stubs.readOPath(fd), () => partialBytes(fd, st.size));
+  return { path, ...status, pinned: stubs.pinnedOPath(fd) };
 }
 
 /**
@@ -201,7 +205,7 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
       if (args.json) process.stdout.write(JSON.stringify(s) + "\n");
       else
         process.stdout.write(
-          `${s.state.padEnd(9)} ${String(s.size).padStart(14)} ${String(s.populatedBytes).padStart(14)}  ${s.path}\n`,
+          `${s.state.padEnd(9)} ${String(s.size).padStart(14)} ${String(s.populatedBytes).padStart(14)} ${s.pinned ? "pinned" : "      "}  ${s.path}\n`,
         );
     }
   } finally {

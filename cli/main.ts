@@ -18,14 +18,17 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   archive: async () => admin("archive"),
   release: async () => admin("release"),
   restore: async () => admin("restore"),
+  pin: async () => admin("pin"),
+  unpin: async () => admin("unpin"),
   status: async () => (await import("./admin-commands.js")).STATUS_COMMAND,
+  policy: async () => (await import("./policy-command.js")).POLICY_COMMAND,
   reconcile: async () => (await import("./reconcile-command.js")).RECONCILE_COMMAND,
   rebuild: async () => (await import("./rebuild-command.js")).REBUILD_COMMAND,
   undelete: async () => (await import("./undelete-command.js")).UNDELETE_COMMAND,
   mesh: async () => (await import("./mesh-command.js")).MESH_COMMAND,
 };
 
-async function admin(op: "archive" | "release" | "restore"): Promise<Command> {
+async function admin(op: "archive" | "release" | "restore" | "pin" | "unpin"): Promise<Command> {
   const m = await import("./admin-commands.js");
   return { run: (rest) => m.adminCommand(op, rest), help: () => m.adminUsage(op) };
 }

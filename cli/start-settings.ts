@@ -70,6 +70,13 @@ the recall user's) and reused; it serves only connections from the recall user's
     { ...MODE_SETTING, help: "the listener's --mode" },
     { ...RECALL_TIMEOUT_MS_SETTING, help: "the listener's --recall-timeout-ms" },
     { ...CHUNK_SIZE_SETTING, help: "the recall service's --chunk-size" },
+    {
+      name: "policy-file",
+      key: "policyFile",
+      type: "path",
+      arg: "FILE",
+      help: "run the space manager beside the rest on every --watch DIR: 'fanrecall policy --config FILE' (a JSON object keyed as 'fanrecall policy --help' says)",
+    },
   ],
   footer: `S3 settings come from the environment: FANRECALL_S3_ENDPOINT, FANRECALL_S3_ACCESS_KEY,
 FANRECALL_S3_SECRET_KEY_FILE (a file the recall user can read; FANRECALL_S3_SECRET_KEY is
@@ -83,6 +90,7 @@ Then, from another terminal (as root); they find this instance by the path they 
 (it is recorded in ${INSTANCES_DIR} while it runs), whatever its --state-dir:
   fanrecall archive|release|restore PATH...
   fanrecall status [--json] PATH...
+  fanrecall pin|unpin PATH..., fanrecall policy --once DIR...
   fanrecall reconcile|rebuild DIR, fanrecall undelete PATH...`,
 } as const satisfies CommandSpec;
 
@@ -100,6 +108,8 @@ export interface StartArgs {
   readonly mode: string;
   readonly timeoutMs: string;
   readonly chunkSize: string;
+  /** The space manager's --config file, or null for none. */
+  readonly policyFile: string | null;
 }
 
 export function parseStartArgs(
@@ -122,5 +132,6 @@ export function parseStartArgs(
     mode: s.mode,
     timeoutMs: String(s.recallTimeoutMs),
     chunkSize: String(s.chunkSize),
+    policyFile: s.policyFile ?? null,
   };
 }

@@ -2,7 +2,7 @@
 // starts, in order: the embedded S3 server (s3rver, as the recall user) when no endpoint is
 // configured; the recall service (as the recall user, via setpriv: no capabilities,
 // no_new_privs, no supplementary groups) with the S3 settings; the listener (root) without
-// them. The recall user is a system user of its own (`fanrecall`, created when missing),
+// them; with --policy-file, the policy engine (root, `fanrecall policy --config FILE`). The recall user is a system user of its own (`fanrecall`, created when missing),
 // never root or nobody (65534): a process of the same uid could read or signal the processes
 // that hold the S3 secret. The embedded store's credentials are generated once per state
 // directory (s3-credentials.ts); the store only serves the recall user's sockets. The secret
@@ -166,8 +166,27 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
       env: withoutSecrets(process.env),
     }),
   );
-  // Stop order: the listener answers every held access and closes its group; then the holder
-  // lets go; then the recall service and the store.
+  // The space manager, when asked for: a root process of its own, a client of the listener.
+  const policyReady = join(runDir, "policy.ready");
+  const policy =
+    args.policyFile === null
+      ? null
+      : child("the policy engine", policyReady, () =>
+          spawn(
+            "setpriv",
+            [...DIE_WITH_PARENT, process.execPath, binPath(), "policy", "--config", args.policyFile ?? ""].concat([
+              "--run-dir",
+              runDir,
+              "--ready-file",
+              policyReady,
+              ...args.watch,
+            ]),
+            { ...detached, env: withoutSecrets(process.env) },
+          ),
+        );
+  // Stop order: the policy engine first (it only asks the listener); then the listener
+  // answers every held access and closes its group; then the holder lets go; then the
+  // recall service and the store.
   const reconcile = new PeriodicReconcile({
     bin: binPath(),
     runDir,
@@ -179,6 +198,7 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   });
   const stopAll = async () => {
     reconcile.stop();
+    await policy?.stop();
     await listener.stop();
     await holder.stop();
     await recall.stop();
@@ -189,6 +209,7 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
     await holder.start();
     await recall.start();
     await listener.start();
+    await policy?.start();
     unregister = registerInstance({ runDir, stateDir: args.stateDir, watch: args.watch });
     reconcile.start();
   } catch (err: unknown) {

@@ -42,9 +42,22 @@ export const COMMANDS: readonly CommandHelp[] = [
   },
   { name: "restore", summary: "recall whole files ahead of use", usage: "fanrecall restore PATH...", built: true },
   {
+    name: "pin",
+    summary: "keep files local: the policy engine never archives or releases a pinned file",
+    usage: "fanrecall pin PATH...",
+    built: true,
+  },
+  { name: "unpin", summary: "undo pin", usage: "fanrecall unpin PATH...", built: true },
+  {
     name: "status",
     summary: "show the state of files (resident, archived, released, partial, dirty, lost)",
     usage: "fanrecall status [--json] PATH...",
+    built: true,
+  },
+  {
+    name: "policy",
+    summary: "space management: archive idle files ahead, release the least recently used past a watermark",
+    usage: "fanrecall policy [--once] [--dry-run] [--json] [--release-above PCT] [--release-to PCT] DIR...",
     built: true,
   },
   {

@@ -1,4 +1,4 @@
-// admin-ops: archive, release and restore, as asked by `fanrecall` admin commands (root)
+// admin-ops: archive, release, restore, pin and unpin, as asked by `fanrecall` admin commands (root)
 // over the admin socket, and by the mesh worker. The caller passes an fd of the file that the
 // listener opened itself through its private view (read-only, no events); the listener
 // decides what the recall service may see (that fd, over the fd channel) and keeps the stub
@@ -52,7 +52,7 @@ export interface AdminOpsOptions {
   /** The inode queue: release and restore run inside it. */
   readonly dispatcher: Pick<Dispatcher, "exclusive">;
   readonly runner: Pick<RecallRunner, "withWritable" | "recall">;
-  readonly stubs: Pick<StubStore, "read" | "write">;
+  readonly stubs: Pick<StubStore, "read" | "write" | "setPinned">;
   /** The listener's check of recalled bytes: it vouches for a release too. */
   readonly content: Pick<ContentCheck, "vouch" | "forget">;
   readonly requests: Pick<FdRequests, "call">;
@@ -347,6 +347,13 @@ export class AdminOps {
     } finally {
       native.setLease(rw, "none");
     }
+  }
+
+  /** Pin or unpin: the trusted xattr the policy engine honours, written through the listener's own fd. */
+  async pin(fd: number, on: boolean): Promise<AdminResult> {
+    this.check(fd);
+    this.opts.stubs.setPinned(fd, on);
+    return { state: on ? "pinned" : "unpinned" };
   }
 
   /** Restore: recall the whole file now, inside the inode's queue. */

@@ -1,5 +1,5 @@
 // admin-server: the root-only admin socket (SOCK_SEQPACKET in a root-owned 0700 directory)
-// that `fanrecall archive|release|restore` use. Each request is one JSON message of at most
+// that `fanrecall archive|release|restore|pin|unpin` and `fanrecall policy` use. Each request is one JSON message of at most
 // 4 KiB with exactly one fd of the file; the peer must be uid 0 (SO_PEERCRED). One request
 // at a time per connection; anything malformed closes that connection only.
 //
@@ -34,7 +34,7 @@ const MAX_MESSAGE = 4096;
 
 /** A request about one file; `path` is the command's absolute path of it: a label for the store's record, never opened. */
 type FileRequest =
-  | { id: number; op: "archive" | "release" | "restore"; path: string | null }
+  | { id: number; op: "archive" | "release" | "restore" | "pin" | "unpin"; path: string | null }
   | { id: number; op: "stub"; state: string; uid: number; gid: number; mode: number };
 type Request = FileRequest | { id: number; op: "roots" };
 
@@ -69,7 +69,7 @@ function parseRequest(data: Buffer): Request | null {
       if (typeof state !== "string" || !isId(uid) || !isId(gid) || !isId(mode) || mode > 0o7777) return null;
       return { id, op, state, uid, gid, mode };
     }
-    if (op !== "archive" && op !== "release" && op !== "restore") return null;
+    if (op !== "archive" && op !== "release" && op !== "restore" && op !== "pin" && op !== "unpin") return null;
     if (path !== undefined && (typeof path !== "string" || !path.startsWith("/"))) return null;
     return { id, op, path: path ?? null };
   } catch {
@@ -165,6 +165,7 @@ export class AdminServer {
     const place = req.path === null ? null : this.places.of(normalize(req.path));
     if (req.op === "archive") return this.ops.archive(file.fd, place);
     if (req.op === "release") return this.ops.release(file, place);
+    if (req.op === "pin" || req.op === "unpin") return this.ops.pin(file.fd, req.op === "pin");
     return this.ops.restore(file.fd);
   }
 

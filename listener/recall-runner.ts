@@ -28,7 +28,7 @@ import type { ListenerReason } from "./failure-policy.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
 import { inodeKey } from "./inode-queue.js";
 import type { FdRequests, RecallClient } from "./recall-client.js";
-import { needsRecall, withState } from "./stub-state.js";
+import { needsRecall, withRecallTime, withState } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
 import type { StubStore } from "./stub-store.js";
 import type { WritableViews } from "./writable-view.js";
@@ -206,16 +206,18 @@ export class RecallRunner {
     const checked = await content.check(fd, key, stub, asked[0], asked[1]);
     if (!checked.ok) return this.refuse(fd, st, checked);
     native.futimens(fd, stub.atimeNs, stub.mtimeNs);
+    // The times are the archived ones again: the state keeps when the file was last recalled.
+    const recalled = withRecallTime(stub, Date.now());
     // "Fully populated" is believed only when the file has no hole left (SEEK_HOLE at EOF)
     // and every byte is checked: a false claim must never make a stub look resident (and get
     // an ignore mark, after which no access is checked).
     const full = reply.fullyPopulated && !hasHole(fd, st.size) ? await content.check(fd, key, stub, 0, st.size) : null;
     if (full?.ok) {
-      this.opts.stubs.write(fd, withState(stub, "archived"));
+      this.opts.stubs.write(fd, withState(recalled, "archived"));
       this.opts.source.ignore(fd, this.opts.modeOf(st.dev));
     } else {
       if (full && !full.ok) this.refuse(fd, st, full);
-      if (stub.state === "released") this.opts.stubs.write(fd, withState(stub, "partial"));
+      this.opts.stubs.write(fd, withState(recalled, "partial"));
     }
     return "recalled";
   }

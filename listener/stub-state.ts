@@ -36,6 +36,12 @@ export interface StubState {
   readonly chunkSize: number;
   readonly contentSha256: string;
   readonly manifestSha256: string;
+  /**
+   * When the listener last wrote recalled bytes into the file (ms since the epoch; absent in
+   * states written before it was kept, or never recalled). A recall restores the archived
+   * atime, so this is what says the file was just used (the policy engine's "last used").
+   */
+  readonly recalledAtMs?: number;
 }
 
 const STATES: readonly StoredState[] = ["archived", "released", "partial", "dirty"];
@@ -67,6 +73,7 @@ export function encodeStubState(s: StubState): Buffer {
     cs: s.chunkSize,
     sha: s.contentSha256,
     msha: s.manifestSha256,
+    rt: s.recalledAtMs,
   });
   const buf = Buffer.from(json, "utf8");
   if (buf.length > MAX_XATTR_BYTES) throw new StubStateError(`stub state too large (${buf.length} bytes)`);
@@ -131,12 +138,18 @@ export function decodeStubState(raw: Uint8Array): StubState {
     chunkSize,
     contentSha256,
     manifestSha256,
+    ...(o.rt === undefined ? {} : { recalledAtMs: field(o, "rt", isNonNegInt) }),
   };
 }
 
 /** True when accesses to a file in this state need a recall first. */
 export function needsRecall(state: StoredState): boolean {
   return state === "released" || state === "partial";
+}
+
+/** Returns a copy saying its bytes were recalled at `ms`. */
+export function withRecallTime(s: StubState, ms: number): StubState {
+  return { ...s, recalledAtMs: ms };
 }
 
 /** Returns a copy with a new state. */

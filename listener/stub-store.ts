@@ -6,7 +6,9 @@
 // state that makes the file unreadable.
 //
 // Owns: the reads and writes of the xattr, and the status shape (FileStatus) that
-// `fanrecall status` and the mesh STATUS operation both report. Must not own: the format
+// `fanrecall status` and the mesh STATUS operation both report; the pin (`trusted.fanrecall.pin`,
+// set by root through the listener: no user can forge or remove it), which the policy
+// engine never releases or archives. Must not own: the format
 // (stub-state.ts), or any decision about an access. Holds no fds: callers pass fds they hold,
 // open for reading or writing, or O_PATH (read through its /proc/self/fd link).
 import type { Logger } from "pino";
@@ -20,6 +22,9 @@ export interface StubXattr {
   get(fd: number): Buffer | null;
   set(fd: number, value: Uint8Array): void;
 }
+
+/** A pinned file carries this xattr (value "1"); the policy engine leaves it alone. */
+export const PIN_XATTR = "trusted.fanrecall.pin";
 
 export const TRUSTED_XATTR: StubXattr = {
   get: (fd) => native.fgetxattr(fd, STUB_XATTR),
@@ -51,6 +56,22 @@ export class StubStore {
   /** Writes `s` through `fd` (open for writing); throws StubStateError, writing nothing, for a state decoding would refuse. */
   write(fd: number, s: StubState): void {
     this.xattr.set(fd, encodeStubState(s));
+  }
+
+  /** Whether the file behind `fd` (open for reading or writing) is pinned. */
+  pinned(fd: number): boolean {
+    return native.fgetxattr(fd, PIN_XATTR) !== null;
+  }
+
+  /** Whether the file behind an O_PATH fd is pinned (through its /proc/self/fd link). */
+  pinnedOPath(fd: number): boolean {
+    return native.getxattr(`/proc/self/fd/${fd}`, PIN_XATTR) !== null;
+  }
+
+  /** Pins or unpins the file behind `fd` (open for reading or writing). */
+  setPinned(fd: number, on: boolean): void {
+    if (on) native.fsetxattr(fd, PIN_XATTR, Buffer.from("1"), 0);
+    else native.fremovexattr(fd, PIN_XATTR);
   }
 
   private decoded(raw: Buffer | null): StubRead {

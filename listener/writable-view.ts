@@ -64,14 +64,18 @@ export class WritableViews {
     }
   }
 
-  /** The O_RDONLY reopen by handle, through the view of `st.dev` first (btrfs subvolumes differ). */
+  /**
+   * The O_RDONLY reopen by handle, through the view of `st.dev` first (btrfs subvolumes differ).
+   * O_NOATIME: what the listener and the recall service read (archive, verify, hashing) is no
+   * use of the file; its atime stays the users' (the policy engine's "last used").
+   */
   private reopenThroughView(fd: number, st: FdStat): number {
     const ordered = [...this.views].sort((a, b) => Number(b.dev === st.dev) - Number(a.dev === st.dev));
     let last: unknown = null;
     for (const view of ordered) {
       let out: number;
       try {
-        out = native.reopenByHandle(fd, view.rootFd, FAN.O_RDONLY | FAN.O_LARGEFILE);
+        out = native.reopenByHandle(fd, view.rootFd, FAN.O_RDONLY | FAN.O_LARGEFILE | FAN.O_NOATIME);
       } catch (err: unknown) {
         last = err;
         continue;

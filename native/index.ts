@@ -75,6 +75,7 @@ type NativeBinding = {
   setNonDumpable(): void;
   getDumpable(): number;
   fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void;
+  fremovexattr(fd: number, name: string): void;
   fallocate(fd: number, mode: number, offset: number, length: number): void;
   seek(fd: number, offset: number, whence: number): number;
   futimens(fd: number, atimeNs: bigint, mtimeNs: bigint): void;
@@ -390,6 +391,11 @@ export function setNoNewPrivs(): void {
 
 export function fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void {
   binding.fsetxattr(fd, name, value, flags);
+}
+
+/** Removes an xattr through an fd open for reading or writing; an absent one is no error. */
+export function fremovexattr(fd: number, name: string): void {
+  binding.fremovexattr(fd, name);
 }
 
 /** Deallocates a range without changing the file size. */

@@ -4,7 +4,7 @@
 // value must follow (the very words an error uses: describe()) and its default.
 //
 // Owns: text only. Must not import anything but node: builtins and this directory. Holds no fds.
-import { describe, formatDuration } from "./settings.js";
+import { describe, formatDuration, formatSize } from "./settings.js";
 import type { CommandSpec, Setting } from "./setting-types.js";
 
 const WIDTH = 96;
@@ -29,6 +29,7 @@ function defaultOf(s: Setting): string | undefined {
   if (s.type === "flag" || s.type === "list" || s.type === "user" || s.type === "address") return undefined;
   if (s.default === undefined) return undefined;
   if (s.type === "duration") return formatDuration(s.default);
+  if (s.type === "size") return formatSize(s.default);
   return s.type === "string" && s.default === "" ? '""' : String(s.default);
 }
 
@@ -64,6 +65,8 @@ function defaultArg(s: Setting): string {
       return "HOST:PORT";
     case "duration":
       return "DURATION";
+    case "size":
+      return "SIZE";
     case "path":
     case "list":
       return "PATH";

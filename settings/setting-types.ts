@@ -100,6 +100,16 @@ export interface DurationSetting<K extends string = string> extends Common<K> {
   readonly default?: number;
 }
 
+/** A number of bytes, `0`, `512`, `4K`, `1M`, `2G` or `1T` (binary multiples: K is 1024), loaded as bytes. */
+export interface SizeSetting<K extends string = string> extends Common<K> {
+  readonly type: "size";
+  /** Bounds in bytes. */
+  readonly min: number;
+  readonly max: number;
+  /** In bytes; --help shows it with the largest unit that divides it (`1M`). */
+  readonly default?: number;
+}
+
 /** `HOST:PORT` (`[::1]:9443` for IPv6; port 0 picks a free one); "" means none. */
 export interface AddressSetting<K extends string = string> extends Common<K> {
   readonly type: "address";
@@ -116,7 +126,8 @@ export type Setting =
   | EnumSetting
   | UserSetting
   | AddressSetting
-  | DurationSetting;
+  | DurationSetting
+  | SizeSetting;
 
 export type SettingsTable = readonly Setting[];
 
@@ -135,7 +146,7 @@ export interface CommandSpec<T extends SettingsTable = SettingsTable> {
   readonly footer?: string;
 }
 
-type ValueOf<S> = S extends { type: "int" | "number" | "duration" }
+type ValueOf<S> = S extends { type: "int" | "number" | "duration" | "size" }
   ? number
   : S extends { type: "bool" | "flag" }
     ? boolean

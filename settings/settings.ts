@@ -41,6 +41,8 @@ export function describe(s: Setting): string {
       return 'HOST:PORT (port 0 to 65535), or "" for none';
     case "duration":
       return `a duration such as 0, 500ms, 90s, 15m, 1h or 30d, from ${formatDuration(s.min)} to ${formatDuration(s.max)}`;
+    case "size":
+      return `a size in bytes such as 0, 512, 4K, 1M or 2G (K = 1024), from ${formatSize(s.min)} to ${formatSize(s.max)}`;
   }
 }
 
@@ -58,6 +60,26 @@ export function formatDuration(ms: number): string {
   for (const unit of ["d", "h", "m", "s"])
     if (ms !== 0 && ms % UNIT_MS[unit] === 0) return `${ms / UNIT_MS[unit]}${unit}`;
   return ms === 0 ? "0" : `${ms}ms`;
+}
+
+const SIZE_UNITS = ["K", "M", "G", "T"] as const;
+
+/** Bytes from `0`, `512`, `4K`, `1M`, `2G`, `1T` (K = 1024); null for anything else, or past 2^53. */
+export function parseSize(raw: string): number | null {
+  const m = /^(\d{1,15})([KMGT])?$/.exec(raw);
+  if (!m) return null;
+  const power = m[2] === undefined ? 0 : SIZE_UNITS.indexOf(m[2] as (typeof SIZE_UNITS)[number]) + 1;
+  const bytes = Number(m[1]) * 1024 ** power;
+  return Number.isSafeInteger(bytes) ? bytes : null;
+}
+
+/** The shortest exact text of a size (`1M`, `1536K`, `100`). */
+export function formatSize(bytes: number): string {
+  for (let power = SIZE_UNITS.length; power > 0; power--) {
+    const unit = 1024 ** power;
+    if (bytes !== 0 && bytes % unit === 0) return `${bytes / unit}${SIZE_UNITS[power - 1]}`;
+  }
+  return String(bytes);
 }
 
 /** A refused value: `--name: must be RULE, not 'VALUE'` plus its source. */
@@ -135,6 +157,11 @@ export function parseValue(s: Setting, raw: string, from = ""): unknown {
       const ms = parseDuration(raw);
       if (ms === null || ms < s.min || ms > s.max) throw refuse(s, raw, from);
       return ms;
+    }
+    case "size": {
+      const bytes = parseSize(raw);
+      if (bytes === null || bytes < s.min || bytes > s.max) throw refuse(s, raw, from);
+      return bytes;
     }
     case "address": {
       if (raw === "") return undefined;

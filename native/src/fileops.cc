@@ -165,6 +165,14 @@ Napi::Value Fsetxattr(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// fremovexattr(fd, name); an absent attribute (ENODATA) is not an error: it is gone either way.
+Napi::Value Fremovexattr(const Napi::CallbackInfo& info) {
+  if (fremovexattr(ArgInt(info, 0, "fd"), ArgString(info, 1, "name").c_str()) < 0 && errno != ENODATA) {
+    ThrowErrno(info.Env(), errno, "fremovexattr");
+  }
+  return info.Env().Undefined();
+}
+
 Napi::Value Fallocate(const Napi::CallbackInfo& info) {
   int fd = ArgInt(info, 0, "fd");
   int mode = ArgInt(info, 1, "mode");
@@ -230,7 +238,7 @@ Napi::Value Dup(const Napi::CallbackInfo& info) {
 
 void RegisterFileops(Napi::Env env, Napi::Object exports, Napi::Object constants) {
   SetFunctions(env, exports,
-               {{"fstatInto", FstatInto}, {"fgetxattr", Fgetxattr}, {"getxattr", Getxattr}, {"openBeneath", OpenBeneath}, {"openNoSymlinks", OpenNoSymlinks}, {"createBeneath", CreateBeneath}, {"mkdirAt", MkdirAt}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr},
+               {{"fstatInto", FstatInto}, {"fgetxattr", Fgetxattr}, {"getxattr", Getxattr}, {"openBeneath", OpenBeneath}, {"openNoSymlinks", OpenNoSymlinks}, {"createBeneath", CreateBeneath}, {"mkdirAt", MkdirAt}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr}, {"fremovexattr", Fremovexattr},
                 {"fallocate", Fallocate}, {"seek", Seek}, {"futimens", Futimens}, {"close", Close},
                 {"openPath", OpenPath}, {"dup", Dup}});
 #define C FANRECALL_CONSTANT

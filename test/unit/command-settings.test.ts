@@ -104,7 +104,9 @@ test("start: defaults, --state-dir moves the sockets, environment as before, bad
     mode: "auto",
     timeoutMs: "30000",
     chunkSize: "4194304",
+    policyFile: null,
   });
+  assert.equal(parseStartArgs(["--watch", "/w", "--policy-file", "/etc/p.json"], {}).policyFile, "/etc/p.json");
   assert.equal(parseStartArgs(["--watch", "/w", "--state-dir", "/s"], {}).runDir, "/s/run");
   assert.equal(parseStartArgs(["--watch", "/w", "--state-dir", "/s"], { FANRECALL_RUN_DIR: "/e" }).runDir, "/e");
   const env = {

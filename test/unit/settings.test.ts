@@ -245,3 +245,31 @@ test("duration: 0 or a number with a unit, within bounds, loaded as milliseconds
   }
   assert.match(helpText(spec), /--retain DURATION[\s\S]*default 30d/);
 });
+
+test("size: bytes or a number with K, M, G or T (binary), within bounds; help shows the largest exact unit", () => {
+  const spec = {
+    usage: "t",
+    settings: [
+      { name: "min-size", key: "minSize", type: "size", min: 0, max: 2 ** 50, default: 1024 * 1024, help: "smallest" },
+    ],
+  } as const satisfies CommandSpec;
+  assert.equal(loadSettings(spec, []).minSize, 1024 * 1024);
+  const cases: Array<[string, number]> = [
+    ["0", 0],
+    ["512", 512],
+    ["4K", 4096],
+    ["1M", 1024 * 1024],
+    ["2G", 2 * 1024 ** 3],
+    ["1T", 1024 ** 4],
+  ];
+  for (const [raw, bytes] of cases) assert.equal(loadSettings(spec, ["--min-size", raw]).minSize, bytes, raw);
+  for (const bad of ["", "-1", "1.5M", "1k", "1MB", "1P", "2048T", " 1M", "1e6"]) {
+    assert.throws(
+      () => loadSettings(spec, ["--min-size", bad]),
+      /--min-size: must be a size in bytes such as 0, 512/,
+      bad,
+    );
+  }
+  assert.equal(loadSettings(spec, [], { X: "1" }).minSize, 1024 * 1024);
+  assert.match(helpText(spec), /--min-size SIZE[\s\S]*default 1M/);
+});

@@ -1,7 +1,13 @@
 // Stub state: round trip, and every malformed or forged value is refused.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { decodeStubState, encodeStubState, needsRecall, StubStateError } from "../../listener/stub-state.js";
+import {
+  decodeStubState,
+  encodeStubState,
+  needsRecall,
+  StubStateError,
+  withRecallTime,
+} from "../../listener/stub-state.js";
 import type { StubState } from "../../listener/stub-state.js";
 
 const base: StubState = {
@@ -21,6 +27,16 @@ const base: StubState = {
 
 test("a stub state survives encode and decode, including 64-bit sizes and ns times", () => {
   assert.deepEqual(decodeStubState(encodeStubState(base)), base);
+});
+
+test("the last recall time is optional: absent in old states, kept when set, refused when malformed", () => {
+  const old = JSON.parse(encodeStubState(base).toString()) as Record<string, unknown>;
+  assert.equal(old.rt, undefined);
+  assert.equal(decodeStubState(encodeStubState(base)).recalledAtMs, undefined);
+  const recalled = withRecallTime(base, 1_750_000_000_000);
+  assert.deepEqual(decodeStubState(encodeStubState(recalled)), recalled);
+  const bad = { ...old, rt: -5 };
+  assert.throws(() => decodeStubState(Buffer.from(JSON.stringify(bad))), StubStateError);
 });
 
 test("malformed stub states are refused, never guessed", () => {
