@@ -17,6 +17,7 @@ import { rootTest } from "../helpers/root.js";
 import { runChild, setprivAs, spawnChild } from "../helpers/child.js";
 import type { Spawned } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
+import { datagramBind } from "../helpers/sockets.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
@@ -481,7 +482,7 @@ describe("deaths with readers held", () => {
         const ru = recallUser(); // never 65534, the readers' uid
         chownSync(join(runDir, "recall"), ru.uid, ru.gid);
         const notifyPath = join(dir, "notify.sock");
-        notifySock = native.datagramBind(notifyPath);
+        notifySock = datagramBind(notifyPath);
         c.add(() => {
           for (const fd of kept.splice(0)) native.close(fd);
           if (notifySock >= 0) native.close(notifySock);
