@@ -35,6 +35,8 @@ export interface BigStub {
   readonly path: string;
   readonly plainPath: string;
   readonly size: number;
+  /** The run's Swift, which holds the object. */
+  readonly server: ObjectServer;
   readonly bucket: string;
   readonly key: string;
   readonly saved: SavedStub;
@@ -196,6 +198,7 @@ export class BenchContext {
   private async makeBigStub(): Promise<BigStub> {
     const size = 256 * MiB;
     const fs = await this.ext4(1024);
+    const server = await this.swift();
     const bucket = await this.bucket("big");
     const path = join(fs.dir, "big.bin");
     const plainPath = join(fs.dir, "plain.bin");
@@ -216,7 +219,7 @@ export class BenchContext {
     const key = status.find((s) => s.path === path)?.object?.key;
     if (!key) throw new Error("no object key after release");
     this.log(`256 MiB stub archived and released in ${((nowMs() - t) / 1000).toFixed(1)} s (key ${key})`);
-    return { fs, path, plainPath, size, bucket, key, saved: saveStub(path), warm: saveStub(warmPath), hashes };
+    return { fs, path, plainPath, size, server, bucket, key, saved: saveStub(path), warm: saveStub(warmPath), hashes };
   }
 
   /**

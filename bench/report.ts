@@ -24,8 +24,8 @@ export interface Comparison {
   readonly met: boolean | null;
 }
 
+/** One line of the table (plus one per further comparison); its scenario is the result's id. */
 export interface Row {
-  readonly scenario: number;
   readonly metric: string;
   readonly fanrecall: Figure;
   readonly comparisons: readonly Comparison[];
@@ -42,19 +42,26 @@ export interface ScenarioResult {
   readonly details?: Record<string, unknown>;
 }
 
+/** On fanrecall's median / the baseline's: at least `min` (throughputs) or at most `max` (times, bytes). */
+export interface Target {
+  readonly min?: number;
+  readonly max?: number;
+}
+
 export function figure(label: string, unit: string, values: readonly number[]): Figure {
   return { label, unit, summary: summarize(values) };
 }
 
-/** Target on fanrecall/baseline: at least `min` (throughputs) or at most `max` (times, bytes). */
-export function compare(fr: Figure, against: Figure, target: { min?: number; max?: number } = {}): Comparison {
+/** fanrecall's figure against a baseline's, judged by `target` (none: for information). */
+export function compare(fr: Figure, against: Figure, target: Target = {}): Comparison {
   const ratio = fr.summary.median / against.summary.median;
   if (target.min !== undefined) return { against, ratio, target: `>= ${target.min}x`, met: ratio >= target.min };
   if (target.max !== undefined) return { against, ratio, target: `<= ${target.max}x`, met: ratio <= target.max };
   return { against, ratio, target: "info", met: null };
 }
 
-function num(v: number): string {
+/** A figure as the table prints it: three or so significant digits. */
+export function formatNumber(v: number): string {
   const a = Math.abs(v);
   if (a === 0) return "0";
   if (a >= 1000) return v.toFixed(0);
@@ -71,8 +78,8 @@ function ratioText(v: number): string {
 
 export function formatFigure(f: Figure): string {
   const s = f.summary;
-  const range = s.n > 1 ? ` (${num(s.min)}-${num(s.max)})` : "";
-  return `${num(s.median)}${range} ${f.unit}`;
+  const range = s.n > 1 ? ` (${formatNumber(s.min)}-${formatNumber(s.max)})` : "";
+  return `${formatNumber(s.median)}${range} ${f.unit}`;
 }
 
 function pad(s: string, w: number): string {
@@ -101,7 +108,7 @@ export function formatTable(results: readonly ScenarioResult[]): string {
         c ? c.target : "",
         c?.met === true ? "yes" : c?.met === false ? "NO" : "",
       ];
-      out.push(line([String(row.scenario), row.metric, formatFigure(row.fanrecall), ...cells(first)]));
+      out.push(line([String(r.id), row.metric, formatFigure(row.fanrecall), ...cells(first)]));
       for (const c of row.comparisons.slice(1)) out.push(line(["", "", "", ...cells(c)]));
       if (row.note) out.push(line(["", `  (${row.note})`]));
     }

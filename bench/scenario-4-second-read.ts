@@ -25,7 +25,6 @@ export const scenario4: Scenario = {
   title: "second read after recall vs a never-archived file",
   async run(ctx) {
     const big = await ctx.bigStub();
-    const server = await ctx.swift();
     const reader = ctx.tools.reader;
     const reps = ctx.reps(5, 2);
     const warm = { fr: [] as number[], plain: [] as number[] };
@@ -54,7 +53,7 @@ export const scenario4: Scenario = {
         cold.plain.push((await read(big.plainPath)).mibs);
       });
       for (const kind of PEERS) {
-        await withPeer(kind, server, big.bucket, async (m) => {
+        await withPeer(kind, big.server, big.bucket, async (m) => {
           const path = join(m.dir, big.key);
           await readSeq(reader, path, { bs: MiB, timeoutMs: TIMEOUT_MS });
           peers[kind].push((await read(path)).mibs);
@@ -72,7 +71,6 @@ export const scenario4: Scenario = {
       reps,
       rows: [
         {
-          scenario: 4,
           metric: "second read 256 MiB, warm (128 KiB reads)",
           fanrecall: fw,
           comparisons: [
@@ -83,7 +81,6 @@ export const scenario4: Scenario = {
           note: `median of ${WARM_INNER} alternated reads per rep; peers: second read right after a first full read`,
         },
         {
-          scenario: 4,
           metric: "second read 256 MiB, caches dropped",
           fanrecall: fc,
           comparisons: [compare(fc, figure("never-archived file", "MiB/s", cold.plain), { min: 0.9 })],

@@ -122,19 +122,16 @@ export const scenario5: Scenario = {
       reps,
       rows: [
         {
-          scenario: 5,
           metric: `open+read+close ${n} x 4 KiB non-stubs, warm`,
           fanrecall: warmFiles,
           comparisons: [compare(warmFiles, figure("no listener", "ms", r.baseFiles), { max: 1.1 })],
         },
         {
-          scenario: 5,
           metric: "dd 256 MiB bs=4k non-stub, warm",
           fanrecall: warmDd,
           comparisons: [compare(warmDd, figure("no listener", "ms", r.baseDd), { max: 1.1 })],
         },
         {
-          scenario: 5,
           metric: "first touch per non-stub file",
           fanrecall: perFile,
           comparisons: [

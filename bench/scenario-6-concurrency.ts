@@ -129,14 +129,12 @@ export const scenario6: Scenario = {
       reps,
       rows: [
         {
-          scenario: 6,
           metric: `${READERS} readers of one 256 MiB stub: store bytes`,
           fanrecall: fetched,
           comparisons: [compare(fetched, figure("each byte once", "x file size", [1]), { max: 1.0 })],
           note: `median ${figure("", "", a.gets).summary.median} GETs; all readers done ${figure("", "", a.wallMs).summary.median.toFixed(0)} ms after the common start`,
         },
         {
-          scenario: 6,
           metric: `${STUBS} x 4 MiB stubs recalled at once, aggregate`,
           fanrecall: agg,
           comparisons: [compare(agg, figure("minio-js single-stream GET", "MiB/s", b.single), { min: 1.0 })],

@@ -100,19 +100,16 @@ export const scenario7: Scenario = {
       reps,
       rows: [
         {
-          scenario: 7,
           metric: `listener RSS idle, ${label}`,
           fanrecall: idle.full,
           comparisons: [compare(idle.full, idle.none, { max: 1.2 })],
         },
         {
-          scenario: 7,
           metric: `RSS after ${TOUCHED} non-stub reads, ${label}`,
           fanrecall: touched.full,
           comparisons: [compare(touched.full, touched.none, { max: 1.2 })],
         },
         {
-          scenario: 7,
           metric: `listener start to ready, ${label}`,
           fanrecall: start.full,
           comparisons: [compare(start.full, start.none, { max: 1.2 })],

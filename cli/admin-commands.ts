@@ -8,19 +8,19 @@
 //
 // Owns: their settings tables (settings/ parses them), output and the exit code of these commands; the admin connection
 // and the watched directories' fds while a command runs (closed before it returns).
-import { join } from "node:path";
 import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
 import { Reason, RecallService, createClient } from "../proto/index.js";
-import { adminSocketPath } from "../listener/config.js";
+import { DEFAULT_RUN_DIR, adminSocketPath, recallGrpcSocketPath } from "../ipc/run-dir.js";
 import { helpText } from "../settings/help-text.js";
 import { loadSettings } from "../settings/settings.js";
 import { RUN_DIR_SETTING } from "../settings/shared-settings.js";
 import type { CommandSpec, FlagSetting, PathSetting } from "../settings/setting-types.js";
-import { STUB_XATTR, decodeStubState, needsRecall } from "../listener/stub-state.js";
-import type { StubState } from "../listener/stub-state.js";
+import { needsRecall } from "../listener/stub-state.js";
+import { StubStore, fileStatus } from "../listener/stub-store.js";
+import type { FileStatus } from "../listener/stub-store.js";
 import { AdminClient } from "./admin-client.js";
-import { DEFAULT_RUN_DIR, findRunDir, requireRunDir } from "./instance-registry.js";
+import { findRunDir, requireRunDir } from "./instance-registry.js";
 import { walkFiles } from "./safe-walk.js";
 import type { WalkProblem } from "./safe-walk.js";
 import { WatchRoots } from "./watch-roots.js";
@@ -29,13 +29,11 @@ const ROOTS_TIMEOUT_MS = 10_000;
 
 type Op = "archive" | "release" | "restore";
 
-export interface FileStatus {
+/** One line of `fanrecall status`: the file's status (stub-store), or "lost" when its archived copy is gone. */
+export type StatusLine = Omit<FileStatus, "state"> & {
   readonly path: string;
-  readonly state: string;
-  readonly size: number;
-  readonly populatedBytes: number;
-  readonly object: { bucket: string; key: string; versionId: string } | null;
-}
+  readonly state: FileStatus["state"] | "lost";
+};
 
 const ABOUT = `PATH may be a file or a directory (walked recursively) beneath a watched directory; a symlink
 anywhere on the way is refused, and symlinks met while walking are not followed.`;
@@ -49,7 +47,7 @@ const ADMIN_RUN_DIR = {
   env: RUN_DIR_SETTING.env,
   type: RUN_DIR_SETTING.type,
   arg: RUN_DIR_SETTING.arg,
-  help: "the run dir of the fanrecall instance to ask (default: FANRECALL_RUN_DIR, else the running 'fanrecall start' that watches PATH, whatever --state-dir or --run-dir it was given, else /run/fanrecall)",
+  help: `the run dir of the fanrecall instance to ask (default: FANRECALL_RUN_DIR, else the running 'fanrecall start' that watches PATH, whatever --state-dir or --run-dir it was given, else ${DEFAULT_RUN_DIR})`,
 } as const satisfies PathSetting;
 
 const JSON_SETTING = {
@@ -79,16 +77,8 @@ export function adminUsage(op: Op | "status"): string {
   return helpText({ ...ADMIN_SPEC, usage: `fanrecall ${op} [--run-dir DIR] PATH...` });
 }
 
-/** The stub state of the file `fd` (O_PATH: fgetxattr refuses it, so through its /proc link). */
-function readStub(fd: number): StubState | null | "corrupt" {
-  const raw = native.getxattr(`/proc/self/fd/${fd}`, STUB_XATTR);
-  if (raw === null) return null;
-  try {
-    return decodeStubState(raw);
-  } catch {
-    return "corrupt";
-  }
-}
+/** Stub state read on the O_PATH fds safe-walk gives (no log: a corrupt state is reported as such). */
+const stubs = new StubStore(null);
 
 export async function adminCommand(op: Op, argv: readonly string[]): Promise<number> {
   const args = loadSettings(ADMIN_SPEC, argv);
@@ -115,7 +105,7 @@ export async function adminCommand(op: Op, argv: readonly string[]): Promise<num
 /** One file of archive, release or restore; false when it failed (reported on stderr). */
 async function adminOne(client: AdminClient, op: Op, file: { path: string; fd: number; st: FdStat }): Promise<boolean> {
   const { path } = file;
-  const stub = readStub(file.fd);
+  const stub = stubs.readOPath(file.fd);
   // Archive and release have nothing to do for a stub, and restore nothing for a resident file.
   if (stub !== null && stub !== "corrupt" && needsRecall(stub.state) && op !== "restore") {
     process.stdout.write(`${op}: ${path}: already ${stub.state}\n`);
@@ -150,17 +140,9 @@ function partialBytes(fd: number, size: number): number {
   }
 }
 
-function statusOf(file: { path: string; fd: number; st: FdStat }): FileStatus {
+function statusOf(file: { path: string; fd: number; st: FdStat }): StatusLine {
   const { path, fd, st } = file;
-  const stub = readStub(fd);
-  const size = st.size;
-  if (stub === null) return { path, state: "resident", size, populatedBytes: size, object: null };
-  if (stub === "corrupt") return { path, state: "corrupt", size, populatedBytes: 0, object: null };
-  const object = { bucket: stub.bucket, key: stub.key, versionId: stub.versionId };
-  let state: string = stub.state;
-  if (stub.state === "archived" && (size !== stub.size || st.mtimeNs !== stub.mtimeNs)) state = "dirty";
-  const populatedBytes = stub.state === "released" ? 0 : stub.state === "partial" ? partialBytes(fd, size) : size;
-  return { path, state, size, populatedBytes, object };
+  return { path, ...fileStatus(st, stubs.readOPath(fd), () => partialBytes(fd, st.size)) };
 }
 
 /**
@@ -189,12 +171,12 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
   const problems: WalkProblem[] = [];
   // Without a listener, status still answers (unconfined): the default run dir then.
   const runDir = args.runDir ?? findRunDir(args.positionals) ?? DEFAULT_RUN_DIR;
-  const recall = createClient(RecallService, `unix://${join(runDir, "recall", "recall.sock")}`);
+  const recall = createClient(RecallService, `unix://${recallGrpcSocketPath(runDir)}`);
   let storeReachable = true;
   const roots = await statusRoots(runDir);
   try {
     for (const file of walkFiles(roots, args.positionals, problems)) {
-      let s: FileStatus;
+      let s: StatusLine;
       try {
         s = statusOf(file);
       } catch (err: unknown) {

@@ -16,11 +16,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { adminSocketPath } from "../listener/config.js";
-
-export const INSTANCES_DIR = "/run/fanrecall/instances";
-/** Where a listener started without a run dir (systemd units, `fanrecall listener`) has its sockets. */
-export const DEFAULT_RUN_DIR = "/run/fanrecall";
+import { DEFAULT_RUN_DIR, INSTANCES_DIR, adminSocketPath } from "../ipc/run-dir.js";
 
 export interface InstanceRecord {
   readonly pid: number;

@@ -4,7 +4,7 @@
 // and defaults here, so `start` refuses a bad value before it starts anything.
 //
 // Owns: the table and its derived defaults. Must not own: starting anything. Holds no fds.
-import { join } from "node:path";
+import { DEFAULT_RUN_DIR, INSTANCES_DIR, stateRunDir } from "../ipc/run-dir.js";
 import { helpText } from "../settings/help-text.js";
 import { loadSettings } from "../settings/settings.js";
 import type { CommandSpec } from "../settings/setting-types.js";
@@ -38,7 +38,7 @@ the recall user's) and reused; it serves only connections from the recall user's
       key: "stateDir",
       type: "path",
       arg: "DIR",
-      defaultText: "/var/lib/fanrecall, with sockets in /run/fanrecall; when given, sockets go to STATE_DIR/run",
+      defaultText: `/var/lib/fanrecall, with sockets in ${DEFAULT_RUN_DIR}; when given, sockets go to ${stateRunDir("STATE_DIR")}`,
       help: "where the embedded store's data and credentials are",
     },
     {
@@ -71,7 +71,7 @@ environment too; see 'fanrecall recall-service --help'. With a mesh admin addres
 listener serves the requests it relays (--mesh-admin true).
 
 Then, from another terminal (as root); they find this instance by the path they are given
-(it is recorded in /run/fanrecall/instances while it runs), whatever its --state-dir:
+(it is recorded in ${INSTANCES_DIR} while it runs), whatever its --state-dir:
   fanrecall archive|release|restore PATH...
   fanrecall status [--json] PATH...`,
 } as const satisfies CommandSpec;
@@ -97,7 +97,7 @@ export function parseStartArgs(
   if (s.recallUser) checkRecallUid(s.recallUser.uid, "--recall-user");
   // Without --state-dir: /var/lib/fanrecall and /run/fanrecall (the admin commands' default).
   // With it: everything under it, sockets in STATE_DIR/run.
-  const runDir = s.runDir ?? (s.stateDir === undefined ? "/run/fanrecall" : join(s.stateDir, "run"));
+  const runDir = s.runDir ?? (s.stateDir === undefined ? DEFAULT_RUN_DIR : stateRunDir(s.stateDir));
   return {
     watch: s.watch,
     stateDir: s.stateDir ?? "/var/lib/fanrecall",

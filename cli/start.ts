@@ -25,6 +25,7 @@ import type { ChildProcess } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, chmodSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { adminSocketPath, holderSocketPath, recallGrpcSocketPath, recallSocketDir } from "../ipc/run-dir.js";
 import { assertReadableBy } from "./code-access.js";
 import { startEmbeddedS3 } from "./embedded-s3.js";
 import { registerInstance } from "./instance-registry.js";
@@ -117,7 +118,7 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   mkdirSync(args.stateDir, { recursive: true, mode: 0o755 });
   mkdirSync(runDir, { recursive: true, mode: 0o755 });
   chmodSync(args.stateDir, 0o755);
-  const recallDir = join(runDir, "recall");
+  const recallDir = recallSocketDir(runDir);
   mkdirSync(recallDir, { recursive: true, mode: 0o750 });
   chownSync(recallDir, user.uid, user.gid);
   chmodSync(recallDir, 0o750);
@@ -127,14 +128,14 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   const child = (name: string, readyPath: string, spawnIt: () => ChildProcess) =>
     new SupervisedChild({ name, readyPath, log, spawn: spawnIt });
   const detached = { stdio: ["ignore", "inherit", "inherit"] as ["ignore", "inherit", "inherit"], detached: true };
-  const holderSocket = join(runDir, "holder", "holder.sock");
+  const holderSocket = holderSocketPath(runDir);
   const holder = child("the group holder", `${holderSocket}.ready`, () =>
     spawn(process.execPath, [binPath(), "holder", "--socket", holderSocket], {
       ...detached,
       env: withoutSecrets(process.env),
     }),
   );
-  const recall = child("the recall service", join(recallDir, "recall.sock"), () =>
+  const recall = child("the recall service", recallGrpcSocketPath(runDir), () =>
     spawn(
       "setpriv",
       [
@@ -159,7 +160,7 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   listenerArgs.push(...args.watch.flatMap((w) => ["--watch", w]));
   // The recall service serves the mesh admin API: let the listener take the requests it relays.
   if (process.env.FANRECALL_MESH_ADMIN_ADDRESS) listenerArgs.push("--mesh-admin", "true");
-  const listener = child("the listener", join(runDir, "listener", "admin.sock"), () =>
+  const listener = child("the listener", adminSocketPath(runDir), () =>
     spawn("setpriv", [...DIE_WITH_PARENT, process.execPath, binPath(), ...listenerArgs], {
       ...detached,
       env: withoutSecrets(process.env),

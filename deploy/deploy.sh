@@ -38,10 +38,8 @@ Before the first deploy: label each node that has the dedicated data filesystem
 EOF
 }
 
-die() {
-  echo "deploy.sh: $*" >&2
-  exit 1
-}
+# shellcheck source=deploy/options.sh
+source "$(dirname "${BASH_SOURCE[0]}")/options.sh"
 
 overlay=dev
 listener_image="${FANRECALL_LISTENER_IMAGE:-}"
@@ -50,27 +48,14 @@ context=""
 render=0
 wait_rollout=1
 mesh_admin=0
-while (($#)); do
-  case "$1" in
-    --help | -h)
-      usage
-      exit 0
-      ;;
-    --overlay) overlay="${2:?--overlay needs a value}" && shift ;;
-    --overlay=*) overlay="${1#*=}" ;;
-    --listener-image) listener_image="${2:?--listener-image needs a value}" && shift ;;
-    --listener-image=*) listener_image="${1#*=}" ;;
-    --recall-image) recall_image="${2:?--recall-image needs a value}" && shift ;;
-    --recall-image=*) recall_image="${1#*=}" ;;
-    --context) context="${2:?--context needs a value}" && shift ;;
-    --context=*) context="${1#*=}" ;;
-    --render) render=1 ;;
-    --mesh-admin) mesh_admin=1 ;;
-    --no-wait) wait_rollout=0 ;;
-    *) die "unknown option '$1' (see --help)" ;;
-  esac
-  shift
-done
+declare -A VALUE_OPTIONS=(
+  [--overlay]=overlay
+  [--listener-image]=listener_image
+  [--recall-image]=recall_image
+  [--context]=context
+)
+declare -A FLAG_OPTIONS=([--render]=render=1 [--mesh-admin]=mesh_admin=1 [--no-wait]=wait_rollout=0)
+parse_options "$@"
 
 case "$overlay" in
   dev | prod) ;;

@@ -13,11 +13,12 @@
 //   "drop"       -> "ok" (the held fd is closed: a deliberate full stop of the HSM)
 //   "handover"   -> "fd"/"none", then this holder lets go and retires: a new holder (a new
 //                   `fanrecall start`) takes the group from one left behind
-// Owns: the listening socket, its connections, the held group fd and the fail-closed
-// answerer on it.
-import { chmodSync, existsSync, mkdirSync, rmSync } from "node:fs";
-import { dirname } from "node:path";
+// Owns: the held group fd and the fail-closed answerer on it; its socket and connections
+// through a SeqpacketServer (ipc/seqpacket-server.ts: root peers only, the path root's alone).
+import { existsSync } from "node:fs";
 import * as native from "../native/index.js";
+import { SeqpacketServer } from "../ipc/seqpacket-server.js";
+import type { SeqpacketConn } from "../ipc/seqpacket-server.js";
 import { FailClosedAnswerer } from "./fail-closed.js";
 
 /** How long a dead listener's successor has to take the group before the holder answers. */
@@ -29,27 +30,28 @@ export interface HolderLog {
 }
 
 export class Holder {
-  private readonly listenFd: number;
-  private readonly poller: native.FdPoller;
-  private readonly conns = new Map<number, native.FdPoller>();
+  private readonly server: SeqpacketServer;
   private held = -1;
-  private owner = -1;
+  private owner: SeqpacketConn | null = null;
   private answerer: FailClosedAnswerer | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
 
   private constructor(
-    private readonly path: string,
+    path: string,
     private readonly log: HolderLog,
     private readonly onRetire: () => void,
     inherited: number,
   ) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    chmodSync(dirname(path), 0o700);
-    rmSync(path, { force: true });
-    this.listenFd = native.seqpacketListen(path, 8);
-    chmodSync(path, 0o600);
-    this.poller = new native.FdPoller(this.listenFd, () => this.acceptAll());
-    this.poller.start();
+    this.server = new SeqpacketServer({
+      path,
+      backlog: 8,
+      dirMode: 0o700,
+      socketMode: 0o600,
+      peerUid: 0,
+      onReadable: (conn) => this.serve(conn),
+      onRefused: () => this.log.warn("holder: refused a non-root peer"),
+      onDropped: (conn) => this.dropped(conn),
+    });
     if (inherited >= 0) {
       this.held = inherited;
       this.log.info("holder: took the group over from the holder left behind");
@@ -72,23 +74,8 @@ export class Holder {
     return this.answerer?.running ?? false;
   }
 
-  private acceptAll(): void {
-    for (;;) {
-      const fd = native.seqpacketAccept(this.listenFd);
-      if (fd < 0) return;
-      if (native.peerCred(fd).uid !== 0) {
-        this.log.warn("holder: refused a non-root peer");
-        native.close(fd);
-        continue;
-      }
-      const p = new native.FdPoller(fd, () => this.serve(fd));
-      this.conns.set(fd, p);
-      p.start();
-    }
-  }
-
-  private serve(conn: number): void {
-    const msg = native.recvWithFd(conn, 64);
+  private serve(conn: SeqpacketConn): void {
+    const msg = native.recvWithFd(conn.fd, 64);
     if (msg === null) return;
     const word = msg.eof || msg.truncated ? "" : msg.data.toString("utf8");
     const fds = msg.fds;
@@ -96,7 +83,7 @@ export class Holder {
       if ((word === "get" || word === "handover") && fds.length === 0) {
         // Stop answering first: from here on the taker answers (it sweeps stale events).
         this.stopAnswering();
-        native.sendWithFd(conn, Buffer.from(this.held >= 0 ? "fd" : "none"), this.held);
+        native.sendWithFd(conn.fd, Buffer.from(this.held >= 0 ? "fd" : "none"), this.held);
         if (word === "handover") return this.retire();
         this.owner = conn;
       } else if (word === "put" && fds.length === 1) {
@@ -105,33 +92,28 @@ export class Holder {
         this.held = fds.pop()!;
         this.owner = conn;
         this.log.info("holder: holding the fanotify group");
-        native.sendWithFd(conn, Buffer.from("ok"), -1);
+        native.sendWithFd(conn.fd, Buffer.from("ok"), -1);
       } else if (word === "drop" && fds.length === 0) {
         this.stopAnswering();
         if (this.held >= 0) native.close(this.held);
         this.held = -1;
-        this.owner = -1;
+        this.owner = null;
         this.log.info("holder: released the fanotify group");
-        native.sendWithFd(conn, Buffer.from("ok"), -1);
+        native.sendWithFd(conn.fd, Buffer.from("ok"), -1);
       } else {
         if (!msg.eof) this.log.warn("holder: malformed message; closing that connection");
-        this.drop(conn);
+        this.server.drop(conn);
       }
     } catch {
-      this.drop(conn);
+      this.server.drop(conn);
     } finally {
       for (const fd of fds) native.close(fd);
     }
   }
 
-  private drop(conn: number): void {
-    const p = this.conns.get(conn);
-    if (!p) return;
-    p.close();
-    this.conns.delete(conn);
-    native.close(conn);
+  private dropped(conn: SeqpacketConn): void {
     if (conn === this.owner) {
-      this.owner = -1;
+      this.owner = null;
       if (this.held >= 0) this.ownerGone();
     }
   }
@@ -142,7 +124,7 @@ export class Holder {
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.graceTimer = setTimeout(() => {
       this.graceTimer = null;
-      if (this.owner >= 0 || this.held < 0) return;
+      if (this.owner !== null || this.held < 0) return;
       this.answerer = new FailClosedAnswerer(this.held, this.log);
       this.answerer.start();
     }, OWNER_GRACE_MS);
@@ -164,26 +146,16 @@ export class Holder {
     this.log.info("holder: handed the group to a new holder; retiring");
     if (this.held >= 0) native.close(this.held);
     this.held = -1;
-    this.closeSockets(false);
+    // The path is the new holder's now.
+    this.server.close("keep");
     this.onRetire();
-  }
-
-  private closeSockets(unlink: boolean): void {
-    this.poller.close();
-    native.close(this.listenFd);
-    for (const c of [...this.conns.keys()]) {
-      this.conns.get(c)?.close();
-      native.close(c);
-    }
-    this.conns.clear();
-    if (unlink) rmSync(this.path, { force: true });
   }
 
   close(): void {
     this.stopAnswering();
     if (this.held >= 0) native.close(this.held);
     this.held = -1;
-    this.closeSockets(true);
+    this.server.close();
   }
 }
 

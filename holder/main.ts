@@ -5,6 +5,7 @@
 // group (and no listener runs) closes the group: marks vanish and stubs read as zeros.
 // Owns: the process and its signals; its one setting (settings/).
 import { rmSync, writeFileSync } from "node:fs";
+import { DEFAULT_RUN_DIR, holderSocketPath } from "../ipc/run-dir.js";
 import { helpText } from "../settings/help-text.js";
 import { loadSettings } from "../settings/settings.js";
 import type { CommandSpec } from "../settings/setting-types.js";
@@ -23,7 +24,7 @@ group from one left running (the old one then exits). Root only.`,
       key: "socket",
       env: "FANRECALL_HOLDER_SOCKET",
       type: "path",
-      default: "/run/fanrecall/holder/holder.sock",
+      default: holderSocketPath(DEFAULT_RUN_DIR),
       help: "where the listener finds the holder (its --holder-socket)",
     },
   ],

@@ -17,13 +17,15 @@ import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
 import { Reason, reasonFromProto } from "../proto/index.js";
 import type { ReasonName } from "../proto/index.js";
+import type { ContentCheck } from "./content-check.js";
 import type { Dispatcher } from "./dispatcher.js";
-import { inodeKey } from "./dispatcher.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
-import type { FdChannel } from "./fd-channel.js";
-import type { RecallClient } from "./recall-client.js";
+import { inodeKey } from "./inode-queue.js";
+import type { FdRequests, RecallClient } from "./recall-client.js";
+import type { RecallRunner } from "./recall-runner.js";
 import { StubStateError, needsRecall, withState } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
+import type { StubRead, StubStore } from "./stub-store.js";
 import type { WritableViews } from "./writable-view.js";
 
 /** An admin request's failure, with a reason of the closed set (proto/reasons.ts). */
@@ -43,14 +45,24 @@ export interface AdminResult {
 }
 
 export interface AdminOpsOptions {
-  readonly dispatcher: Dispatcher;
+  /** The inode queue: release and restore run inside it. */
+  readonly dispatcher: Pick<Dispatcher, "exclusive">;
+  readonly runner: Pick<RecallRunner, "withWritable" | "recall">;
+  readonly stubs: Pick<StubStore, "read" | "write">;
+  /** The listener's check of recalled bytes: it vouches for a release too. */
+  readonly content: Pick<ContentCheck, "vouch" | "forget">;
+  readonly requests: Pick<FdRequests, "call">;
   readonly source: Pick<FanotifySource, "unignore">;
-  readonly channel: Pick<FdChannel, "send">;
   readonly recall: Pick<RecallClient, "archive" | "verify">;
   readonly log: Logger;
   readonly views: Pick<WritableViews, "reopen">;
   readonly modeOf: (dev: number) => WatchMode | undefined;
-  readonly recallTimeoutMs: number;
+}
+
+/** A stub state an admin operation can act on: a corrupt one refuses the operation (stub-corrupt). */
+export function stubOrRefuse(s: StubRead): StubState | null {
+  if (s === "corrupt") throw new AdminError("stub-corrupt", "the stub state of this file is corrupt");
+  return s;
 }
 
 /** An fd the caller owns that an operation may close early (release must, to get its lease). */
@@ -75,6 +87,11 @@ function objectOf(s: StubState) {
   return { bucket: s.bucket, key: s.key, versionId: s.versionId, manifestVersionId: s.manifestVersionId };
 }
 
+/** An archive or verify reads the whole file: at least two minutes, and 5 MiB/s. */
+function transferTimeoutMs(st: FdStat): number {
+  return Math.max(120_000, (st.size / (5 * 1024 * 1024)) * 1000);
+}
+
 function sameContentVersion(st: FdStat, s: StubState): boolean {
   return st.size === s.size && st.mtimeNs === s.mtimeNs;
 }
@@ -91,9 +108,7 @@ export class AdminOps {
   }
 
   private stubOf(fd: number): StubState | null {
-    const s = this.opts.dispatcher.readStub(fd);
-    if (s === "corrupt") throw new AdminError("stub-corrupt", "the stub state of this file is corrupt");
-    return s;
+    return stubOrRefuse(this.opts.stubs.read(fd));
   }
 
   async archive(fd: number): Promise<AdminResult> {
@@ -102,16 +117,12 @@ export class AdminOps {
     if (current && (needsRecall(current.state) || (current.state === "archived" && sameContentVersion(st, current)))) {
       return { state: current.state, object: objectOf(current) };
     }
-    const requestId = this.opts.dispatcher.newRequestId();
-    this.opts.channel.send(requestId, fd);
-    const timeoutMs = Math.max(120_000, (st.size / (5 * 1024 * 1024)) * 1000);
-    const reply = await this.opts.recall.archive(
-      { requestId, file: { dev: BigInt(st.dev), ino: BigInt(st.ino), size: BigInt(st.size), mtimeNs: st.mtimeNs } },
-      timeoutMs,
+    const file = { dev: BigInt(st.dev), ino: BigInt(st.ino), size: BigInt(st.size), mtimeNs: st.mtimeNs };
+    const reply = await this.opts.requests.call("archive", fd, (requestId) =>
+      this.opts.recall.archive({ requestId, file }, transferTimeoutMs(st)),
     );
     if (!reply.ok) throw new AdminError(reply.reason, reply.message);
     const r = reply.value;
-    if (r.requestId !== requestId) throw new AdminError("protocol-error", "archive reply for another request");
     if (r.reason !== Reason.ARCHIVED || !r.object || !r.integrity) {
       const said = reasonFromProto(r.reason);
       throw new AdminError(said === "archived" ? "protocol-error" : said, r.message || "archive failed");
@@ -138,7 +149,7 @@ export class AdminOps {
     try {
       // Encoding refuses what decoding would (chunk size, digests, object names) before the
       // xattr is written: a bad reply is never written.
-      this.opts.dispatcher.writeStub(fd, stub);
+      this.opts.stubs.write(fd, stub);
     } catch (err: unknown) {
       if (!(err instanceof StubStateError)) throw err;
       throw new AdminError("protocol-error", `archive reply refused: ${err.message}`);
@@ -158,22 +169,15 @@ export class AdminOps {
     const stub = this.stubOf(file.fd);
     if (!stub) throw new AdminError("protocol-error", "no stub state after archive");
     if (needsRecall(stub.state)) return { state: stub.state, object: objectOf(stub) };
-    const requestId = this.opts.dispatcher.newRequestId();
-    this.opts.channel.send(requestId, file.fd);
-    const reply = await this.opts.recall.verify(
-      {
-        requestId,
-        object: objectOf(stub),
-        integrity: {
-          contentSha256: stub.contentSha256,
-          manifestSha256: stub.manifestSha256,
-          chunkSize: BigInt(stub.chunkSize),
-        },
-      },
-      Math.max(120_000, (st.size / (5 * 1024 * 1024)) * 1000),
+    const integrity = {
+      contentSha256: stub.contentSha256,
+      manifestSha256: stub.manifestSha256,
+      chunkSize: BigInt(stub.chunkSize),
+    };
+    const reply = await this.opts.requests.call("verify", file.fd, (requestId) =>
+      this.opts.recall.verify({ requestId, object: objectOf(stub), integrity }, transferTimeoutMs(st)),
     );
     if (!reply.ok) throw new AdminError(reply.reason, reply.message);
-    if (reply.value.requestId !== requestId) throw new AdminError("protocol-error", "verify reply for another request");
     if (!reply.value.equal) {
       // A file written since it was archived differs from its copy: that is a change, not a bad copy.
       if (!sameContentVersion(native.fstat(file.fd), stub))
@@ -183,7 +187,7 @@ export class AdminOps {
     // The service's "equal" is not enough: the listener hashes the file itself. A write after
     // this point changes ctime, which is checked again under the lease.
     const hashed = native.fstat(file.fd);
-    const vouched = await this.opts.dispatcher.content.vouch(file.fd, stub, reply.value.manifest);
+    const vouched = await this.opts.content.vouch(file.fd, stub, reply.value.manifest);
     if (!vouched.ok) {
       if (!sameContentVersion(native.fstat(file.fd), stub))
         throw new AdminError("stub-changed", "the file changed since it was archived; nothing was freed");
@@ -245,9 +249,9 @@ export class AdminOps {
         throw new AdminError("stub-changed", "the file changed before it could be released; nothing was freed");
       }
       // State first: if anything below fails half way, the file is a stub that recalls correctly.
-      this.opts.dispatcher.writeStub(rw, { ...withState(verified, "released"), atimeNs: st.atimeNs });
+      this.opts.stubs.write(rw, { ...withState(verified, "released"), atimeNs: st.atimeNs });
       // Its blocks go: whatever was checked of it is to be checked again when recalled.
-      this.opts.dispatcher.content.forget(inodeKey(st));
+      this.opts.content.forget(inodeKey(st));
       // A stub must raise an event on every access: drop any ignore mark the inode has.
       this.opts.source.unignore(rw, mode);
       // Punch whole blocks past EOF too: punching part of a block only zeroes it and keeps it
@@ -278,8 +282,8 @@ export class AdminOps {
       const cur = this.stubOf(fd);
       if (!cur || !needsRecall(cur.state)) return { state: cur?.state ?? "resident" };
       const now = native.fstat(fd);
-      const reason = await this.opts.dispatcher.withWritable(fd, now, (rw) =>
-        this.opts.dispatcher.recall(rw, now, cur, null, null),
+      const reason = await this.opts.runner.withWritable(fd, now, (rw) =>
+        this.opts.runner.recall(rw, now, cur, null, null),
       );
       if (reason !== "recalled") throw new AdminError(reason, `restore failed: ${reason}`);
       return { state: "archived", object: objectOf(cur) };

@@ -11,24 +11,19 @@
 // when the listener started: the command resolves its paths beneath those very directories,
 // never through a symlink (cli/watch-roots.ts).
 //
-// Owns: the listening socket, accepted connections, and the listener's own fd of the file
-// until the operation ends. Must not own: what the operations do (admin-ops).
-import { chmodSync, mkdirSync, rmSync, statSync } from "node:fs";
-import { dirname } from "node:path";
+// Owns: the listener's own fd of the file until the operation ends; the listening socket and
+// accepted connections through a SeqpacketServer (ipc/seqpacket-server.ts). Must not own: what
+// the operations do (admin-ops).
+import { statSync } from "node:fs";
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
+import { SeqpacketServer } from "../ipc/seqpacket-server.js";
+import type { SeqpacketConn } from "../ipc/seqpacket-server.js";
 import type { AdminOps, AdminResult } from "./admin-ops.js";
 import { AdminError, OwnedFd } from "./admin-ops.js";
 import type { WritableViews } from "./writable-view.js";
 
 const MAX_MESSAGE = 4096;
-
-interface Conn {
-  readonly fd: number;
-  readonly pid: number;
-  readonly poller: native.FdPoller;
-  busy: boolean;
-}
 
 type FileRequest = { id: number; op: "archive" | "release" | "restore" };
 type Request = FileRequest | { id: number; op: "roots" };
@@ -63,18 +58,15 @@ function parseRequest(data: Buffer): Request | null {
 }
 
 export class AdminServer {
-  private readonly listenFd: number;
-  private readonly poller: native.FdPoller;
-  private readonly conns = new Map<number, Conn>();
-  private readonly path: string;
+  private readonly server: SeqpacketServer;
+  /** Connections with a file operation running (one request at a time per connection). */
+  private readonly busy = new Set<SeqpacketConn>();
   private readonly ops: AdminOps;
   private readonly views: WritableViews;
   private readonly log: Logger;
   private readonly roots: readonly WatchRoot[];
 
   constructor(opts: AdminServerOptions) {
-    const { path } = opts;
-    this.path = path;
     this.ops = opts.ops;
     this.views = opts.views;
     this.log = opts.log;
@@ -82,50 +74,41 @@ export class AdminServer {
       const st = statSync(dir);
       return { path: dir, dev: st.dev, ino: st.ino };
     });
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    chmodSync(dirname(path), 0o700);
-    rmSync(path, { force: true });
-    this.listenFd = native.seqpacketListen(path, 16);
-    chmodSync(path, 0o600);
-    this.poller = new native.FdPoller(this.listenFd, () => this.acceptAll());
-    this.poller.start();
+    this.server = new SeqpacketServer({
+      path: opts.path,
+      backlog: 16,
+      dirMode: 0o700,
+      socketMode: 0o600,
+      peerUid: 0,
+      onReadable: (conn) => this.readable(conn),
+      onRefused: (peer) => this.log.warn({ peerUid: peer.uid, reason: "protocol-error" }, "admin peer refused"),
+    });
   }
 
-  private acceptAll(): void {
-    for (;;) {
-      const fd = native.seqpacketAccept(this.listenFd);
-      if (fd < 0) return;
-      const cred = native.peerCred(fd);
-      if (cred.uid !== 0) {
-        this.log.warn({ peerUid: cred.uid, reason: "protocol-error" }, "admin peer refused");
-        native.close(fd);
-        continue;
-      }
-      const conn: Conn = { fd, pid: cred.pid, poller: new native.FdPoller(fd, () => this.readable(conn)), busy: false };
-      this.conns.set(fd, conn);
-      conn.poller.start();
-    }
-  }
-
-  private readable(conn: Conn): void {
+  private readable(conn: SeqpacketConn): void {
     const msg = native.recvWithFd(conn.fd, MAX_MESSAGE + 1);
     if (msg === null) return;
-    if (msg.eof) return this.drop(conn);
-    const parsed = msg.truncated || msg.data.length > MAX_MESSAGE || conn.busy ? null : parseRequest(msg.data);
+    if (msg.eof) {
+      this.server.drop(conn);
+      return;
+    }
+    const refused = msg.truncated || msg.data.length > MAX_MESSAGE || this.busy.has(conn);
+    const parsed = refused ? null : parseRequest(msg.data);
     const req = parsed !== null && msg.fds.length === (parsed.op === "roots" ? 0 : 1) ? parsed : null;
     if (req === null) {
       for (const fd of msg.fds) native.close(fd);
       this.log.warn({ reason: "protocol-error" }, "malformed admin request");
-      return this.drop(conn);
+      this.server.drop(conn);
+      return;
     }
     if (req.op === "roots") return this.reply(conn, { id: req.id, ok: true, roots: this.roots });
-    conn.busy = true;
+    this.busy.add(conn);
     void this.serve(conn, req, msg.fds[0]).finally(() => {
-      conn.busy = false;
+      this.busy.delete(conn);
     });
   }
 
-  private async serve(conn: Conn, req: FileRequest, clientFd: number): Promise<void> {
+  private async serve(conn: SeqpacketConn, req: FileRequest, clientFd: number): Promise<void> {
     let file: OwnedFd | null = null;
     try {
       file = this.reopen(clientFd);
@@ -161,26 +144,17 @@ export class AdminServer {
     return this.ops.restore(file.fd);
   }
 
-  private reply(conn: Conn, body: Record<string, unknown>): void {
-    if (!this.conns.has(conn.fd)) return;
+  private reply(conn: SeqpacketConn, body: Record<string, unknown>): void {
+    if (!this.server.isOpen(conn)) return;
     try {
       native.sendWithFd(conn.fd, Buffer.from(JSON.stringify(body)), -1);
     } catch (err: unknown) {
       this.log.warn({ err: String(err) }, "admin reply failed");
-      this.drop(conn);
+      this.server.drop(conn);
     }
   }
 
-  private drop(conn: Conn): void {
-    if (!this.conns.delete(conn.fd)) return;
-    conn.poller.close();
-    native.close(conn.fd);
-  }
-
   close(): void {
-    this.poller.close();
-    native.close(this.listenFd);
-    for (const c of [...this.conns.values()]) this.drop(c);
-    rmSync(this.path, { force: true });
+    this.server.close();
   }
 }

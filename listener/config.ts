@@ -8,6 +8,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { RUN_DIR_WORD, adminSocketPath, holderSocketPath } from "../ipc/run-dir.js";
 import { helpText } from "../settings/help-text.js";
 import { loadSettings, parseValue } from "../settings/settings.js";
 import {
@@ -96,7 +97,7 @@ const SETTINGS = [
     key: "adminSocket",
     env: "FANRECALL_ADMIN_SOCKET",
     type: "path",
-    defaultText: "RUN_DIR/listener/admin.sock",
+    defaultText: adminSocketPath(RUN_DIR_WORD),
     help: "the root-only socket of the admin commands",
   },
   {
@@ -105,7 +106,7 @@ const SETTINGS = [
     env: "FANRECALL_HOLDER_SOCKET",
     type: "path",
     allowEmpty: true,
-    defaultText: "RUN_DIR/holder/holder.sock",
+    defaultText: holderSocketPath(RUN_DIR_WORD),
     help: "the group holder's socket; with none, a crash of this process lets held readers through",
   },
   {
@@ -164,7 +165,7 @@ export function loadListenerConfig(
     callerShare: s.callerShare,
     logLevel: s.logLevel,
     adminSocket: s.adminSocket ?? adminSocketPath(s.runDir),
-    holderSocket: s.holderSocket ?? join(s.runDir, "holder", "holder.sock"),
+    holderSocket: s.holderSocket ?? holderSocketPath(s.runDir),
     meshAdmin: s.meshAdmin,
     checkRecalledBytes: s.checkRecalledBytes,
   };
@@ -206,8 +207,4 @@ function systemUserUid(name: string): number | undefined {
     }
   }
   return undefined;
-}
-
-export function adminSocketPath(runDir: string): string {
-  return join(runDir, "listener", "admin.sock");
 }

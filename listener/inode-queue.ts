@@ -2,7 +2,13 @@
 // different inodes runs concurrently. Concurrent readers of one stub therefore cause one
 // recall, and a release can never interleave with a recall of the same file.
 //
-// Owns: the per-inode promise chains and the count of queued items. Holds no fds.
+// Owns: the per-inode promise chains and the count of queued items, and the key that names
+// an inode (inodeKey). Holds no fds.
+
+/** The key of an inode: the same for every fd of it, whatever its path. */
+export function inodeKey(st: { dev: number; ino: number }): string {
+  return `${st.dev}:${st.ino}`;
+}
 
 export class InodeQueue {
   private readonly tails = new Map<string, Promise<void>>();

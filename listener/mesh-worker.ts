@@ -17,25 +17,28 @@
 // polls again only when a slot is free. Runs only with --mesh-admin true (off by default).
 //
 // Owns: the poll loop and, per request, the O_PATH fd and the one view fd it opens (closed
-// before the result is sent). Must not own: stub state rules (admin-ops, stub-state) or the wire.
+// before the result is sent). Must not own: stub state rules or the status shape (admin-ops,
+// stub-store) or the wire.
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
 import { AdminOp } from "../proto/index.js";
 import type { AdminWorkItem } from "../proto/index.js";
-import { AdminError, OwnedFd } from "./admin-ops.js";
+import { AdminError, OwnedFd, stubOrRefuse } from "./admin-ops.js";
 import type { AdminOps } from "./admin-ops.js";
 import type { WatchMode } from "./fanotify-source.js";
 import type { FdChannel } from "./fd-channel.js";
 import type { RecallClient } from "./recall-client.js";
-import { STUB_XATTR, StubStateError, decodeStubState, needsRecall } from "./stub-state.js";
-import type { StubState } from "./stub-state.js";
+import { needsRecall } from "./stub-state.js";
+import { fileStatus } from "./stub-store.js";
+import type { StubStore } from "./stub-store.js";
 import type { WatchedPaths } from "./watched-path.js";
 import type { WritableViews } from "./writable-view.js";
 
 export interface MeshWorkerOptions {
   readonly recall: RecallClient;
   readonly ops: AdminOps;
+  readonly stubs: Pick<StubStore, "readOPath">;
   readonly paths: WatchedPaths;
   readonly views: WritableViews;
   readonly modeOf: (dev: number) => WatchMode | undefined;
@@ -44,7 +47,8 @@ export interface MeshWorkerOptions {
   readonly log: Logger;
 }
 
-interface FileStatus {
+/** A file's status on the wire (AdminFileStatus). */
+interface WireStatus {
   path: string;
   state: string;
   size: bigint;
@@ -59,7 +63,6 @@ export const MAX_IN_FLIGHT = 16;
 export const MAX_ITEMS_PER_TAKE = 64;
 /** A reply that came back faster than this with nothing in it: wait before polling again. */
 const FAST_EMPTY_MS = 50;
-const procFd = (fd: number) => `/proc/self/fd/${fd}`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class MeshWorker {
@@ -164,7 +167,7 @@ export class MeshWorker {
     }
   }
 
-  private async run(item: AdminWorkItem): Promise<FileStatus> {
+  private async run(item: AdminWorkItem): Promise<WireStatus> {
     if (item.op !== AdminOp.STATUS && item.op !== AdminOp.RESTORE && item.op !== AdminOp.ARCHIVE) {
       throw new AdminError("invalid-path", "unknown admin operation");
     }
@@ -180,7 +183,7 @@ export class MeshWorker {
       const st = native.fstat(opath);
       const mode = this.opts.modeOf(st.dev);
       if (!mode) throw new AdminError("invalid-path", "not on a watched filesystem");
-      const stub = this.stubOf(opath);
+      const stub = stubOrRefuse(this.opts.stubs.readOPath(opath));
       if (item.op === AdminOp.RESTORE && stub && needsRecall(stub.state)) {
         await this.once(`restore:${st.dev}:${st.ino}`, () =>
           this.withViewFd(opath, st, (fd) => this.opts.ops.restore(fd)),
@@ -199,7 +202,7 @@ export class MeshWorker {
 
   /**
    * Runs `work` unless the same operation on the same inode is already running, in which
-   * case it waits for that one (two triggers on one inode would replace each other).
+   * case it waits for that one (a second archive would upload the file again).
    */
   private async once(key: string, work: () => Promise<void>): Promise<void> {
     const running = this.inProgress.get(key);
@@ -207,16 +210,6 @@ export class MeshWorker {
     const p = work().finally(() => this.inProgress.delete(key));
     this.inProgress.set(key, p);
     return p;
-  }
-
-  private stubOf(opath: number): StubState | null {
-    const raw = native.getxattr(procFd(opath), STUB_XATTR);
-    if (raw === null) return null;
-    try {
-      return decodeStubState(raw);
-    } catch (err: unknown) {
-      throw new AdminError("stub-corrupt", err instanceof StubStateError ? err.message : "corrupt stub state");
-    }
   }
 
   /** Runs `work` with the listener's own read-only fd of the inode (private view: no event). */
@@ -229,23 +222,17 @@ export class MeshWorker {
     }
   }
 
-  private statusOf(path: string, opath: number): FileStatus {
+  /** As `fanrecall status` reports it (stub-store fileStatus); a corrupt stub state is an error here. */
+  private statusOf(path: string, opath: number): WireStatus {
     const st = native.fstat(opath);
-    const size = BigInt(st.size);
-    const stub = this.stubOf(opath);
-    if (stub === null) return { path, state: "resident", size, populatedBytes: size };
-    const object = { bucket: stub.bucket, key: stub.key, versionId: stub.versionId };
-    let state: string = stub.state;
-    if (stub.state === "archived" && (st.size !== stub.size || st.mtimeNs !== stub.mtimeNs)) state = "dirty";
-    let populated = stub.state === "released" ? 0 : st.size;
-    if (stub.state === "partial") {
-      // Through the private view: no event, whatever the mode.
-      populated = this.partialBytes(opath, st);
-    }
-    return { path, state, size, populatedBytes: BigInt(populated), object };
+    const stub = stubOrRefuse(this.opts.stubs.readOPath(opath));
+    const s = fileStatus(st, stub, () => this.dataBytes(opath, st));
+    const wire = { path, state: s.state, size: BigInt(s.size), populatedBytes: BigInt(s.populatedBytes) };
+    return s.object === null ? wire : { ...wire, object: s.object };
   }
 
-  private partialBytes(opath: number, st: FdStat): number {
+  /** Bytes present, counted through the private view: no event, whatever the mode. */
+  private dataBytes(opath: number, st: FdStat): number {
     const fd = this.opts.views.reopen(opath, st, "read");
     try {
       return native.dataBytes(fd, st.size);

@@ -1,12 +1,15 @@
 // recall-client: the listener's gRPC client of the recall service. Every call carries a
 // deadline; transport failures become listener reasons (never exceptions to the caller).
 // Replies are bounded in size: the largest is a manifest's bytes (MAX_MANIFEST_BYTES); a
-// larger message is refused by grpc-js before it is decoded. Callers check each reply's
-// request id against the one they sent.
+// larger message is refused by grpc-js before it is decoded. A request about an fd (recall,
+// archive, verify) goes through FdRequests, the one place its id is made, sent with the fd
+// and checked on the reply: a reply for another request is refused (protocol-error).
 //
-// Owns: the gRPC channel. Must not own: fds (they travel on the fd channel).
+// Owns: the gRPC channel and the request id counter. Must not own: fds (they travel on the
+// fd channel; FdRequests only hands it the caller's fd number).
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
+import type { Logger } from "pino";
 import type {
   FinishAdminWorkRequestSchema,
   TakeAdminWorkResponse,
@@ -21,6 +24,7 @@ import type {
 import { RecallService, RpcError, createClient } from "../proto/index.js";
 import { MAX_MANIFEST_BYTES } from "../proto/manifest-format.js";
 import type { ListenerReason } from "./failure-policy.js";
+import type { FdChannel } from "./fd-channel.js";
 
 export type RpcResult<T> = { ok: true; value: T } | { ok: false; reason: ListenerReason; message: string };
 
@@ -88,5 +92,41 @@ export class RecallClient {
 
   close(): void {
     this.handle.close();
+  }
+}
+
+/**
+ * Requests about an fd, each under an id of its own: the fd goes on the fd channel under the
+ * id, the RPC carries the same id, and a reply naming another id is refused (protocol-error).
+ * An fd that cannot be sent is recall-unavailable (the recall service is not connected), and
+ * the RPC is not made.
+ */
+export class FdRequests {
+  /** Random start: ids never repeat across listener restarts (the recall service may still hold old ones). */
+  private nextId = BigInt.asUintN(62, BigInt(Date.now()) << 20n) | BigInt(Math.floor(Math.random() * 2 ** 20)) | 1n;
+
+  constructor(
+    private readonly channel: Pick<FdChannel, "send">,
+    private readonly log: Logger,
+  ) {}
+
+  /** Sends `fd` under a new id, then runs `rpc` with that id (only once the fd is sent) and checks the reply's id. */
+  async call<T extends { readonly requestId: bigint }>(
+    what: "recall" | "archive" | "verify",
+    fd: number,
+    rpc: (requestId: bigint) => Promise<RpcResult<T>>,
+  ): Promise<RpcResult<T>> {
+    const requestId = this.nextId++;
+    try {
+      this.channel.send(requestId, fd);
+    } catch (err: unknown) {
+      this.log.warn({ err: String(err), reason: "recall-unavailable" }, "fd channel send failed");
+      return { ok: false, reason: "recall-unavailable", message: err instanceof Error ? err.message : String(err) };
+    }
+    const reply = await rpc(requestId);
+    if (!reply.ok || reply.value.requestId === requestId) return reply;
+    const message = `${what} reply for another request`;
+    this.log.error({ reason: "protocol-error" }, message);
+    return { ok: false, reason: "protocol-error", message };
   }
 }

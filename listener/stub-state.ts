@@ -2,8 +2,8 @@
 // (readable and writable by root only, so unprivileged users can neither forge nor read it).
 //
 // Owns: the encoding, decoding and validation of that xattr. Must not own: reading or
-// writing it (callers do that on an fd they hold), or any policy about what a state means
-// for an access. Holds no fds.
+// writing it (stub-store.ts does, on an fd its caller holds), or any policy about what a
+// state means for an access. Holds no fds.
 
 export const STUB_XATTR = "trusted.fanrecall";
 export const STUB_XATTR_VERSION = 1;

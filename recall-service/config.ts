@@ -9,7 +9,7 @@
 // FANRECALL_S3_SECRET_KEY_FILE): a command line is world-readable, and an environment is
 // inherited; FANRECALL_S3_SECRET_KEY is still read, for compatibility only.
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { RUN_DIR_WORD, fdChannelSocketPath, recallGrpcSocketPath, recallSocketDir } from "../ipc/run-dir.js";
 import { helpText } from "../settings/help-text.js";
 import { loadSettings } from "../settings/settings.js";
 import { CHUNK_SIZE_SETTING, LOG_LEVEL_SETTING, RUN_DIR_SETTING } from "../settings/shared-settings.js";
@@ -175,8 +175,8 @@ const SETTINGS = [
 
 export const RECALL_SERVICE_SPEC = {
   usage: "fanrecall recall-service [--config FILE] [--run-dir DIR] [--user UID:GID] [options]",
-  about: `Runs the unprivileged recall service: gRPC on RUN_DIR/recall/recall.sock, the fd channel
-on RUN_DIR/recall/fd.sock. Started as root, it becomes --user (required then) before it
+  about: `Runs the unprivileged recall service: gRPC on ${recallGrpcSocketPath(RUN_DIR_WORD)}, the fd channel
+on ${fdChannelSocketPath(RUN_DIR_WORD)}. Started as root, it becomes --user (required then) before it
 reads any input. It refuses to run as root or as nobody (65534): give it a uid of its own
 (fanrecall start uses the system user 'fanrecall'), so that no other program can signal,
 trace or read it. It makes itself non-dumpable first thing (its environment and memory are
@@ -266,8 +266,7 @@ function meshAdminConfig(s: {
   return { address: s.meshAdminAddress, certFile, keyFile, clientCaFile };
 }
 
-/** The recall service's sockets live in RUN_DIR/recall, a directory its own user owns. */
+/** The recall service's sockets live in RUN_DIR/recall, a directory its own user owns (ipc/run-dir.ts). */
 export function recallSocketPaths(runDir: string): { dir: string; grpc: string; fd: string } {
-  const dir = join(runDir, "recall");
-  return { dir, grpc: join(dir, "recall.sock"), fd: join(dir, "fd.sock") };
+  return { dir: recallSocketDir(runDir), grpc: recallGrpcSocketPath(runDir), fd: fdChannelSocketPath(runDir) };
 }

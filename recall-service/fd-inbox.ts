@@ -2,18 +2,20 @@
 // unix socket, accepts only peers whose uid is the listener's (root), and files each
 // received fd under the requestId of its header until the matching RPC takes it.
 //
-// Owns: the listening socket, accepted connections, and every fd received but not yet
-// taken (closed on expiry, on a protocol error, and at close()). Must not own: what the
-// fds are used for. A malformed message closes that connection (and the fds it sent) only.
-import { rmSync } from "node:fs";
+// Owns: every fd received but not yet taken (closed on expiry, on a protocol error, and at
+// close()); the listening socket and accepted connections through a SeqpacketServer
+// (ipc/seqpacket-server.ts). Must not own: what the fds are used for. A malformed message
+// closes that connection (and the fds it sent) only.
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
+import { SeqpacketServer } from "../ipc/seqpacket-server.js";
+import type { SeqpacketConn } from "../ipc/seqpacket-server.js";
 import { FD_CHANNEL_HEADER_BYTES, decodeFdHeader } from "../proto/index.js";
 
 interface Parked {
   readonly fd: number;
   /** The connection it came on: when that listener goes away, its unclaimed fds go too. */
-  readonly conn: number;
+  readonly conn: SeqpacketConn;
   readonly expires: ReturnType<typeof setTimeout>;
 }
 
@@ -32,18 +34,25 @@ export interface FdInboxOptions {
 }
 
 export class FdInbox {
-  private readonly listenFd: number;
-  private readonly listenPoller: native.FdPoller;
-  private readonly conns = new Map<number, native.FdPoller>();
+  private readonly server: SeqpacketServer;
   private readonly parked = new Map<bigint, Parked>();
   private readonly waiters = new Map<bigint, Waiter>();
   private onConnectionChange: (connected: number) => void = () => {};
 
   constructor(private readonly opts: FdInboxOptions) {
-    rmSync(opts.path, { force: true });
-    this.listenFd = native.seqpacketListen(opts.path, 16);
-    this.listenPoller = new native.FdPoller(this.listenFd, () => this.acceptAll());
-    this.listenPoller.start();
+    this.server = new SeqpacketServer({
+      path: opts.path,
+      backlog: 16,
+      peerUid: opts.peerUid,
+      onReadable: (conn) => this.drain(conn),
+      onRefused: (peer) =>
+        opts.log.warn({ peerUid: peer.uid, peerPid: peer.pid, reason: "protocol-error" }, "fd channel peer refused"),
+      onAccepted: (conn) => {
+        opts.log.info({ peerPid: conn.peer.pid }, "fd channel connected");
+        this.onConnectionChange(this.server.connections);
+      },
+      onDropped: (conn) => this.release(conn),
+    });
   }
 
   /** Called with the number of accepted listener connections whenever it changes. */
@@ -52,35 +61,14 @@ export class FdInbox {
   }
 
   get connections(): number {
-    return this.conns.size;
+    return this.server.connections;
   }
 
-  private acceptAll(): void {
-    for (;;) {
-      const fd = native.seqpacketAccept(this.listenFd);
-      if (fd < 0) return;
-      const cred = native.peerCred(fd);
-      if (cred.uid !== this.opts.peerUid) {
-        this.opts.log.warn(
-          { peerUid: cred.uid, peerPid: cred.pid, reason: "protocol-error" },
-          "fd channel peer refused",
-        );
-        native.close(fd);
-        continue;
-      }
-      const poller = new native.FdPoller(fd, () => this.drain(fd));
-      this.conns.set(fd, poller);
-      poller.start();
-      this.opts.log.info({ peerPid: cred.pid }, "fd channel connected");
-      this.onConnectionChange(this.conns.size);
-    }
-  }
-
-  private drain(conn: number): void {
+  private drain(conn: SeqpacketConn): void {
     for (let i = 0; i < 64; i++) {
       let msg: native.RecvResult | null;
       try {
-        msg = native.recvWithFd(conn, FD_CHANNEL_HEADER_BYTES + 1);
+        msg = native.recvWithFd(conn.fd, FD_CHANNEL_HEADER_BYTES + 1);
       } catch (err: unknown) {
         this.drop(conn, `recv failed: ${String(err)}`);
         return;
@@ -100,7 +88,7 @@ export class FdInbox {
     }
   }
 
-  private park(requestId: bigint, fd: number, conn: number): void {
+  private park(requestId: bigint, fd: number, conn: SeqpacketConn): void {
     const waiter = this.waiters.get(requestId);
     if (waiter) {
       this.waiters.delete(requestId);
@@ -123,21 +111,21 @@ export class FdInbox {
     this.parked.set(requestId, { fd, conn, expires });
   }
 
-  private drop(conn: number, why: string): void {
-    const poller = this.conns.get(conn);
-    if (!poller) return;
-    poller.close();
-    this.conns.delete(conn);
-    native.close(conn);
+  private drop(conn: SeqpacketConn, why: string): void {
+    if (!this.server.drop(conn)) return;
+    const level = why === "peer closed" ? "info" : "warn";
+    this.opts.log[level]({ reason: why === "peer closed" ? "shutdown" : "protocol-error", why }, "fd channel closed");
+  }
+
+  /** A connection is gone: the fds it parked and nobody took go with it. */
+  private release(conn: SeqpacketConn): void {
     for (const [id, p] of this.parked) {
       if (p.conn !== conn) continue;
       clearTimeout(p.expires);
       native.close(p.fd);
       this.parked.delete(id);
     }
-    const level = why === "peer closed" ? "info" : "warn";
-    this.opts.log[level]({ reason: why === "peer closed" ? "shutdown" : "protocol-error", why }, "fd channel closed");
-    this.onConnectionChange(this.conns.size);
+    this.onConnectionChange(this.server.connections);
   }
 
   /** Takes the fd for a request, waiting up to waitMs for it to arrive; null when it never does. */
@@ -159,9 +147,9 @@ export class FdInbox {
   }
 
   close(): void {
-    this.listenPoller.close();
-    native.close(this.listenFd);
-    for (const conn of [...this.conns.keys()]) this.drop(conn, "peer closed");
+    const connected = this.server.connections;
+    this.server.close();
+    if (connected > 0) this.opts.log.info({ reason: "shutdown", connected }, "fd channel closed");
     for (const [, p] of this.parked) {
       clearTimeout(p.expires);
       native.close(p.fd);
@@ -172,6 +160,5 @@ export class FdInbox {
       w.resolve(null);
     }
     this.waiters.clear();
-    rmSync(this.opts.path, { force: true });
   }
 }

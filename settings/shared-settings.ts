@@ -4,7 +4,9 @@
 // service, start). One definition each, so the flag, environment variable, config key,
 // default and rule cannot drift between them.
 //
-// Owns: these two table entries. Must not import anything but this directory. Holds no fds.
+// Owns: these two table entries. Must not import anything but this directory and the run
+// dir's layout (ipc/run-dir.ts, which imports nothing). Holds no fds.
+import { DEFAULT_RUN_DIR, stateRunDir } from "../ipc/run-dir.js";
 import type { EnumSetting, IntSetting, PathSetting } from "./setting-types.js";
 
 /** pino's levels. */
@@ -16,8 +18,8 @@ export const RUN_DIR_SETTING = {
   env: "FANRECALL_RUN_DIR",
   type: "path",
   arg: "DIR",
-  default: "/run/fanrecall",
-  help: "the directory of fanrecall's sockets ('fanrecall start --state-dir' uses STATE_DIR/run)",
+  default: DEFAULT_RUN_DIR,
+  help: `the directory of fanrecall's sockets ('fanrecall start --state-dir' uses ${stateRunDir("STATE_DIR")})`,
 } as const satisfies PathSetting;
 
 export const LOG_LEVEL_SETTING = {

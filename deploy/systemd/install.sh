@@ -22,24 +22,13 @@ then runs `systemctl daemon-reload`. It enables nothing; afterwards:
 EOF
 }
 
-die() {
-  echo "install.sh: $*" >&2
-  exit 1
-}
+# shellcheck source=deploy/options.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../options.sh"
 
 root=""
-while (($#)); do
-  case "$1" in
-    --help | -h)
-      usage
-      exit 0
-      ;;
-    --root) root="${2:?--root needs a directory}" && shift ;;
-    --root=*) root="${1#*=}" ;;
-    *) die "unknown option '$1' (see --help)" ;;
-  esac
-  shift
-done
+declare -A VALUE_OPTIONS=([--root]=root)
+declare -A FLAG_OPTIONS=()
+parse_options "$@"
 if [[ -n "$root" ]]; then
   root="$(realpath "$root")"
 elif [[ $(id -u) -ne 0 ]]; then

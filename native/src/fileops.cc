@@ -93,35 +93,34 @@ Napi::Value Getxattr(const Napi::CallbackInfo& info) {
                     [&](char* b, size_t len) { return getxattr(path.c_str(), name.c_str(), b, len); });
 }
 
-// openat2(dirfd, relative path, O_PATH) that cannot leave dirfd's tree: no "..", absolute
-// path, symlink, magic link or mount crossing on the way (EXDEV/ELOOP otherwise). An O_PATH
-// fd gives no access to content and its open raises no fanotify event.
-Napi::Value OpenBeneath(const Napi::CallbackInfo& info) {
-  int dirfd = ArgInt(info, 0, "dirfd");
-  std::string path = ArgString(info, 1, "path");
+// openat2(dirfd, path, flags, resolve) that never follows a symlink, at the end of the path
+// or on the way (ELOOP), nor a magic link; the new fd is O_CLOEXEC and JS owns it.
+Napi::Value Openat2NoSymlinks(Napi::Env env, int dirfd, const std::string& path, uint64_t flags, uint64_t resolve) {
   struct open_how how = {};
-  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+  how.flags = flags | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = resolve | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   long fd;
   do fd = syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how);
   while (fd < 0 && errno == EINTR);
-  if (fd < 0) ThrowErrno(info.Env(), errno, "openat2");
-  return Napi::Number::New(info.Env(), static_cast<double>(fd));
+  if (fd < 0) ThrowErrno(env, errno, "openat2");
+  return Napi::Number::New(env, static_cast<double>(fd));
 }
 
-// openat2(AT_FDCWD, path, flags) refusing every symlink on the way, not only the last one
-// (ELOOP): a root command given a path must not be redirected by a directory someone swapped
-// for a symlink.
+// O_PATH beneath dirfd: a relative path that cannot leave dirfd's tree (no "..", absolute
+// path or mount crossing on the way: EXDEV otherwise). An O_PATH fd gives no access to
+// content and its open raises no fanotify event.
+Napi::Value OpenBeneath(const Napi::CallbackInfo& info) {
+  int dirfd = ArgInt(info, 0, "dirfd");
+  std::string path = ArgString(info, 1, "path");
+  return Openat2NoSymlinks(info.Env(), dirfd, path, O_PATH, RESOLVE_BENEATH | RESOLVE_NO_XDEV);
+}
+
+// From AT_FDCWD with the caller's flags: a root command given a path must not be redirected
+// by a directory someone swapped for a symlink.
 Napi::Value OpenNoSymlinks(const Napi::CallbackInfo& info) {
   std::string path = ArgString(info, 0, "path");
-  struct open_how how = {};
-  how.flags = static_cast<uint64_t>(ArgInt(info, 1, "flags")) | O_NOFOLLOW | O_CLOEXEC;
-  how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  long fd;
-  do fd = syscall(SYS_openat2, AT_FDCWD, path.c_str(), &how, sizeof how);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0) ThrowErrno(info.Env(), errno, "openat2");
-  return Napi::Number::New(info.Env(), static_cast<double>(fd));
+  uint64_t flags = static_cast<uint64_t>(ArgInt(info, 1, "flags"));
+  return Openat2NoSymlinks(info.Env(), AT_FDCWD, path, flags, 0);
 }
 
 // prctl(PR_SET_NO_NEW_PRIVS): this process and its children can never gain privileges.

@@ -1,7 +1,9 @@
 // The listener image carries root code only: its build removes the S3 client, the embedded
 // store and the recall service's compiled code before the runtime stage copies anything, and
 // fails if they are still there. Neither image carries build tools (node-gyp) or the embedded
-// demo store (s3rver, an optionalDependency). (Images are not built here: no registry for the base image.)
+// demo store (s3rver, an optionalDependency). Both build every source directory tsc compiles
+// (a new top-level directory root code imports must reach the listener image). (Images are
+// not built here: no registry for the base image.)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
@@ -34,6 +36,20 @@ interface LockEntry {
 function readJson(rel: string): unknown {
   return JSON.parse(readFileSync(`${root}${rel}`, "utf8"));
 }
+
+test("both images build every source directory tsc compiles (tsconfig.build.json), and their context lets it in", () => {
+  const build = readJson("tsconfig.build.json") as { include: string[] };
+  const dirs = build.include.filter((d) => /^[a-z-]+$/.test(d));
+  assert.ok(dirs.includes("listener") && dirs.includes("ipc"), "the plain directories of the build");
+  for (const file of ["Dockerfile.listener", "Dockerfile.recall-service"]) {
+    const lines = readFileSync(`${root}deploy/docker/${file}`, "utf8").split("\n");
+    const ignore = readFileSync(`${root}deploy/docker/${file}.dockerignore`, "utf8").split("\n");
+    for (const d of dirs) {
+      assert.ok(lines.includes(`COPY ${d} ${d}`), `${file} copies ${d}/`);
+      assert.ok(ignore.includes(`!${d}/`), `${file}.dockerignore lets ${d}/ in`);
+    }
+  }
+});
 
 test("node-gyp is a build dependency only and s3rver an optional one, in package.json and the lockfile", () => {
   const pkg = readJson("package.json") as Record<string, Record<string, string> | undefined>;
@@ -71,7 +87,7 @@ test("the recall-service image prunes dev and optional dependencies (node-gyp, s
 });
 
 test("s3rver is loaded only by the embedded store's own process (cli/s3rver-main.ts), which nothing imports", () => {
-  const dirs = ["cli", "listener", "recall-service", "holder", "proto", "native"];
+  const dirs = ["cli", "listener", "recall-service", "holder", "ipc", "proto", "native"];
   for (const dir of dirs) {
     for (const f of readdirSync(`${root}${dir}`).filter((n) => n.endsWith(".ts"))) {
       const text = readFileSync(`${root}${dir}/${f}`, "utf8");

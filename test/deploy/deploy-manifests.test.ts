@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import type { IContainer, IDaemonSet, IPodSpec } from "../helpers/deploy-k8s.js";
 import {
@@ -39,6 +39,13 @@ import {
   run,
   stringsAt,
 } from "../helpers/deploy-tools.js";
+import {
+  DEFAULT_RUN_DIR,
+  adminSocketPath,
+  holderSocketPath,
+  recallGrpcSocketPath,
+  recallSocketDir,
+} from "../../ipc/run-dir.js";
 import * as native from "../../native/index.js";
 import {
   Health,
@@ -327,7 +334,7 @@ for (const variant of VARIANTS) {
       const h = container(pod, "holder");
       assert.ok(pod.initContainers?.includes(h), "the holder is a native sidecar (an init container)");
       assert.equal(h.restartPolicy, "Always");
-      assert.deepEqual(h.command?.slice(-3), ["holder", "--socket", "/run/fanrecall/holder/holder.sock"]);
+      assert.deepEqual(h.command?.slice(-3), ["holder", "--socket", holderSocketPath(DEFAULT_RUN_DIR)]);
       assert.equal(h.securityContext?.runAsUser, 0);
       assert.deepEqual(h.securityContext?.capabilities?.drop, ["ALL"]);
       assert.deepEqual(h.securityContext?.capabilities?.add ?? [], []);
@@ -355,7 +362,7 @@ for (const variant of VARIANTS) {
         const m = (c.volumeMounts ?? []).filter((v) => v.name === "run");
         assert.deepEqual(
           m.map((v) => [v.mountPath, v.readOnly ?? false]),
-          [["/run/fanrecall", false]],
+          [[DEFAULT_RUN_DIR, false]],
           `${c.name} mounts the socket directory`,
         );
       }
@@ -403,8 +410,8 @@ for (const variant of VARIANTS) {
       assert.deepEqual(pod.securityContext?.supplementalGroups, [r.securityContext?.runAsGroup]);
       const prepareScript = container(pod, "prepare").command?.join(" ") ?? "";
       assert.match(prepareScript, new RegExp(`chown ${RECALL_UID}:${RECALL_UID} /run/fanrecall/recall`));
-      assert.equal(listenerEnv.FANRECALL_RUN_DIR, "/run/fanrecall");
-      assert.equal(recallEnv.FANRECALL_RUN_DIR, "/run/fanrecall");
+      assert.equal(listenerEnv.FANRECALL_RUN_DIR, DEFAULT_RUN_DIR);
+      assert.equal(recallEnv.FANRECALL_RUN_DIR, DEFAULT_RUN_DIR);
       assert.equal(listenerEnv.FANRECALL_HOLDER_SOCKET, container(pod, "holder").command?.at(-1));
       const watchVolume = (pod.volumes ?? []).find((v) => v.name === "watch");
       const watchDirs = listenerEnv.FANRECALL_WATCH.split(":");
@@ -536,7 +543,7 @@ describe("the exec probes in the manifest", () => {
       arg
         .replaceAll("/app/dist/native/index.js", join(REPO_ROOT, "native", "index.ts"))
         .replaceAll("/app/node_modules/", join(REPO_ROOT, "node_modules") + "/")
-        .replaceAll("/run/fanrecall/", `${dir}/`),
+        .replaceAll(`${DEFAULT_RUN_DIR}/`, `${dir}/`),
     );
     assert.equal(local[0], "node");
     try {
@@ -561,8 +568,8 @@ describe("the exec probes in the manifest", () => {
     if (!pod) return;
     const command = execCommand(container(pod, "listener"), "readinessProbe");
     assert.deepEqual(execCommand(container(pod, "listener"), "livenessProbe"), command);
-    mkdirSync(join(dir, "listener"), { recursive: true });
-    const path = join(dir, "listener", "admin.sock");
+    const path = adminSocketPath(dir);
+    mkdirSync(dirname(path), { recursive: true });
     const fd = native.seqpacketListen(path, 4);
     try {
       assert.equal(await probe(command), 0, "served: the probe passes");
@@ -583,13 +590,13 @@ describe("the exec probes in the manifest", () => {
     const ready = execCommand(r, "readinessProbe");
     assert.notDeepEqual(ready, live);
     for (const command of [live, ready]) {
-      assert.ok(stringsAt(command, "probe").join(" ").includes("/run/fanrecall/recall/recall.sock"));
+      assert.ok(stringsAt(command, "probe").join(" ").includes(recallGrpcSocketPath(DEFAULT_RUN_DIR)));
     }
-    mkdirSync(join(dir, "recall"), { recursive: true });
+    mkdirSync(recallSocketDir(dir), { recursive: true });
     const health = new HealthStatus();
     health.set("", ServingStatus.SERVING);
     health.set("recall.v1.RecallService", ServingStatus.NOT_SERVING);
-    const server = await startServer(`unix://${join(dir, "recall", "recall.sock")}`, [
+    const server = await startServer(`unix://${recallGrpcSocketPath(dir)}`, [
       { definition: toServiceDefinition(Health), handlers: toHandlers(Health, health.impl()) },
     ]);
     try {

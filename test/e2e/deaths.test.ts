@@ -28,6 +28,7 @@ import { alive, fanrecallPids, killAllWith, openersOf, procsWith, signalPid, wai
 import { Teardown } from "../helpers/teardown.js";
 import { ReadLedger, spawnReader } from "../helpers/timed-readers.js";
 import type { TimedReader } from "../helpers/timed-readers.js";
+import { adminSocketPath, holderSocketPath, recallGrpcSocketPath, recallSocketDir } from "../../ipc/run-dir.js";
 
 const KiB = 1024;
 const DEADLINE_MS = 5_000;
@@ -176,7 +177,7 @@ function readyListener(fr: FanrecallInstance, not: number, timeoutMs: number): P
     `a new listener (not ${not})`,
     () => {
       const pids = fanrecallPids(fr.runDir, "listener").filter((p) => p !== not);
-      return pids.length === 1 && existsSync(join(fr.runDir, "listener", "admin.sock")) ? pids[0] : undefined;
+      return pids.length === 1 && existsSync(adminSocketPath(fr.runDir)) ? pids[0] : undefined;
     },
     timeoutMs,
   );
@@ -187,7 +188,7 @@ function readyRecallService(fr: FanrecallInstance, not: number, timeoutMs: numbe
     `a new recall service (not ${not})`,
     () => {
       const pids = fanrecallPids(fr.runDir, "recall-service").filter((p) => p !== not);
-      return pids.length === 1 && existsSync(join(fr.runDir, "recall", "recall.sock")) ? pids[0] : undefined;
+      return pids.length === 1 && existsSync(recallGrpcSocketPath(fr.runDir)) ? pids[0] : undefined;
     },
     timeoutMs,
   );
@@ -450,16 +451,16 @@ describe("deaths with readers held", () => {
         chmodSync(dir, 0o755);
         const runDir = join(dir, "run");
         mkdirSync(runDir, { mode: 0o755 });
-        mkdirSync(join(runDir, "recall"), { mode: 0o750 });
+        mkdirSync(recallSocketDir(runDir), { mode: 0o750 });
         const ru = recallUser(); // never 65534, the readers' uid
-        chownSync(join(runDir, "recall"), ru.uid, ru.gid);
+        chownSync(recallSocketDir(runDir), ru.uid, ru.gid);
         const notifyPath = join(dir, "notify.sock");
         notifySock = datagramBind(notifyPath);
         c.add(() => {
           for (const fd of kept.splice(0)) native.close(fd);
           if (notifySock >= 0) native.close(notifySock);
         });
-        const holderSocket = join(dir, "holder", "holder.sock");
+        const holderSocket = holderSocketPath(runDir);
 
         // fanrecall-holder.service
         holder = spawnChild([process.execPath, BIN, "holder", "--socket", holderSocket], { timeoutMs: 600_000 });
@@ -489,7 +490,7 @@ describe("deaths with readers held", () => {
           recallService?.child.kill("SIGTERM");
           await recallService?.result;
         });
-        await waitFor("the recall service", () => existsSync(join(runDir, "recall", "recall.sock")), 20_000);
+        await waitFor("the recall service", () => existsSync(recallGrpcSocketPath(runDir)), 20_000);
 
         // fanrecall-listener.service: NOTIFY_SOCKET, the fd store, and the holder.
         const env: NodeJS.ProcessEnv = {

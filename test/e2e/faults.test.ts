@@ -18,6 +18,7 @@ import { s3Client, startSwift } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { recallUser, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
+import { adminSocketPath, fdChannelSocketPath } from "../../ipc/run-dir.js";
 
 const MiB = 1024 * 1024;
 const DEADLINE_MS = 6000;
@@ -363,8 +364,8 @@ describe("fault injection", () => {
         "  except PermissionError: print('denied')",
         "  except (ConnectionResetError, BrokenPipeError): print('closed')",
       ].join("\n");
-      const fdSock = join(fr.runDir, "recall", "fd.sock");
-      const adminSock = join(fr.runDir, "listener", "admin.sock");
+      const fdSock = fdChannelSocketPath(fr.runDir);
+      const adminSock = adminSocketPath(fr.runDir);
       // Another uid cannot even reach the fd channel (the recall service's directory is its own).
       const asNobody = await runAsNobody(["/usr/bin/python3", "-c", probe, fdSock, adminSock]);
       assert.equal(asNobody.stdout.toString(), "denied\ndenied\n", asNobody.stderr);
@@ -402,7 +403,7 @@ describe("fault injection", () => {
   rootTest(
     "garbage on the fd channel and on the admin socket closes only that connection",
     async () => {
-      for (const path of [join(fr.runDir, "recall", "fd.sock"), join(fr.runDir, "listener", "admin.sock")]) {
+      for (const path of [fdChannelSocketPath(fr.runDir), adminSocketPath(fr.runDir)]) {
         for (const payload of [randomBytes(16), randomBytes(3000), Buffer.from('{"id":1,"op":"archive"}')]) {
           const sock = native.seqpacketConnect(path);
           try {

@@ -54,6 +54,7 @@ import { sha256 } from "../helpers/reader-files.js";
 import { makeTestPki } from "../helpers/tls-certs.js";
 import type { TestPki } from "../helpers/tls-certs.js";
 import { Teardown } from "../helpers/teardown.js";
+import { fdChannelSocketPath, recallGrpcSocketPath, recallSocketDir } from "../../ipc/run-dir.js";
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -495,9 +496,9 @@ describe("a hostile recall service flooding mesh work", () => {
         const stateDir = scratch.dir;
         const realRun = join(stateDir, "real");
         const proxyRun = join(stateDir, "proxy");
-        mkdirSync(join(realRun, "recall"), { recursive: true, mode: 0o750 });
-        chownSync(join(realRun, "recall"), HOSTILE_RECALL_UID, HOSTILE_RECALL_UID);
-        mkdirSync(join(proxyRun, "recall"), { recursive: true, mode: 0o755 });
+        mkdirSync(recallSocketDir(realRun), { recursive: true, mode: 0o750 });
+        chownSync(recallSocketDir(realRun), HOSTILE_RECALL_UID, HOSTILE_RECALL_UID);
+        mkdirSync(recallSocketDir(proxyRun), { recursive: true, mode: 0o755 });
         for (const d of [stateDir, realRun, proxyRun]) chmodSync(d, 0o755);
         const recallService = spawnChild(
           [
@@ -526,7 +527,7 @@ describe("a hostile recall service flooding mesh work", () => {
           recallService.child.kill("SIGTERM");
           return recallService.result;
         });
-        await waitFor("the recall service", () => existsSync(join(realRun, "recall", "recall.sock")), 30_000).catch(
+        await waitFor("the recall service", () => existsSync(recallGrpcSocketPath(realRun)), 30_000).catch(
           async (err: unknown) => {
             recallService.kill();
             throw new Error(`${String(err)}: ${(await recallService.result).stderr}`);
@@ -534,8 +535,8 @@ describe("a hostile recall service flooding mesh work", () => {
         );
 
         // The proxy: the listener's recall.sock; fd.sock is the real service's (a symlink).
-        symlinkSync(join(realRun, "recall", "fd.sock"), join(proxyRun, "recall", "fd.sock"));
-        const real = createClient(RecallService, `unix://${join(realRun, "recall", "recall.sock")}`);
+        symlinkSync(fdChannelSocketPath(realRun), fdChannelSocketPath(proxyRun));
+        const real = createClient(RecallService, `unix://${recallGrpcSocketPath(realRun)}`);
         teardown.add(() => real.close());
         let hostile = false;
         let nextWork = 1n;
@@ -575,7 +576,7 @@ describe("a hostile recall service flooding mesh work", () => {
           await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
           return {};
         };
-        const proxy = await startServer(`unix://${join(proxyRun, "recall", "recall.sock")}`, [
+        const proxy = await startServer(`unix://${recallGrpcSocketPath(proxyRun)}`, [
           { definition: toServiceDefinition(RecallService), handlers: toHandlers(RecallService, impl as never) },
         ]);
         teardown.add(() => proxy.stop(500));

@@ -5,7 +5,6 @@
 // the process that caused it.
 import { after, before, describe } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { Health, ServingStatus, createClient } from "../../proto/index.js";
 import { isRoot, rootTest } from "../helpers/root.js";
 import { runAsNobody } from "../helpers/child.js";
@@ -16,6 +15,7 @@ import type { ObjectServer } from "../helpers/object-server.js";
 import { startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { checkReaders, writeRandomFiles } from "../helpers/reader-files.js";
+import { recallGrpcSocketPath } from "../../ipc/run-dir.js";
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -42,7 +42,7 @@ describe("health, metrics and audit", () => {
   }
 
   async function recallHealth(): Promise<ServingStatus> {
-    const h = createClient(Health, `unix://${join(fr.runDir, "recall", "recall.sock")}`);
+    const h = createClient(Health, `unix://${recallGrpcSocketPath(fr.runDir)}`);
     try {
       return (await h.client.check({ service: "recall.v1.RecallService" }, { timeoutMs: 5_000 })).status;
     } finally {

@@ -11,7 +11,7 @@ import { isRoot, rootTest } from "../helpers/root.js";
 import { runAsNobody } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
-import { INSTANCES_DIR } from "../../cli/instance-registry.js";
+import { INSTANCES_DIR } from "../../ipc/run-dir.js";
 import { startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 

@@ -207,6 +207,7 @@ elif mode == "holder":
 
 print(json.dumps(out), flush=True)
 `;
+import { adminSocketPath } from "../../ipc/run-dir.js";
 
 interface WorkerSummary {
   mode: string;
@@ -307,7 +308,7 @@ describe("release under load (issue 10 item 4)", () => {
 
   /** One admin request, on `shared` (one request at a time) or on a connection of its own. */
   async function viaClient(op: "archive" | "release", path: string, shared?: AdminClient): Promise<Outcome> {
-    const client = shared ?? new AdminClient(join(fr.runDir, "listener", "admin.sock"));
+    const client = shared ?? new AdminClient(adminSocketPath(fr.runDir));
     let reply: AdminReply;
     try {
       reply = await client.request(op, path, 180_000);
@@ -489,7 +490,7 @@ describe("release under load (issue 10 item 4)", () => {
         outcome(round, "release", await call("release", target), ["busy", "stub-changed"]);
         // Now and then the flood's stubs (recalled by the flood meanwhile) are released again.
         if (round % 50 === 25) {
-          const client = new AdminClient(join(fr.runDir, "listener", "admin.sock"));
+          const client = new AdminClient(adminSocketPath(fr.runDir));
           const outcomes: Outcome[] = [];
           try {
             for (const p of floodStubs) outcomes.push(await viaClient("release", p, client));

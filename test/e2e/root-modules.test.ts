@@ -12,6 +12,7 @@ import { runChild, spawnChild } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { BIN } from "../helpers/fanrecall-instance.js";
+import { adminSocketPath, holderSocketPath } from "../../ipc/run-dir.js";
 
 /** Paths no root process may open: the unprivileged half and everything only it needs. */
 const FORBIDDEN =
@@ -72,7 +73,7 @@ describe("root processes load only root code", () => {
       const listener = await traced(
         "listener",
         ["listener", "--watch", fs.dir, "--run-dir", runDir, "--holder-socket", "", "--recall-uid", "1234"],
-        join(runDir, "listener", "admin.sock"),
+        adminSocketPath(runDir),
         async () => {
           const r = await runChild(["cat", file], { timeoutMs: 20_000 });
           assert.equal(r.stdout.toString(), "resident\n");
@@ -87,7 +88,7 @@ describe("root processes load only root code", () => {
         [],
         "the listener opened recall-side files",
       );
-      const socket = join(work, "holder", "holder.sock");
+      const socket = holderSocketPath(work);
       const holder = await traced("holder", ["holder", "--socket", socket], `${socket}.ready`, async () => {});
       assert.ok(
         holder.some((f) => f.endsWith("/dist/holder/main.js")),
@@ -98,6 +99,16 @@ describe("root processes load only root code", () => {
         [],
         "the holder opened recall-side files",
       );
+      // The shared socket code (ipc/) is root code too: both load it.
+      for (const [name, files] of [
+        ["listener", listener],
+        ["holder", holder],
+      ] as const) {
+        assert.ok(
+          files.some((f) => f.endsWith("/dist/ipc/seqpacket-server.js")),
+          `${name} loads ipc/`,
+        );
+      }
     },
     { timeout: 120_000 },
   );

@@ -23,6 +23,7 @@ import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { BIN, recallUser } from "../helpers/fanrecall-instance.js";
 import { checkReaders, writeRandomFiles } from "../helpers/reader-files.js";
+import { recallGrpcSocketPath, recallSocketDir } from "../../ipc/run-dir.js";
 
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -98,9 +99,9 @@ describe("systemd: notify protocol and fd store", () => {
       chmodSync(dir, 0o755);
       runDir = join(dir, "run");
       mkdirSync(runDir, { mode: 0o755 });
-      mkdirSync(join(runDir, "recall"), { mode: 0o750 });
+      mkdirSync(recallSocketDir(runDir), { mode: 0o750 });
       const ru = recallUser(); // never 65534, the readers' uid
-      chownSync(join(runDir, "recall"), ru.uid, ru.gid);
+      chownSync(recallSocketDir(runDir), ru.uid, ru.gid);
       notifyPath = join(dir, "notify.sock");
       notifySock = datagramBind(notifyPath);
       recallService = spawnChild(
@@ -127,7 +128,7 @@ describe("systemd: notify protocol and fd store", () => {
         },
       );
       const deadline = Date.now() + 20_000;
-      while (!existsSync(join(runDir, "recall", "recall.sock"))) {
+      while (!existsSync(recallGrpcSocketPath(runDir))) {
         if (Date.now() > deadline || recallService.child.exitCode !== null) {
           recallService.kill();
           assert.fail(`the recall service did not start: ${(await recallService.result).stderr}`);

@@ -2,8 +2,10 @@
 // run without root, without fanotify and without a recall service: a source that records its
 // answers and ignore marks, an fd channel that records what it was handed, a recall client
 // that answers from a script, writable views that reopen the event fd read-write through
-// /proc/self/fd, and a stub-state store kept in memory per inode (trusted.* xattrs need root).
+// /proc/self/fd, and a stub-state xattr kept in memory per inode (trusted.* xattrs need root).
 // Every fake keys files by inode ("dev:ino"), since fd numbers are reused once closed.
+// fakeListener wires the real parts (stub store, content check, fd requests, recall runner,
+// dispatcher, admin-ops) to these fakes as listener/main.ts wires them to the real ones.
 import { openSync } from "node:fs";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { create } from "@bufbuild/protobuf";
@@ -26,11 +28,18 @@ import type {
   VerifyRequestSchema,
   VerifyResponse,
 } from "../../proto/index.js";
-import type { StubXattr } from "../../listener/dispatcher.js";
+import { AdminOps } from "../../listener/admin-ops.js";
+import type { AccessKind } from "../../listener/classify-access.js";
+import { ContentCheck } from "../../listener/content-check.js";
+import { Dispatcher } from "../../listener/dispatcher.js";
 import type { WatchMode } from "../../listener/fanotify-source.js";
+import { FdRequests } from "../../listener/recall-client.js";
 import type { RpcResult } from "../../listener/recall-client.js";
+import { RecallRunner } from "../../listener/recall-runner.js";
 import { decodeStubState } from "../../listener/stub-state.js";
 import type { StubState } from "../../listener/stub-state.js";
+import { StubStore } from "../../listener/stub-store.js";
+import type { StubXattr } from "../../listener/stub-store.js";
 
 export const silentLog: Logger = pino({ level: "silent" });
 
@@ -177,4 +186,50 @@ export class FakeStubXattr implements StubXattr {
     const raw = this.values.get(keyOf(fd));
     return raw ? decodeStubState(raw) : null;
   }
+}
+
+export interface FakeListenerOptions {
+  readonly recallTimeoutMs?: number;
+  readonly maxRecalls?: number;
+  readonly maxHeld?: number;
+  readonly modeOf?: (dev: number) => WatchMode;
+  readonly classify?: (tid: number) => AccessKind;
+}
+
+/** The listener's real parts on the fakes above, wired as listener/main.ts wires them. */
+export function fakeListener(opts: FakeListenerOptions = {}) {
+  const source = new FakeSource();
+  const channel = new FakeChannel();
+  const recall = new FakeRecallClient();
+  const views = new FakeViews();
+  const xattr = new FakeStubXattr();
+  const log = silentLog;
+  const stubs = new StubStore(log, xattr);
+  const content = new ContentCheck();
+  const requests = new FdRequests(channel, log);
+  const modeOf = opts.modeOf ?? (() => "whole");
+  const runner = new RecallRunner({
+    source,
+    requests,
+    recall,
+    log,
+    views,
+    stubs,
+    content,
+    modeOf,
+    recallTimeoutMs: opts.recallTimeoutMs ?? 10_000,
+    ...(opts.classify ? { classify: opts.classify } : {}),
+  });
+  const dispatcher = new Dispatcher({
+    source,
+    runner,
+    stubs,
+    log,
+    modeOf,
+    maxRecalls: opts.maxRecalls ?? 8,
+    callerShare: 1,
+    maxHeld: opts.maxHeld ?? 64,
+  });
+  const ops = new AdminOps({ dispatcher, runner, stubs, content, requests, source, recall, log, views, modeOf });
+  return { source, channel, recall, views, xattr, stubs, dispatcher, ops };
 }

@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, rmSync, rmdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { INSTANCES_DIR } from "../../cli/instance-registry.js";
+import { INSTANCES_DIR, stateRunDir } from "../../ipc/run-dir.js";
 import { RECALL_USER_NAME, ensureSystemUser, lookupUser, type SystemUser } from "../../cli/system-user.js";
 import type { ObjectServer } from "./object-server.js";
 import { runChild } from "./child.js";
@@ -88,7 +88,7 @@ export interface StartOptions {
 
 export async function startFanrecall(opts: StartOptions): Promise<FanrecallInstance> {
   const stateDir = opts.stateDir ?? mkdtempSync(join(tmpdir(), "fanrecall-state-"));
-  const runDir = join(stateDir, "run");
+  const runDir = stateRunDir(stateDir);
   const env: NodeJS.ProcessEnv = { ...process.env, FANRECALL_LOG_LEVEL: "info", ...opts.env };
   for (const k of Object.keys(env)) if (k.startsWith("FANRECALL_S3_")) delete env[k];
   if (opts.server) {

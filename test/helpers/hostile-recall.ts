@@ -23,10 +23,10 @@
 // FdRelay (fd-relay.ts); each request's fd from the moment it takes it until the call ends.
 // Must not: run as root (the listener refuses any peer but the recall uid).
 import { readFileSync, writeSync } from "node:fs";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { status } from "@grpc/grpc-js";
+import { fdChannelSocketPath, recallGrpcSocketPath } from "../../ipc/run-dir.js";
 import * as native from "../../native/index.js";
 import { FdRelay } from "./fd-relay.js";
 import {
@@ -272,7 +272,7 @@ function allow(req: RecallRequest, requestId: bigint, fullyPopulated: boolean, w
   };
 }
 
-/** The process's entry point: `--listen DIR --forward DIR --mode-file FILE` (argv after the script). */
+/** The process's entry point: `--listen RUN_DIR --forward RUN_DIR --mode-file FILE` (argv after the script). */
 export function hostileRecallMain(args: readonly string[]): void {
   const { values } = parseArgs({
     args: [...args],
@@ -280,12 +280,12 @@ export function hostileRecallMain(args: readonly string[]): void {
   });
   const { listen, forward } = values;
   const modeFile = values["mode-file"];
-  if (!listen || !forward || !modeFile) throw new Error("usage: --listen DIR --forward DIR --mode-file FILE");
+  if (!listen || !forward || !modeFile) throw new Error("usage: --listen RUN_DIR --forward RUN_DIR --mode-file FILE");
   if (process.getuid?.() === 0) throw new Error("the hostile recall service runs as the recall uid, not root");
-  const fds = new FdRelay(join(listen, "fd.sock"), join(forward, "fd.sock"), (peerUid) =>
+  const fds = new FdRelay(fdChannelSocketPath(listen), fdChannelSocketPath(forward), (peerUid) =>
     act({ event: "fd-channel-accepted", peerUid }),
   );
-  const real = createClient(RecallService, `unix://${join(forward, "recall.sock")}`);
+  const real = createClient(RecallService, `unix://${recallGrpcSocketPath(forward)}`);
   const svc = new HostileService(fds, real, modeFile);
   setInterval(() => svc.poll(), 50);
   const handlers = toHandlers(RecallService, {
@@ -299,7 +299,7 @@ export function hostileRecallMain(args: readonly string[]): void {
     finishAdminWork: (req, ctx) =>
       svc.passThrough("admin-work", ctx, () => real.client.finishAdminWork(req, left(ctx))),
   });
-  void startServer(`unix://${join(listen, "recall.sock")}`, [
+  void startServer(`unix://${recallGrpcSocketPath(listen)}`, [
     { definition: toServiceDefinition(RecallService), handlers },
   ]).then(() => act({ event: "ready", pid: process.pid }));
   process.once("SIGTERM", () => process.exit(0));

@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { adminSocketPath, fdChannelSocketPath, recallGrpcSocketPath, recallSocketDir } from "../../ipc/run-dir.js";
 import { decodeStubState } from "../../listener/stub-state.js";
 import type { StubState } from "../../listener/stub-state.js";
 import * as native from "../../native/index.js";
@@ -77,12 +78,12 @@ function s3Env(o: HostileStackOptions): NodeJS.ProcessEnv {
   };
 }
 
-function recallDir(runDir: string): string {
-  const dir = join(runDir, "recall");
+/** Makes RUN_DIR/recall the recall uid's, as `fanrecall start` does. */
+function makeRecallDir(runDir: string): void {
+  const dir = recallSocketDir(runDir);
   mkdirSync(dir, { recursive: true });
   chownSync(dir, RECALL_UID, RECALL_UID);
   chmodSync(dir, 0o750);
-  return dir;
 }
 
 async function stopChild(s: Spawned | undefined, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
@@ -100,8 +101,8 @@ export async function startHostileStack(opts: HostileStackOptions): Promise<Host
   const realRun = join(base, "real");
   mkdirSync(runDir, { mode: 0o755 });
   mkdirSync(realRun, { mode: 0o755 });
-  const listenDir = recallDir(runDir);
-  const realDir = recallDir(realRun);
+  makeRecallDir(runDir);
+  makeRecallDir(realRun);
   const modeFile = join(base, "mode");
   writeFileSync(modeFile, "honest\n", { mode: 0o644 });
   const started: Spawned[] = [];
@@ -116,10 +117,10 @@ export async function startHostileStack(opts: HostileStackOptions): Promise<Host
     const realOut = collect(real);
     await waitFor(
       `the real recall service:\n${realOut()}`,
-      () => existsSync(join(realDir, "recall.sock")) && existsSync(join(realDir, "fd.sock")),
+      () => existsSync(recallGrpcSocketPath(realRun)) && existsSync(fdChannelSocketPath(realRun)),
       20_000,
     );
-    const args = ["--listen", listenDir, "--forward", realDir, "--mode-file", modeFile];
+    const args = ["--listen", runDir, "--forward", realRun, "--mode-file", modeFile];
     const source = `import { hostileRecallMain } from ${JSON.stringify(HOSTILE_URL)}; hostileRecallMain(${JSON.stringify(args)});`;
     const hostile = spawnChild([setpriv, PDEATHSIG, ...drop, ...nodeEvalArgv(source)], long);
     started.push(hostile);
@@ -138,7 +139,7 @@ export async function startHostileStack(opts: HostileStackOptions): Promise<Host
     const listenerOut = collect(listener);
     await waitFor(
       `the listener:\n${listenerOut()}`,
-      () => listenerOut().includes('"msg":"listener ready"') && existsSync(join(runDir, "listener", "admin.sock")),
+      () => listenerOut().includes('"msg":"listener ready"') && existsSync(adminSocketPath(runDir)),
       30_000,
     );
     const acts = () =>

@@ -1,8 +1,9 @@
 // AdminOps (archive, release) with fake collaborators (test/helpers/fake-listener.ts) on real
 // temp files, without root: nothing the recall service reports becomes stub state unchecked.
 // An archive reply for another request, naming another size or carrying a malformed digest
-// is refused and no stub state is written; a release whose verify reply says "equal" is still
-// refused, with nothing freed, when the manifest read back is not the file as hashed here.
+// is refused and no stub state is written, as is an archive whose fd cannot be sent; a
+// release whose verify reply says "equal" is still refused, with nothing freed, when the
+// manifest read back is not the file as hashed here.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -10,23 +11,12 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as native from "../../native/index.js";
-import { AdminError, AdminOps, OwnedFd } from "../../listener/admin-ops.js";
-import { ContentCheck } from "../../listener/content-check.js";
-import { Dispatcher } from "../../listener/dispatcher.js";
+import { AdminError, OwnedFd } from "../../listener/admin-ops.js";
 import { encodeStubState } from "../../listener/stub-state.js";
 import type { StubState } from "../../listener/stub-state.js";
 import { Reason } from "../../proto/index.js";
 import { ManifestBuilder, encodeManifest, sha256Hex } from "../../recall-service/manifest.js";
-import {
-  FakeChannel,
-  FakeRecallClient,
-  FakeSource,
-  FakeStubXattr,
-  FakeViews,
-  archiveReply,
-  silentLog,
-  verifyReply,
-} from "../helpers/fake-listener.js";
+import { archiveReply, fakeListener, verifyReply } from "../helpers/fake-listener.js";
 
 const CHUNK = 1024 * 1024;
 
@@ -43,22 +33,7 @@ function rig(t: { after: (fn: () => void) => void }) {
     }
     rmSync(dir, { recursive: true, force: true });
   });
-  const source = new FakeSource();
-  const channel = new FakeChannel();
-  const recall = new FakeRecallClient();
-  const views = new FakeViews();
-  const xattr = new FakeStubXattr();
-  const common = { source, channel, recall, views, log: silentLog, recallTimeoutMs: 10_000 };
-  const dispatcher = new Dispatcher({
-    ...common,
-    maxRecalls: 8,
-    callerShare: 1,
-    maxHeld: 64,
-    modeOf: () => "whole",
-    content: new ContentCheck(),
-    stubXattr: xattr,
-  });
-  const ops = new AdminOps({ ...common, dispatcher, modeOf: () => "whole" });
+  const { source, channel, recall, views, xattr, ops } = fakeListener();
   /** A resident file with `data`, opened read-only (as the listener's view would). */
   const file = (name: string, data: Buffer): { path: string; fd: number } => {
     const path = join(dir, name);
@@ -146,6 +121,15 @@ test("archive: a reply for another request is refused; no stub state is written"
   const { fd } = r.file("other-id", data);
   r.recall.onArchive = (req) => archiveReply({ requestId: (req.requestId ?? 0n) + 1n, ...goodArchive(data) });
   await refused(r.ops.archive(fd), "protocol-error", /another request/);
+  assert.equal(r.xattr.writes.length, 0);
+});
+
+test("archive: an fd the fd channel cannot take is recall-unavailable, as for a recall; no RPC, no stub state", async (t) => {
+  const r = rig(t);
+  const { fd } = r.file("no-channel", randomBytes(1000));
+  r.channel.failing = true;
+  await refused(r.ops.archive(fd), "recall-unavailable", /not connected/);
+  assert.equal(r.recall.archives.length, 0, "no RPC without the fd");
   assert.equal(r.xattr.writes.length, 0);
 });
 

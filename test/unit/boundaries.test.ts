@@ -27,11 +27,26 @@ test("listener/ imports no S3 client, no network module and nothing from recall-
   }
 });
 
-test("settings/ imports nothing but node: builtins and itself (both halves load it)", () => {
+test("settings/ imports nothing but node: builtins, itself and the run dir's layout, which imports only builtins (both halves load them)", () => {
   const files = sources("settings");
   assert.ok(files.length > 0);
   for (const { file, text } of files) {
-    for (const spec of imports(text)) assert.match(spec, /^node:|^\.\/[a-z-]+\.js$/, `${file} imports ${spec}`);
+    for (const spec of imports(text)) {
+      assert.match(spec, /^node:|^\.\/[a-z-]+\.js$|^\.\.\/ipc\/run-dir\.js$/, `${file} imports ${spec}`);
+    }
+  }
+  for (const spec of imports(readFileSync(join(root, "ipc/run-dir.ts"), "utf8"))) {
+    assert.match(spec, /^node:/, `ipc/run-dir.ts imports ${spec}`);
+  }
+});
+
+test("ipc/ imports nothing but node: builtins, native/ and itself (root code and the recall service both load it)", () => {
+  const files = sources("ipc");
+  assert.ok(files.length > 0);
+  for (const { file, text } of files) {
+    for (const spec of imports(text)) {
+      assert.match(spec, /^node:|^\.\/[a-z-]+\.js$|^\.\.\/native\/index\.js$/, `${file} imports ${spec}`);
+    }
   }
 });
 
@@ -72,7 +87,7 @@ test("listener/ and holder/ open no watched file by a name: only watch roots (O_
 });
 
 test("every module starts with a charter comment", () => {
-  for (const dir of ["listener", "recall-service", "holder", "cli", "proto", "settings"]) {
+  for (const dir of ["listener", "recall-service", "holder", "cli", "proto", "settings", "ipc"]) {
     for (const { file, text } of sources(dir)) assert.match(text, /^\/\/ \S/, `${file} has no charter comment`);
   }
 });
@@ -82,7 +97,7 @@ test("native/index.ts exports only what production code calls (tests bring their
   const exported = [...facade.matchAll(/^export (?:function|const|class) (\w+)/gm)].map((m) => m[1]);
   assert.ok(exported.length > 0);
   const used = new Set<string>();
-  for (const dir of ["listener", "recall-service", "holder", "cli", "settings", "proto"]) {
+  for (const dir of ["listener", "recall-service", "holder", "cli", "settings", "proto", "ipc"]) {
     for (const { text } of sources(dir)) {
       for (const m of text.matchAll(/\bnative\.(\w+)/g)) used.add(m[1]);
       for (const m of text.matchAll(/import \{([^}]*)\} from "\.\.\/native\/index\.js"/g)) {

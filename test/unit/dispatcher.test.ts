@@ -13,26 +13,23 @@ import { setImmediate as tick } from "node:timers/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as native from "../../native/index.js";
-import { ContentCheck } from "../../listener/content-check.js";
-import { Dispatcher } from "../../listener/dispatcher.js";
-import type { DispatcherOptions } from "../../listener/dispatcher.js";
+import type { Dispatcher } from "../../listener/dispatcher.js";
 import { FAILURE_POLICY } from "../../listener/failure-policy.js";
 import type { ListenerReason } from "../../listener/failure-policy.js";
 import { encodeStubState } from "../../listener/stub-state.js";
 import type { StoredState, StubState } from "../../listener/stub-state.js";
 import { RecallMode } from "../../proto/index.js";
 import { ManifestBuilder, encodeManifest, sha256Hex } from "../../recall-service/manifest.js";
-import {
+import { fakeListener, keyOf, recallReply } from "../helpers/fake-listener.js";
+import type {
+  Answer,
   FakeChannel,
+  FakeListenerOptions,
   FakeRecallClient,
   FakeSource,
   FakeStubXattr,
   FakeViews,
-  keyOf,
-  recallReply,
-  silentLog,
 } from "../helpers/fake-listener.js";
-import type { Answer } from "../helpers/fake-listener.js";
 
 const MIB = 1024 * 1024;
 const BLOCK = 256 * 1024;
@@ -60,29 +57,10 @@ interface Stub {
   event(): number;
 }
 
-function rig(t: { after: (fn: () => void) => void }, opts: Partial<DispatcherOptions> = {}): Rig {
+function rig(t: { after: (fn: () => void) => void }, opts: FakeListenerOptions = {}): Rig {
   const dir = mkdtempSync(join(tmpdir(), "dispatcher-"));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const source = new FakeSource();
-  const channel = new FakeChannel();
-  const recall = new FakeRecallClient();
-  const views = new FakeViews();
-  const xattr = new FakeStubXattr();
-  const d = new Dispatcher({
-    source,
-    channel,
-    recall,
-    views,
-    log: silentLog,
-    recallTimeoutMs: 10_000,
-    maxRecalls: 8,
-    callerShare: 1,
-    maxHeld: 64,
-    modeOf: () => "whole",
-    content: new ContentCheck(),
-    stubXattr: xattr,
-    ...opts,
-  });
+  const { dispatcher: d, source, channel, recall, views, xattr } = fakeListener(opts);
   return { d, source, channel, recall, views, xattr, dir };
 }
 
