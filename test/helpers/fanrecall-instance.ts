@@ -7,11 +7,11 @@
 // Must not: leave anything behind. stop() sends SIGTERM, then SIGKILL to the process group,
 // and removes the state directory and the registry directories it made; if the test process
 // ends (or is killed) first, teardown.ts SIGKILLs the group and every process naming the state
-// directory, and removes the same. A recall user this process found missing is deleted when
-// the process ends.
+// directory, and removes the same and the instance record the killed start left. A recall
+// user this process found missing is deleted when the process ends.
 import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, rmdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -116,6 +116,7 @@ export async function startFanrecall(opts: StartOptions): Promise<FanrecallInsta
     if (child.pid !== undefined) signalGroup(child.pid, "SIGKILL");
     killAllWithSync(stateDir);
     rmSync(stateDir, { recursive: true, force: true });
+    if (child.pid !== undefined) removeRecordOf(child.pid);
     restoreRegistry();
   };
   undoOnExit(undo);
@@ -189,6 +190,22 @@ function signalGroup(pgid: number, signal: NodeJS.Signals): void {
     process.kill(-pgid, signal);
   } catch {
     // already gone
+  }
+}
+
+/**
+ * The instance record a killed `fanrecall start` (pid `startPid`) left in INSTANCES_DIR. Not
+ * called by stop(): that a start stopped with SIGTERM removes its own record is tested.
+ */
+function removeRecordOf(startPid: number): void {
+  if (!existsSync(INSTANCES_DIR)) return;
+  for (const name of readdirSync(INSTANCES_DIR)) {
+    const file = join(INSTANCES_DIR, name);
+    try {
+      if ((JSON.parse(readFileSync(file, "utf8")) as { pid?: unknown }).pid === startPid) rmSync(file, { force: true });
+    } catch {
+      // not a record, or gone meanwhile
+    }
   }
 }
 

@@ -5,14 +5,14 @@
 // pre-content marks, and filesystem-wide marks must never land on the machine's root fs).
 // Must not: mount without root, or leave anything behind. cleanup() unmounts (lazily if
 // busy), detaches the loop device (lazily too: losetup -d on a busy device detaches it when
-// the last user goes) and removes the directory, never through a mount (rm stays on one
-// filesystem and refuses a mount point); a failed setup does the same before it throws. Each
+// the last user goes) and removes the directory, never through a mount (nothing is removed
+// while anything is mounted beneath it); a failed setup does the same before it throws. Each
 // thing is registered with teardown.ts the moment it exists, so a test that fails, or a test
 // process that exits or is killed (SIGTERM, SIGINT, SIGHUP) before cleanup() runs, still
 // leaves nothing: it is unmounted lazily, detached and removed, synchronously, on the way out.
 // Holds no fds.
 import { execFile, execFileSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, realpathSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { chmod, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
@@ -79,19 +79,14 @@ function isMountPointSync(dir: string): boolean {
 }
 
 /**
- * rm -rf of `dir`, never through a mount: throws, removing nothing, while anything is mounted
- * at or beneath it (a bind mount of the same filesystem included, which rm's own
- * --one-file-system would not see).
+ * Removes `dir` and all in it, never through a mount: throws, removing nothing, while anything
+ * is mounted at or beneath it (a bind mount of the same filesystem included, which
+ * `rm --one-file-system` would not see). In this process, with no child a signal could stop.
  */
 function removeTreeSync(dir: string): void {
   const mounts = mountsAtOrBeneath(dir);
   if (mounts.length > 0) throw new Error(`${dir} not removed: ${mounts.join(", ")} still mounted`);
-  try {
-    execFileSync("rm", ["-rf", "--one-file-system", dir], { stdio: ["ignore", "ignore", "pipe"] });
-  } catch (err: unknown) {
-    const stderr = err instanceof Error && "stderr" in err ? String(err.stderr).trim() : String(err);
-    throw new Error(`${dir} not removed: ${stderr}`, { cause: err });
-  }
+  rmSync(dir, { recursive: true, force: true });
 }
 
 /** A directory of the caller's, removed by cleanup() or when the process ends. */

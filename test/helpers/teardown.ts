@@ -47,20 +47,28 @@ function hook(): void {
   hooked = true;
   process.on("exit", undoAll);
   for (const sig of SIGNALS) {
-    process.once(sig, () => {
+    // Kept installed: a second signal while the undos run (the runner passing one on, a second
+    // Ctrl-C) must not end the process half way through them.
+    const onSignal = (): void => {
       undoAll();
       // End as the signal would have without this handler, unless someone else handles it.
-      if (process.listenerCount(sig) === 0) process.exit(128 + constants.signals[sig]);
-    });
+      if (process.listeners(sig).every((l) => l === onSignal)) process.exit(128 + constants.signals[sig]);
+    };
+    process.on(sig, onSignal);
   }
-  // A test file's process whose runner was killed alone (not its process group) is orphaned
-  // and would run its tests on: it ends as if it had been sent SIGTERM.
+  // A test file's process whose runner died (killed alone, not with its process group) must
+  // not run on: it ends as if sent SIGTERM, at its next report (which goes to the runner on
+  // stdout and fails with EPIPE; unhandled, node would exit at once, with no 'exit' event) or
+  // within a second (its parent changes), whichever comes first.
   if (process.env.NODE_TEST_CONTEXT !== undefined) {
-    const runner = parentPid();
-    setInterval(() => {
-      if (parentPid() === runner) return;
+    const runnerGone = (): void => {
       undoAll();
       process.exit(128 + constants.signals.SIGTERM);
+    };
+    process.stdout.on("error", runnerGone);
+    const runner = parentPid();
+    setInterval(() => {
+      if (parentPid() !== runner) runnerGone();
     }, 1_000).unref();
   }
 }
