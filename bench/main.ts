@@ -25,6 +25,7 @@ import { scenario5 } from "./scenario-5-non-stubs.js";
 import { scenario6 } from "./scenario-6-concurrency.js";
 import { scenario7 } from "./scenario-7-scale.js";
 import { scenario8 } from "./scenario-8-check-cost.js";
+import { scenario9 } from "./scenario-9-rebuild.js";
 
 const SCENARIOS: readonly Scenario[] = [
   scenario1,
@@ -35,6 +36,7 @@ const SCENARIOS: readonly Scenario[] = [
   scenario6,
   scenario7,
   scenario8,
+  scenario9,
 ];
 
 const DEFAULT_OUT = fileURLToPath(new URL("./results/latest.json", import.meta.url));

@@ -51,8 +51,22 @@ export class AdminClient {
   }
 
   /** One request for the file `fd` (O_PATH is enough; the caller keeps and closes its fd). */
-  async requestFd(op: AdminOp, fd: number, timeoutMs: number): Promise<AdminReply> {
-    this.send({ id: this.nextId++, op }, fd);
+  async requestFd(op: AdminOp, fd: number, timeoutMs: number, path?: string): Promise<AdminReply> {
+    this.send({ id: this.nextId++, op, path }, fd);
+    return this.receive(timeoutMs);
+  }
+
+  /**
+   * Asks the listener to make the new, empty file `fd` a released stub with `state` (an
+   * encoded stub state), then give it `owner` and mode; the listener checks file and state.
+   */
+  async requestStub(
+    fd: number,
+    state: string,
+    owner: { uid: number; gid: number; mode: number },
+    timeoutMs = 30_000,
+  ): Promise<AdminReply> {
+    this.send({ id: this.nextId++, op: "stub", state, ...owner }, fd);
     return this.receive(timeoutMs);
   }
 
@@ -79,7 +93,7 @@ export class AdminClient {
     return this.receive(timeoutMs);
   }
 
-  private send(body: { id: number; op: AdminOp | "roots" }, fd: number): void {
+  private send(body: { id: number; op: AdminOp | "roots" | "stub"; [field: string]: unknown }, fd: number): void {
     if (!native.sendWithFd(this.sock, Buffer.from(JSON.stringify(body)), fd)) throw new Error("admin socket is full");
   }
 

@@ -117,7 +117,7 @@ async function adminOne(client: AdminClient, op: Op, file: { path: string; fd: n
   }
   let reply;
   try {
-    reply = await client.requestFd(op, file.fd, Math.max(180_000, (file.st.size / (2 * 1024 * 1024)) * 1000));
+    reply = await client.requestFd(op, file.fd, Math.max(180_000, (file.st.size / (2 * 1024 * 1024)) * 1000), path);
   } catch (err: unknown) {
     reply = { ok: false, reason: "protocol-error", error: err instanceof Error ? err.message : String(err) };
   }
@@ -211,3 +211,6 @@ export async function statusCommand(argv: readonly string[]): Promise<number> {
   for (const p of problems) process.stderr.write(`fanrecall status: ${p.path}: ${p.error} (${p.reason})\n`);
   return problems.length > 0 ? 1 : 0;
 }
+
+/** What `fanrecall status` runs and its --help (cli/main.ts loads this module only then). */
+export const STATUS_COMMAND = { run: statusCommand, help: () => adminUsage("status") };

@@ -11,24 +11,18 @@ interface Command {
 }
 
 const LOADERS: Record<string, () => Promise<Command>> = {
-  start: async () => {
-    const m = await import("./start.js");
-    return { run: m.startCommand, help: () => m.START_HELP };
-  },
+  start: async () => (await import("./start.js")).START_COMMAND,
   listener: async () => ({ run: (await import("../listener/main.js")).listenerMain }),
   "recall-service": async () => ({ run: (await import("../recall-service/main.js")).recallServiceMain }),
   holder: async () => ({ run: (await import("../holder/main.js")).holderMain }),
   archive: async () => admin("archive"),
   release: async () => admin("release"),
   restore: async () => admin("restore"),
-  status: async () => {
-    const m = await import("./admin-commands.js");
-    return { run: m.statusCommand, help: () => m.adminUsage("status") };
-  },
-  mesh: async () => {
-    const m = await import("./mesh-command.js");
-    return { run: m.meshCommand, help: () => m.MESH_HELP };
-  },
+  status: async () => (await import("./admin-commands.js")).STATUS_COMMAND,
+  reconcile: async () => (await import("./reconcile-command.js")).RECONCILE_COMMAND,
+  rebuild: async () => (await import("./rebuild-command.js")).REBUILD_COMMAND,
+  undelete: async () => (await import("./undelete-command.js")).UNDELETE_COMMAND,
+  mesh: async () => (await import("./mesh-command.js")).MESH_COMMAND,
 };
 
 async function admin(op: "archive" | "release" | "restore"): Promise<Command> {

@@ -164,3 +164,6 @@ export async function meshCommand(argv: readonly string[]): Promise<number> {
   }
   return failed > 0 ? 1 : 0;
 }
+
+/** What `fanrecall mesh` runs and its --help (cli/main.ts loads this module only then). */
+export const MESH_COMMAND = { run: meshCommand, help: () => MESH_HELP };

@@ -8,7 +8,13 @@ import { DEFAULT_RUN_DIR, INSTANCES_DIR, stateRunDir } from "../ipc/run-dir.js";
 import { helpText } from "../settings/help-text.js";
 import { loadSettings } from "../settings/settings.js";
 import type { CommandSpec } from "../settings/setting-types.js";
-import { CHUNK_SIZE_SETTING, MODE_SETTING, RECALL_TIMEOUT_MS_SETTING } from "../settings/shared-settings.js";
+import {
+  CHUNK_SIZE_SETTING,
+  MODE_SETTING,
+  NAMESPACE_SETTING,
+  RECALL_TIMEOUT_MS_SETTING,
+} from "../settings/shared-settings.js";
+import { RECONCILE_EVERY_SETTING, RETAIN_SETTING } from "./namespace-settings.js";
 import { RECALL_USER_NAME, checkRecallUid } from "./system-user.js";
 
 export const START_SPEC = {
@@ -58,6 +64,9 @@ the recall user's) and reused; it serves only connections from the recall user's
       defaultText: `the system user '${RECALL_USER_NAME}'`,
       help: "the user the recall service and the embedded store run as; never 0 or 65534",
     },
+    { ...NAMESPACE_SETTING, help: `${NAMESPACE_SETTING.help} (the listener's --namespace)` },
+    RECONCILE_EVERY_SETTING,
+    { ...RETAIN_SETTING, help: `the periodic reconcile's --retain: ${RETAIN_SETTING.help}` },
     { ...MODE_SETTING, help: "the listener's --mode" },
     { ...RECALL_TIMEOUT_MS_SETTING, help: "the listener's --recall-timeout-ms" },
     { ...CHUNK_SIZE_SETTING, help: "the recall service's --chunk-size" },
@@ -73,13 +82,17 @@ listener serves the requests it relays (--mesh-admin true).
 Then, from another terminal (as root); they find this instance by the path they are given
 (it is recorded in ${INSTANCES_DIR} while it runs), whatever its --state-dir:
   fanrecall archive|release|restore PATH...
-  fanrecall status [--json] PATH...`,
+  fanrecall status [--json] PATH...
+  fanrecall reconcile|rebuild DIR, fanrecall undelete PATH...`,
 } as const satisfies CommandSpec;
 
 export const START_HELP = helpText(START_SPEC);
 
 export interface StartArgs {
   readonly watch: string[];
+  readonly namespaces: string[];
+  readonly reconcileEveryMs: number;
+  readonly retainMs: number;
   readonly stateDir: string;
   readonly runDir: string;
   /** null: the system user RECALL_USER_NAME (created by startCommand when missing). */
@@ -100,6 +113,9 @@ export function parseStartArgs(
   const runDir = s.runDir ?? (s.stateDir === undefined ? DEFAULT_RUN_DIR : stateRunDir(s.stateDir));
   return {
     watch: s.watch,
+    namespaces: s.namespaces,
+    reconcileEveryMs: s.reconcileEvery,
+    retainMs: s.retain,
     stateDir: s.stateDir ?? "/var/lib/fanrecall",
     runDir,
     user: s.recallUser ?? null,

@@ -30,12 +30,11 @@ import { assertReadableBy } from "./code-access.js";
 import { startEmbeddedS3 } from "./embedded-s3.js";
 import { registerInstance } from "./instance-registry.js";
 import { ensureS3Credentials } from "./s3-credentials.js";
+import { PeriodicReconcile } from "./periodic-reconcile.js";
 import { SupervisedChild } from "./supervised-child.js";
-import { parseStartArgs } from "./start-settings.js";
+import { START_HELP, parseStartArgs } from "./start-settings.js";
 import { RECALL_USER_NAME, ensureSystemUser } from "./system-user.js";
 import type { EmbeddedS3 } from "./embedded-s3.js";
-
-export { START_HELP } from "./start-settings.js";
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "fanrecall.js");
 
@@ -158,6 +157,7 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   const listenerArgs = ["listener", "--run-dir", runDir, "--recall-uid", String(user.uid), "--mode", args.mode];
   listenerArgs.push("--recall-timeout-ms", args.timeoutMs, "--holder-socket", holderSocket);
   listenerArgs.push(...args.watch.flatMap((w) => ["--watch", w]));
+  listenerArgs.push(...args.namespaces.flatMap((n) => ["--namespace", n]));
   // The recall service serves the mesh admin API: let the listener take the requests it relays.
   if (process.env.FANRECALL_MESH_ADMIN_ADDRESS) listenerArgs.push("--mesh-admin", "true");
   const listener = child("the listener", adminSocketPath(runDir), () =>
@@ -168,7 +168,17 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   );
   // Stop order: the listener answers every held access and closes its group; then the holder
   // lets go; then the recall service and the store.
+  const reconcile = new PeriodicReconcile({
+    bin: binPath(),
+    runDir,
+    watch: args.watch,
+    everyMs: args.reconcileEveryMs,
+    retainMs: args.retainMs,
+    env: withoutSecrets(process.env),
+    log,
+  });
   const stopAll = async () => {
+    reconcile.stop();
     await listener.stop();
     await holder.stop();
     await recall.stop();
@@ -180,6 +190,7 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
     await recall.start();
     await listener.start();
     unregister = registerInstance({ runDir, stateDir: args.stateDir, watch: args.watch });
+    reconcile.start();
   } catch (err: unknown) {
     await stopAll();
     throw err;
@@ -195,3 +206,6 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   await stopAll();
   return 0;
 }
+
+/** What `fanrecall start` runs and its --help (cli/main.ts loads this module only then). */
+export const START_COMMAND = { run: startCommand, help: () => START_HELP };

@@ -48,6 +48,25 @@ export const COMMANDS: readonly CommandHelp[] = [
     built: true,
   },
   {
+    name: "reconcile",
+    summary:
+      "write a snapshot of a watched directory's namespace to the store; delete objects unreferenced past --retain",
+    usage: "fanrecall reconcile [--dry-run] [--json] [--retain DURATION] DIR",
+    built: true,
+  },
+  {
+    name: "rebuild",
+    summary: "recreate a lost filesystem's files as released stubs from the namespace in the store",
+    usage: "fanrecall rebuild [--namespace NAME] [--dry-run] [--json] DIR",
+    built: true,
+  },
+  {
+    name: "undelete",
+    summary: "bring back a deleted or replaced file as a released stub while its archived copy is kept",
+    usage: "fanrecall undelete [--as-of TIME] [--to PATH] PATH...",
+    built: true,
+  },
+  {
     name: "mesh",
     summary: "status, restore or archive files through a recall service's mesh admin API (TLS)",
     usage: "fanrecall mesh status|restore|archive --address HOST:PORT --ca FILE PATH...",

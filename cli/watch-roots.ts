@@ -15,6 +15,7 @@
 import { readlinkSync } from "node:fs";
 import * as native from "../native/index.js";
 import { FAN } from "../native/index.js";
+import { isNamespaceName } from "../proto/namespace-format.js";
 import type { ReasonName } from "../proto/reasons.js";
 
 /** A watched directory as the listener reports it (listener/admin-server.ts). */
@@ -22,6 +23,16 @@ export interface WatchRootInfo {
   readonly path: string;
   readonly dev: number;
   readonly ino: number;
+  /** Its namespace in the store (proto/namespace-format.ts). */
+  readonly namespace: string;
+}
+
+/** Where a path lies: its watched directory (the fd is borrowed) and the path relative to it ("" for the directory itself). */
+export interface Located {
+  readonly rootFd: number;
+  readonly rootPath: string;
+  readonly rel: string;
+  readonly namespace: string;
 }
 
 /** A path the commands refuse, with a reason of the closed set (proto/reasons.ts). */
@@ -39,6 +50,7 @@ interface Root {
   /** The path the listener was given and the directory's path as the kernel names it now. */
   readonly names: readonly string[];
   readonly fd: number;
+  readonly namespace: string;
 }
 
 export const SYMLINK_ON_THE_WAY = "a symlink is on the way to this path; root commands never follow one";
@@ -48,8 +60,15 @@ export function isRootInfoList(v: unknown): v is WatchRootInfo[] {
     Array.isArray(v) &&
     v.every((r: unknown) => {
       if (typeof r !== "object" || r === null) return false;
-      const { path, dev, ino } = r as Record<string, unknown>;
-      return typeof path === "string" && path.startsWith("/") && typeof dev === "number" && typeof ino === "number";
+      const { path, dev, ino, namespace } = r as Record<string, unknown>;
+      return (
+        typeof path === "string" &&
+        path.startsWith("/") &&
+        typeof dev === "number" &&
+        typeof ino === "number" &&
+        typeof namespace === "string" &&
+        isNamespaceName(namespace)
+      );
     })
   );
 }
@@ -75,7 +94,11 @@ export class WatchRoots {
         native.close(fd); // the path names another directory now, not the watched one
         continue;
       }
-      roots.push({ names: [...new Set([info.path, readlinkSync(`/proc/self/fd/${fd}`)])], fd });
+      roots.push({
+        names: [...new Set([info.path, readlinkSync(`/proc/self/fd/${fd}`)])],
+        fd,
+        namespace: info.namespace,
+      });
     }
     return new WatchRoots(roots, true);
   }
@@ -101,6 +124,14 @@ export class WatchRoots {
   rootAt(path: string): number | null {
     const root = this.roots.find((r) => r.names.includes(path));
     return root ? native.dup(root.fd) : null;
+  }
+
+  /** The watched directory the absolute, normalised `path` lies beneath (it need not exist). */
+  locate(path: string): Located | null {
+    const found = this.beneath(path);
+    if (!found) return null;
+    const rel = found.rel === "." ? "" : found.rel;
+    return { rootFd: found.root.fd, rootPath: found.root.names[0], rel, namespace: found.root.namespace };
   }
 
   private beneath(path: string): { root: Root; rel: string } | null {

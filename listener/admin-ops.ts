@@ -15,15 +15,19 @@
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
 import type { FdStat } from "../native/index.js";
+import { fchmodSync, fchownSync } from "node:fs";
 import { Reason, reasonFromProto } from "../proto/index.js";
+import { encodeFileRecord } from "../proto/namespace-format.js";
 import type { ReasonName } from "../proto/index.js";
 import type { ContentCheck } from "./content-check.js";
+import type { FilePlace } from "./file-places.js";
+import { recordOf } from "./file-records.js";
 import type { Dispatcher } from "./dispatcher.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
 import { inodeKey } from "./inode-queue.js";
 import type { FdRequests, RecallClient } from "./recall-client.js";
 import type { RecallRunner } from "./recall-runner.js";
-import { StubStateError, needsRecall, withState } from "./stub-state.js";
+import { StubStateError, decodeStubState, needsRecall, withState } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
 import type { StubRead, StubStore } from "./stub-store.js";
 import type { WritableViews } from "./writable-view.js";
@@ -53,7 +57,7 @@ export interface AdminOpsOptions {
   readonly content: Pick<ContentCheck, "vouch" | "forget">;
   readonly requests: Pick<FdRequests, "call">;
   readonly source: Pick<FanotifySource, "unignore">;
-  readonly recall: Pick<RecallClient, "archive" | "verify">;
+  readonly recall: Pick<RecallClient, "archive" | "verify" | "writeRecord">;
   readonly log: Logger;
   readonly views: Pick<WritableViews, "reopen">;
   readonly modeOf: (dev: number) => WatchMode | undefined;
@@ -111,15 +115,24 @@ export class AdminOps {
     return stubOrRefuse(this.opts.stubs.read(fd));
   }
 
-  async archive(fd: number): Promise<AdminResult> {
+  /**
+   * Archives the file; with its place, the object goes under its namespace with a record of
+   * its path and attributes beside it (what a rebuild needs).
+   */
+  async archive(fd: number, place: FilePlace | null = null): Promise<AdminResult> {
     const { st } = this.check(fd);
     const current = this.stubOf(fd);
     if (current && (needsRecall(current.state) || (current.state === "archived" && sameContentVersion(st, current)))) {
       return { state: current.state, object: objectOf(current) };
     }
     const file = { dev: BigInt(st.dev), ino: BigInt(st.ino), size: BigInt(st.size), mtimeNs: st.mtimeNs };
+    const where = place && {
+      namespace: place.namespace,
+      path: place.path,
+      attributes: { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, atimeNs: st.atimeNs },
+    };
     const reply = await this.opts.requests.call("archive", fd, (requestId) =>
-      this.opts.recall.archive({ requestId, file }, transferTimeoutMs(st)),
+      this.opts.recall.archive({ requestId, file, ...where }, transferTimeoutMs(st)),
     );
     if (!reply.ok) throw new AdminError(reply.reason, reply.message);
     const r = reply.value;
@@ -163,8 +176,8 @@ export class AdminOps {
    * here and checks it against the archive's digests and the manifest read back; then frees
    * the blocks under a write lease, if the file has not changed since it was hashed.
    */
-  async release(file: OwnedFd): Promise<AdminResult> {
-    await this.archive(file.fd);
+  async release(file: OwnedFd, place: FilePlace | null = null): Promise<AdminResult> {
+    await this.archive(file.fd, place);
     const { st, mode } = this.check(file.fd);
     const stub = this.stubOf(file.fd);
     if (!stub) throw new AdminError("protocol-error", "no stub state after archive");
@@ -196,11 +209,75 @@ export class AdminOps {
     const rw = this.opts.views.reopen(file.fd, st, "write");
     // The lease needs this to be the only open file of the inode.
     file.close();
+    let result: AdminResult;
     try {
-      return await this.opts.dispatcher.exclusive(inodeKey(st), () =>
+      result = await this.opts.dispatcher.exclusive(inodeKey(st), () =>
         this.releaseWhenFree(rw, stub, hashed.ctimeNs, mode),
       );
     } finally {
+      native.close(rw);
+    }
+    if (place) await this.record(place, st, stub);
+    return result;
+  }
+
+  /**
+   * Appends the released file's record (its path now) to its namespace. The release stands
+   * whether or not the store takes it: the next reconcile's snapshot records the file anyway.
+   */
+  private async record(place: FilePlace, st: FdStat, s: StubState): Promise<void> {
+    const record = encodeFileRecord(recordOf(place.path, st, s, Date.now()));
+    const reply = await this.opts.recall.writeRecord({ namespace: place.namespace, record });
+    const stored = reply.ok && reply.value.reason === Reason.STORED;
+    if (!stored) {
+      const reason = reply.ok ? reasonFromProto(reply.value.reason) : reply.reason;
+      this.opts.log.warn(
+        { reason, key: s.key },
+        "released, but its record was not stored (the next reconcile records it)",
+      );
+    }
+  }
+
+  /**
+   * Makes a new, empty file a released stub (rebuild, undelete): `file` must be a regular file
+   * of root's that no one else can open (mode 0600 or less, one link), hold no data and no stub
+   * state, and have the size the state names. Under a write lease (no other open of it), the
+   * state is written first, the ignore mark dropped, then the recorded times, owner and mode
+   * (without setuid and setgid) are set.
+   */
+  async makeStub(file: OwnedFd, req: { state: string; uid: number; gid: number; mode: number }): Promise<AdminResult> {
+    const { st, mode } = this.check(file.fd);
+    let s: StubState;
+    try {
+      s = decodeStubState(Buffer.from(req.state, "utf8"));
+    } catch (err: unknown) {
+      throw new AdminError("protocol-error", `invalid stub state: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (s.state !== "released") throw new AdminError("protocol-error", "a new stub must be released");
+    if (st.uid !== 0 || (st.mode & 0o077) !== 0 || st.nlink !== 1 || st.size !== s.size) {
+      throw new AdminError("protocol-error", "not a new file of root's, unshared, of the stub's size");
+    }
+    if (this.opts.stubs.read(file.fd) !== null) throw new AdminError("exists", "the file already has a stub state");
+    const data = native.seekData(file.fd, 0);
+    if (data !== -1 && data < st.size) throw new AdminError("exists", "the file holds data; it is never made a stub");
+    const rw = this.opts.views.reopen(file.fd, st, "write");
+    file.close();
+    try {
+      native.setLease(rw, "write");
+    } catch {
+      native.close(rw);
+      throw new AdminError("busy", "the new file is open elsewhere; it is not made a stub");
+    }
+    try {
+      this.opts.stubs.write(rw, s);
+      this.opts.source.unignore(rw, mode);
+      native.futimens(rw, s.atimeNs, s.mtimeNs);
+      fchownSync(rw, req.uid, req.gid);
+      fchmodSync(rw, req.mode & 0o1777);
+      this.opts.log.info({ ino: st.ino, bytes: s.size, key: s.key }, "stub made");
+      return { state: "released", object: objectOf(s) };
+    } finally {
+      native.setLease(rw, "none");
       native.close(rw);
     }
   }

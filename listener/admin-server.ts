@@ -11,21 +11,31 @@
 // when the listener started: the command resolves its paths beneath those very directories,
 // never through a symlink (cli/watch-roots.ts).
 //
+// Archive and release requests may carry the command's absolute path of the file: only a label
+// for the store's record (the watch it lies beneath gives the namespace, file-places.ts); it is
+// never opened. A `stub` request (rebuild, undelete) carries a new, empty file and the stub
+// state, owner and mode to give it; admin-ops checks the file before it makes it a stub.
+//
 // Owns: the listener's own fd of the file until the operation ends; the listening socket and
 // accepted connections through a SeqpacketServer (ipc/seqpacket-server.ts). Must not own: what
 // the operations do (admin-ops).
 import { statSync } from "node:fs";
 import type { Logger } from "pino";
 import * as native from "../native/index.js";
+import { normalize } from "node:path";
 import { SeqpacketServer } from "../ipc/seqpacket-server.js";
 import type { SeqpacketConn } from "../ipc/seqpacket-server.js";
 import type { AdminOps, AdminResult } from "./admin-ops.js";
 import { AdminError, OwnedFd } from "./admin-ops.js";
+import type { FilePlaces } from "./file-places.js";
 import type { WritableViews } from "./writable-view.js";
 
 const MAX_MESSAGE = 4096;
 
-type FileRequest = { id: number; op: "archive" | "release" | "restore" };
+/** A request about one file; `path` is the command's absolute path of it: a label for the store's record, never opened. */
+type FileRequest =
+  | { id: number; op: "archive" | "release" | "restore"; path: string | null }
+  | { id: number; op: "stub"; state: string; uid: number; gid: number; mode: number };
 type Request = FileRequest | { id: number; op: "roots" };
 
 /** A watched directory as the admin commands are told it (cli/watch-roots.ts checks it). */
@@ -33,6 +43,7 @@ export interface WatchRoot {
   readonly path: string;
   readonly dev: number;
   readonly ino: number;
+  readonly namespace: string;
 }
 
 export interface AdminServerOptions {
@@ -40,18 +51,27 @@ export interface AdminServerOptions {
   readonly ops: AdminOps;
   readonly views: WritableViews;
   readonly log: Logger;
-  /** The watched directories (config.watch). */
+  /** The watched directories (config.watch) and their namespaces. */
   readonly watch: readonly string[];
+  readonly places: FilePlaces;
 }
+
+const isId = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0 && v <= 0xfffffffe;
 
 function parseRequest(data: Buffer): Request | null {
   try {
     const v = JSON.parse(data.toString("utf8")) as unknown;
     if (typeof v !== "object" || v === null) return null;
-    const { id, op } = v as Record<string, unknown>;
+    const { id, op, path, state, uid, gid, mode } = v as Record<string, unknown>;
     if (typeof id !== "number" || !Number.isSafeInteger(id)) return null;
-    if (op !== "archive" && op !== "release" && op !== "restore" && op !== "roots") return null;
-    return { id, op };
+    if (op === "roots") return { id, op };
+    if (op === "stub") {
+      if (typeof state !== "string" || !isId(uid) || !isId(gid) || !isId(mode) || mode > 0o7777) return null;
+      return { id, op, state, uid, gid, mode };
+    }
+    if (op !== "archive" && op !== "release" && op !== "restore") return null;
+    if (path !== undefined && (typeof path !== "string" || !path.startsWith("/"))) return null;
+    return { id, op, path: path ?? null };
   } catch {
     return null;
   }
@@ -65,14 +85,16 @@ export class AdminServer {
   private readonly views: WritableViews;
   private readonly log: Logger;
   private readonly roots: readonly WatchRoot[];
+  private readonly places: FilePlaces;
 
   constructor(opts: AdminServerOptions) {
     this.ops = opts.ops;
     this.views = opts.views;
     this.log = opts.log;
-    this.roots = opts.watch.map((dir) => {
+    this.places = opts.places;
+    this.roots = opts.watch.map((dir, i) => {
       const st = statSync(dir);
-      return { path: dir, dev: st.dev, ino: st.ino };
+      return { path: dir, dev: st.dev, ino: st.ino, namespace: opts.places.namespaces[i] };
     });
     this.server = new SeqpacketServer({
       path: opts.path,
@@ -139,8 +161,10 @@ export class AdminServer {
   }
 
   private run(req: FileRequest, file: OwnedFd): Promise<AdminResult> {
-    if (req.op === "archive") return this.ops.archive(file.fd);
-    if (req.op === "release") return this.ops.release(file);
+    if (req.op === "stub") return this.ops.makeStub(file, req);
+    const place = req.path === null ? null : this.places.of(normalize(req.path));
+    if (req.op === "archive") return this.ops.archive(file.fd, place);
+    if (req.op === "release") return this.ops.release(file, place);
     return this.ops.restore(file.fd);
   }
 

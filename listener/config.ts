@@ -14,13 +14,17 @@ import { loadSettings, parseValue } from "../settings/settings.js";
 import {
   LOG_LEVEL_SETTING,
   MODE_SETTING,
+  NAMESPACE_SETTING,
   RECALL_TIMEOUT_MS_SETTING,
   RUN_DIR_SETTING,
 } from "../settings/shared-settings.js";
+import { watchNamespaces } from "./file-places.js";
 import type { CommandSpec, IntSetting, SettingsTable } from "../settings/setting-types.js";
 
 export interface ListenerConfig {
   readonly watch: readonly string[];
+  /** The namespace of each watch in the store (same order). */
+  readonly namespaces: readonly string[];
   readonly runDir: string;
   readonly recallUid: number;
   readonly mode: "auto" | "range" | "whole";
@@ -66,6 +70,7 @@ const SETTINGS = [
     required: true,
     help: "a directory on a dedicated data filesystem to watch",
   },
+  NAMESPACE_SETTING,
   RUN_DIR_SETTING,
   RECALL_UID,
   MODE_SETTING,
@@ -157,6 +162,7 @@ export function loadListenerConfig(
     );
   return {
     watch: s.watch,
+    namespaces: watchNamespaces(s.watch, s.namespaces),
     runDir: s.runDir,
     recallUid,
     mode: s.mode,

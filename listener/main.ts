@@ -14,6 +14,7 @@ import { pino } from "pino";
 import { fdChannelSocketPath, recallGrpcSocketPath } from "../ipc/run-dir.js";
 import { AdminOps } from "./admin-ops.js";
 import { AdminServer } from "./admin-server.js";
+import { FilePlaces } from "./file-places.js";
 import { LISTENER_HELP, loadListenerConfig, refuseSelfWatch } from "./config.js";
 import type { ListenerConfig } from "./config.js";
 import { ContentCheck } from "./content-check.js";
@@ -179,7 +180,8 @@ interface Serving {
 /** Opens the admin socket, starts reading events, the mesh worker and the stats reporter; tells systemd it is ready. */
 function serve(parts: Parts, group: Group): Serving {
   const { config, log, source, stubs, dispatcher: d, ops, views, recall, channel, modes } = parts;
-  const admin = new AdminServer({ path: config.adminSocket, ops, views, log, watch: config.watch });
+  const places = new FilePlaces(config.watch, config.namespaces);
+  const admin = new AdminServer({ path: config.adminSocket, ops, views, log, watch: config.watch, places });
   const paths = config.meshAdmin ? new WatchedPaths(config.watch) : null;
   const mesh = paths
     ? new MeshWorker({
@@ -187,6 +189,7 @@ function serve(parts: Parts, group: Group): Serving {
         ops,
         stubs,
         paths,
+        places,
         views,
         modeOf: (dev) => modes.get(dev),
         channel,

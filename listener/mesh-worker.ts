@@ -26,6 +26,7 @@ import { AdminOp } from "../proto/index.js";
 import type { AdminWorkItem } from "../proto/index.js";
 import { AdminError, OwnedFd, stubOrRefuse } from "./admin-ops.js";
 import type { AdminOps } from "./admin-ops.js";
+import type { FilePlaces } from "./file-places.js";
 import type { WatchMode } from "./fanotify-source.js";
 import type { FdChannel } from "./fd-channel.js";
 import type { RecallClient } from "./recall-client.js";
@@ -40,6 +41,8 @@ export interface MeshWorkerOptions {
   readonly ops: AdminOps;
   readonly stubs: Pick<StubStore, "readOPath">;
   readonly paths: WatchedPaths;
+  /** The namespace and relative path an archive records. */
+  readonly places: Pick<FilePlaces, "of">;
   readonly views: WritableViews;
   readonly modeOf: (dev: number) => WatchMode | undefined;
   /** Whose credentials paths are resolved with: the recall service's, from its end of the fd channel. */
@@ -191,7 +194,7 @@ export class MeshWorker {
       }
       if (item.op === AdminOp.ARCHIVE && !(stub && needsRecall(stub.state))) {
         await this.once(`archive:${st.dev}:${st.ino}`, () =>
-          this.withViewFd(opath, st, (fd) => this.opts.ops.archive(fd)),
+          this.withViewFd(opath, st, (fd) => this.opts.ops.archive(fd, this.opts.places.of(item.path))),
         );
       }
       return this.statusOf(item.path, opath);

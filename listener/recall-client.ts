@@ -20,6 +20,8 @@ import type {
   RecallResponse,
   VerifyRequestSchema,
   VerifyResponse,
+  WriteRecordRequestSchema,
+  WriteRecordResponse,
 } from "../proto/index.js";
 import { RecallService, RpcError, createClient } from "../proto/index.js";
 import { MAX_MANIFEST_BYTES } from "../proto/manifest-format.js";
@@ -72,6 +74,11 @@ export class RecallClient {
 
   verify(req: MessageInitShape<typeof VerifyRequestSchema>, timeoutMs: number): Promise<RpcResult<VerifyResponse>> {
     return this.call(() => this.handle.client.verify(req, { timeoutMs }));
+  }
+
+  /** Appends a file record to a namespace in the store (proto/namespace-format.ts). */
+  writeRecord(req: MessageInitShape<typeof WriteRecordRequestSchema>): Promise<RpcResult<WriteRecordResponse>> {
+    return this.call(() => this.handle.client.writeRecord(req, { timeoutMs: 30_000 }));
   }
 
   reportListenerStats(

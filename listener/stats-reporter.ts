@@ -20,6 +20,7 @@ export interface ListenerCounters {
 
 export class StatsReporter {
   private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
   private readonly startedMs = Date.now();
 
   constructor(
@@ -27,14 +28,20 @@ export class StatsReporter {
     private readonly counters: () => ListenerCounters,
   ) {}
 
+  /** Reports now, then REPORT_INTERVAL_MS after each report ends (never two at once). */
   start(): void {
-    void this.report();
-    this.timer = setInterval(() => void this.report(), REPORT_INTERVAL_MS);
-    this.timer.unref();
+    this.stopped = false;
+    const next = () => {
+      if (this.stopped) return;
+      this.timer = setTimeout(() => void this.report().finally(next), REPORT_INTERVAL_MS);
+      this.timer.unref();
+    };
+    void this.report().finally(next);
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
 

@@ -67,6 +67,8 @@ type NativeBinding = {
   getxattr(path: string, name: string): Buffer | null;
   openBeneath(dirFd: number, path: string): number;
   openNoSymlinks(path: string, flags: number): number;
+  createBeneath(dirFd: number, path: string, mode: number): number;
+  mkdirAt(dirFd: number, name: string, mode: number): void;
   setNoNewPrivs(): void;
   setNonDumpable(): void;
   fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void;
@@ -344,6 +346,19 @@ export function getxattr(path: string, name: string): Buffer | null {
  */
 export function openBeneath(dirFd: number, path: string): number {
   return binding.openBeneath(dirFd, path);
+}
+
+/**
+ * A new regular file at `path` beneath `dirFd`, opened write-only with `mode`: O_CREAT|O_EXCL
+ * (an existing name, symlink included, is EEXIST) with openBeneath's confinement.
+ */
+export function createBeneath(dirFd: number, path: string, mode: number): number {
+  return binding.createBeneath(dirFd, path, mode);
+}
+
+/** mkdirat for one path component (no "/", ".", ".."): EEXIST when the name exists. */
+export function mkdirAt(dirFd: number, name: string, mode: number): void {
+  binding.mkdirAt(dirFd, name, mode);
 }
 
 /** openat2 of `path` with `flags`, refusing any symlink in any component (ELOOP). */

@@ -42,7 +42,11 @@ export type ReasonName =
   | "invalid-path"
   | "not-found"
   | "not-permitted"
-  | "busy";
+  | "busy"
+  | "stored"
+  | "exists"
+  | "deleted"
+  | "gone";
 
 const EPERM = 1;
 const EIO = 5;
@@ -133,6 +137,14 @@ export const REASONS: Readonly<Record<ReasonName, ReasonEntry>> = {
   "not-permitted": { proto: Reason.NOT_PERMITTED, access: DENY_EIO, grpc: status.PERMISSION_DENIED },
   // An admin request's failure (the file is open; nothing was freed), never an access's answer.
   busy: { proto: Reason.BUSY, access: DENY_EIO, grpc: status.FAILED_PRECONDITION },
+  // A namespace operation's success (a record or snapshot was stored), never an access's answer.
+  stored: { proto: Reason.STORED, access: DENY_EIO, grpc: status.OK },
+  // A rebuild or undelete found a file already there and left it alone, never an access's answer.
+  exists: { proto: Reason.EXISTS, access: DENY_EIO, grpc: status.ALREADY_EXISTS },
+  // A reconcile's success (unreferenced objects past retention were deleted), never an access's answer.
+  deleted: { proto: Reason.DELETED, access: DENY_EIO, grpc: status.OK },
+  // An undelete's failure: no archived copy of the file is left in the store, never an access's answer.
+  gone: { proto: Reason.GONE, access: DENY_EIO, grpc: status.NOT_FOUND },
 };
 
 /** Every reason name, in the table's order. */

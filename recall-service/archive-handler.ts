@@ -22,6 +22,7 @@ import type { ArchiveRequest, ArchiveResponseSchema, VerifyRequest, VerifyRespon
 import { reasonToProto } from "../proto/index.js";
 import { RecallError, errorMessage, storeErrorReason } from "./errors.js";
 import type { FdInbox } from "./fd-inbox.js";
+import { encodeFileRecord, isNamespaceName, isRelativePath, recordName } from "../proto/namespace-format.js";
 import { ManifestBuilder, encodeManifest, manifestKey, sha256Hex } from "./manifest.js";
 import type { ManifestLoader } from "./manifest-loader.js";
 import type { ObjectStore } from "./object-store.js";
@@ -113,7 +114,7 @@ export class ArchiveHandler {
     }
     const chunkSize = Number(req.chunkSize) || this.opts.defaultChunkSize;
     const bucket = req.bucket || this.opts.bucket;
-    const key = req.key || `${this.opts.keyPrefix}${randomUUID()}`;
+    const key = req.key || this.newKey(req);
     await this.opts.store.ensureBucket(bucket);
     const builder = new ManifestBuilder(chunkSize);
     const reader = fdReader(fd, before.size, (b) => builder.update(b));
@@ -135,14 +136,61 @@ export class ArchiveHandler {
     const stored = await this.opts.store.put(bucket, manifestKey(key), encoded, encoded.length, {
       "x-amz-meta-fanrecall-sha256": manifest.sha256,
     });
+    const object = { bucket, key, versionId, manifestVersionId: stored.versionId };
+    const integrity = {
+      contentSha256: manifest.sha256,
+      manifestSha256: sha256Hex(encoded),
+      chunkSize: BigInt(chunkSize),
+    };
+    if (req.namespace !== "") await this.writeRecord(req, before, { ...object, ...integrity });
     this.opts.log.info({ reqId: req.requestId.toString(), bytes: before.size, key }, "archived");
     return {
       requestId: req.requestId,
       reason: reasonToProto("archived"),
-      object: { bucket, key, versionId, manifestVersionId: stored.versionId },
-      integrity: { contentSha256: manifest.sha256, manifestSha256: sha256Hex(encoded), chunkSize: BigInt(chunkSize) },
+      object,
+      integrity,
       size: BigInt(before.size),
     };
+  }
+
+  /** PREFIX/NAMESPACE/objects/UUID with a namespace, else the old PREFIX/UUID. */
+  private newKey(req: ArchiveRequest): string {
+    if (req.namespace === "") return `${this.opts.keyPrefix}${randomUUID()}`;
+    if (!isNamespaceName(req.namespace)) throw new RecallError("invalid-path", "invalid namespace name");
+    return `${this.opts.keyPrefix}${req.namespace}/objects/${randomUUID()}`;
+  }
+
+  /** The record of the file beside its object: what a rebuild needs to recreate its stub. */
+  private async writeRecord(
+    req: ArchiveRequest,
+    st: native.FdStat,
+    ref: { bucket: string; key: string; versionId: string; manifestVersionId: string } & {
+      contentSha256: string;
+      manifestSha256: string;
+      chunkSize: bigint;
+    },
+  ): Promise<void> {
+    if (!isNamespaceName(req.namespace) || !isRelativePath(req.path)) {
+      throw new RecallError("invalid-path", "an archive with a namespace needs a valid relative path");
+    }
+    const a = req.attributes;
+    const recordedAtMs = Date.now();
+    const body = Buffer.from(
+      encodeFileRecord({
+        path: req.path,
+        size: st.size,
+        uid: a?.uid ?? st.uid,
+        gid: a?.gid ?? st.gid,
+        mode: (a?.mode ?? st.mode) & 0o7777,
+        mtimeNs: st.mtimeNs,
+        atimeNs: a ? BigInt(a.atimeNs) : st.atimeNs,
+        ...ref,
+        chunkSize: Number(ref.chunkSize),
+        recordedAtMs,
+      }),
+    );
+    const name = `${this.opts.keyPrefix}${req.namespace}/${recordName(ref.key, recordedAtMs)}`;
+    await this.opts.store.put(ref.bucket, name, body, body.length, {});
   }
 
   async verify(req: VerifyRequest, signal: AbortSignal): Promise<MessageInitShape<typeof VerifyResponseSchema>> {

@@ -8,7 +8,7 @@ import http from "node:http";
 import https from "node:https";
 import { Client } from "minio";
 import type { Readable } from "node:stream";
-import type { ObjectLocation, ObjectStore } from "./object-store.js";
+import type { ListPage, ListedObject, ObjectLocation, ObjectStore } from "./object-store.js";
 
 export interface S3Settings {
   readonly endpoint: string;
@@ -129,6 +129,42 @@ export class MinioStore implements ObjectStore {
     } catch (err: unknown) {
       const code = (err as { code?: unknown }).code;
       if (code !== "BucketAlreadyOwnedByYou" && code !== "BucketAlreadyExists") throw err;
+    }
+  }
+
+  async list(
+    bucket: string,
+    prefix: string,
+    startAfter: string,
+    maxKeys: number,
+    signal: AbortSignal,
+  ): Promise<ListPage> {
+    if (signal.aborted) throw abortError(signal);
+    const stream = this.client.listObjectsV2(bucket, prefix, true, startAfter);
+    const onAbort = () => stream.destroy(abortError(signal));
+    signal.addEventListener("abort", onAbort, { once: true });
+    const objects: ListedObject[] = [];
+    try {
+      for await (const item of stream as AsyncIterable<{ name?: string; size?: number; lastModified?: Date }>) {
+        if (item.name === undefined) continue;
+        if (objects.length === maxKeys) return { objects, truncated: true };
+        objects.push({ key: item.name, size: item.size ?? 0, lastModifiedMs: item.lastModified?.getTime() ?? 0 });
+      }
+      return { objects, truncated: false };
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      stream.destroy();
+    }
+  }
+
+  async remove(bucket: string, keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const results = await this.client.removeObjects(bucket, [...keys]);
+    const failed = results.find((r) => r?.Error && r.Error.Code !== "NoSuchKey");
+    if (failed?.Error) {
+      throw Object.assign(new Error(`delete of ${failed.Error.Key ?? "?"}: ${failed.Error.Message ?? ""}`), {
+        code: failed.Error.Code,
+      });
     }
   }
 }

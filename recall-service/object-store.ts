@@ -34,4 +34,20 @@ export interface ObjectStore {
   ping(bucket: string, signal: AbortSignal): Promise<void>;
   /** Creates the bucket when it does not exist. */
   ensureBucket(bucket: string): Promise<void>;
+  /** Up to `maxKeys` objects whose keys start with `prefix` and sort after `startAfter`, in key order. */
+  list(bucket: string, prefix: string, startAfter: string, maxKeys: number, signal: AbortSignal): Promise<ListPage>;
+  /** Deletes the objects (one already gone counts as deleted). */
+  remove(bucket: string, keys: readonly string[]): Promise<void>;
+}
+
+export interface ListedObject {
+  readonly key: string;
+  readonly size: number;
+  readonly lastModifiedMs: number;
+}
+
+export interface ListPage {
+  readonly objects: readonly ListedObject[];
+  /** More objects follow the last one. */
+  readonly truncated: boolean;
 }

@@ -1,6 +1,6 @@
 // rpc-handlers: the RecallService handlers served on the recall socket, one function per RPC.
 // Recall, Archive and Verify hand over to their handlers (recall-handler.ts,
-// archive-handler.ts); ReportListenerStats stores the listener's figures for /metrics;
+// archive-handler.ts), the namespace RPCs to namespace-handler.ts; ReportListenerStats stores the listener's figures for /metrics;
 // TakeAdminWork and FinishAdminWork are the two halves of the mesh relay's long poll;
 // StatObject asks the store whether an object exists.
 //
@@ -26,6 +26,8 @@ import { errorMessage, storeErrorReason } from "./errors.js";
 import type { MeshRelay } from "./mesh-relay.js";
 import { listenerVerdicts } from "./metrics.js";
 import type { ListenerSnapshot, RecallMetrics } from "./metrics.js";
+import type { NamespaceHandler } from "./namespace-handler.js";
+import { namespaceSignal } from "./namespace-handler.js";
 import type { ObjectStore } from "./object-store.js";
 import type { RecallHandler } from "./recall-handler.js";
 
@@ -33,6 +35,7 @@ import type { RecallHandler } from "./recall-handler.js";
 export interface RecallRpcParts {
   readonly recall: RecallHandler;
   readonly archive: ArchiveHandler;
+  readonly namespaces: NamespaceHandler;
   readonly metrics: RecallMetrics;
   readonly relay: MeshRelay;
   readonly store: ObjectStore;
@@ -46,6 +49,11 @@ export function recallServiceHandlers(p: RecallRpcParts): UntypedServiceImplemen
     archive: (req) => p.archive.archive(req),
     verify: (req, ctx) => p.archive.verify(req, ctx.signal),
     reportListenerStats: (req) => reportListenerStats(p.metrics, req),
+    writeRecord: (req) => p.namespaces.writeRecord(req),
+    listNamespace: (req, ctx) => p.namespaces.list(req, namespaceSignal(ctx.signal)),
+    getNamespaceObject: (req, ctx) => p.namespaces.get(req, namespaceSignal(ctx.signal)),
+    putNamespaceObject: (req) => p.namespaces.put(req),
+    deleteNamespaceObjects: (req) => p.namespaces.delete(req),
     takeAdminWork: (req, ctx) => takeAdminWork(p.relay, req, ctx),
     finishAdminWork: (req) => finishAdminWork(p.relay, req),
     statObject: (req) => statObject(p.store, p.log, req),

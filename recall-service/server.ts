@@ -27,6 +27,7 @@ import { HealthMonitor } from "./health-monitor.js";
 import { RecallMetrics } from "./metrics.js";
 import { startMetricsServer } from "./metrics-server.js";
 import type { MetricsServer } from "./metrics-server.js";
+import { NamespaceHandler } from "./namespace-handler.js";
 import { ManifestLoader } from "./manifest-loader.js";
 import { MeshRelay } from "./mesh-relay.js";
 import { startMeshServer } from "./mesh-server.js";
@@ -135,7 +136,13 @@ function createParts(config: RecallServiceConfig, log: Logger, store: ObjectStor
     log: log.child({ component: "archive" }),
     fdWaitMs: 5_000,
   });
-  return { inbox, chunks, metrics, recall, archive, relay: new MeshRelay(), store, log };
+  const namespaces = new NamespaceHandler({
+    store,
+    bucket: config.s3.bucket,
+    keyPrefix: config.keyPrefix,
+    log: log.child({ component: "namespace" }),
+  });
+  return { inbox, chunks, metrics, recall, archive, namespaces, relay: new MeshRelay(), store, log };
 }
 
 /** The health table (RecallService NOT_SERVING at first) and the monitor that sets it. */

@@ -4,7 +4,7 @@
 // value must follow (the very words an error uses: describe()) and its default.
 //
 // Owns: text only. Must not import anything but node: builtins and this directory. Holds no fds.
-import { describe } from "./settings.js";
+import { describe, formatDuration } from "./settings.js";
 import type { CommandSpec, Setting } from "./setting-types.js";
 
 const WIDTH = 96;
@@ -28,6 +28,7 @@ function defaultOf(s: Setting): string | undefined {
   if (s.defaultText !== undefined) return s.defaultText;
   if (s.type === "flag" || s.type === "list" || s.type === "user" || s.type === "address") return undefined;
   if (s.default === undefined) return undefined;
+  if (s.type === "duration") return formatDuration(s.default);
   return s.type === "string" && s.default === "" ? '""' : String(s.default);
 }
 
@@ -61,6 +62,8 @@ function defaultArg(s: Setting): string {
       return "UID:GID";
     case "address":
       return "HOST:PORT";
+    case "duration":
+      return "DURATION";
     case "path":
     case "list":
       return "PATH";

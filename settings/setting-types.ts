@@ -90,6 +90,16 @@ export interface UserSetting<K extends string = string> extends Common<K> {
   readonly check?: (value: { uid: number; gid: number }) => string | null;
 }
 
+/** A span of time, `0`, `500ms`, `90s`, `15m`, `1h` or `30d`, loaded as milliseconds. */
+export interface DurationSetting<K extends string = string> extends Common<K> {
+  readonly type: "duration";
+  /** Bounds in milliseconds. */
+  readonly min: number;
+  readonly max: number;
+  /** In milliseconds; --help shows `defaultText` (say "30d"). */
+  readonly default?: number;
+}
+
 /** `HOST:PORT` (`[::1]:9443` for IPv6; port 0 picks a free one); "" means none. */
 export interface AddressSetting<K extends string = string> extends Common<K> {
   readonly type: "address";
@@ -105,7 +115,8 @@ export type Setting =
   | ListSetting
   | EnumSetting
   | UserSetting
-  | AddressSetting;
+  | AddressSetting
+  | DurationSetting;
 
 export type SettingsTable = readonly Setting[];
 
@@ -124,7 +135,7 @@ export interface CommandSpec<T extends SettingsTable = SettingsTable> {
   readonly footer?: string;
 }
 
-type ValueOf<S> = S extends { type: "int" | "number" }
+type ValueOf<S> = S extends { type: "int" | "number" | "duration" }
   ? number
   : S extends { type: "bool" | "flag" }
     ? boolean

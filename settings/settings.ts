@@ -39,7 +39,25 @@ export function describe(s: Setting): string {
       return `UID or UID:GID (integers from 0 to ${MAX_ID})`;
     case "address":
       return 'HOST:PORT (port 0 to 65535), or "" for none';
+    case "duration":
+      return `a duration such as 0, 500ms, 90s, 15m, 1h or 30d, from ${formatDuration(s.min)} to ${formatDuration(s.max)}`;
   }
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Milliseconds from `0`, `500ms`, `90s`, `15m`, `1h`, `30d`; null for anything else. */
+export function parseDuration(raw: string): number | null {
+  const m = /^(\d{1,9})(ms|s|m|h|d)?$/.exec(raw);
+  if (!m || (m[2] === undefined && m[1] !== "0")) return null;
+  return Number(m[1]) * UNIT_MS[m[2] ?? "ms"];
+}
+
+/** The shortest exact text of a duration (`30d`, `90s`, `1500ms`). */
+export function formatDuration(ms: number): string {
+  for (const unit of ["d", "h", "m", "s"])
+    if (ms !== 0 && ms % UNIT_MS[unit] === 0) return `${ms / UNIT_MS[unit]}${unit}`;
+  return ms === 0 ? "0" : `${ms}ms`;
 }
 
 /** A refused value: `--name: must be RULE, not 'VALUE'` plus its source. */
@@ -112,6 +130,11 @@ export function parseValue(s: Setting, raw: string, from = ""): unknown {
       const bad = s.check?.(u);
       if (bad) throw refuse(s, raw, from, bad);
       return u;
+    }
+    case "duration": {
+      const ms = parseDuration(raw);
+      if (ms === null || ms < s.min || ms > s.max) throw refuse(s, raw, from);
+      return ms;
     }
     case "address": {
       if (raw === "") return undefined;

@@ -7,7 +7,7 @@
 // Owns: these two table entries. Must not import anything but this directory and the run
 // dir's layout (ipc/run-dir.ts, which imports nothing). Holds no fds.
 import { DEFAULT_RUN_DIR, stateRunDir } from "../ipc/run-dir.js";
-import type { EnumSetting, IntSetting, PathSetting } from "./setting-types.js";
+import type { EnumSetting, IntSetting, ListSetting, PathSetting } from "./setting-types.js";
 
 /** pino's levels. */
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -21,6 +21,18 @@ export const RUN_DIR_SETTING = {
   default: DEFAULT_RUN_DIR,
   help: `the directory of fanrecall's sockets ('fanrecall start --state-dir' uses ${stateRunDir("STATE_DIR")})`,
 } as const satisfies PathSetting;
+
+/** One namespace per --watch, in the same order (listener, start). */
+export const NAMESPACE_SETTING = {
+  name: "namespace",
+  key: "namespaces",
+  env: "FANRECALL_NAMESPACE",
+  type: "list",
+  separator: ":",
+  arg: "NAME",
+  defaultText: "HOSTNAME-WATCH-PATH, e.g. node1-srv-video",
+  help: "the namespace of a --watch DIR in the store (one per --watch, same order): its objects, records and snapshots go under PREFIX/NAME/",
+} as const satisfies ListSetting;
 
 export const LOG_LEVEL_SETTING = {
   name: "log-level",

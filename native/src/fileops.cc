@@ -95,9 +95,11 @@ Napi::Value Getxattr(const Napi::CallbackInfo& info) {
 
 // openat2(dirfd, path, flags, resolve) that never follows a symlink, at the end of the path
 // or on the way (ELOOP), nor a magic link; the new fd is O_CLOEXEC and JS owns it.
-Napi::Value Openat2NoSymlinks(Napi::Env env, int dirfd, const std::string& path, uint64_t flags, uint64_t resolve) {
+Napi::Value Openat2NoSymlinks(Napi::Env env, int dirfd, const std::string& path, uint64_t flags, uint64_t resolve,
+                              uint64_t mode = 0) {
   struct open_how how = {};
   how.flags = flags | O_NOFOLLOW | O_CLOEXEC;
+  how.mode = mode;
   how.resolve = resolve | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   long fd;
   do fd = syscall(SYS_openat2, dirfd, path.c_str(), &how, sizeof how);
@@ -113,6 +115,31 @@ Napi::Value OpenBeneath(const Napi::CallbackInfo& info) {
   int dirfd = ArgInt(info, 0, "dirfd");
   std::string path = ArgString(info, 1, "path");
   return Openat2NoSymlinks(info.Env(), dirfd, path, O_PATH, RESOLVE_BENEATH | RESOLVE_NO_XDEV);
+}
+
+// A new regular file beneath dirfd, write-only, with `mode`: O_CREAT|O_EXCL, so an existing
+// file (or a symlink planted there) is never opened (EEXIST), with the same confinement as
+// OpenBeneath.
+Napi::Value CreateBeneath(const Napi::CallbackInfo& info) {
+  int dirfd = ArgInt(info, 0, "dirfd");
+  std::string path = ArgString(info, 1, "path");
+  uint64_t mode = static_cast<uint64_t>(ArgInt(info, 2, "mode")) & 07777;
+  return Openat2NoSymlinks(info.Env(), dirfd, path, O_WRONLY | O_CREAT | O_EXCL, RESOLVE_BENEATH | RESOLVE_NO_XDEV,
+                           mode);
+}
+
+// mkdirat(dirfd, name, mode) for one path component (no "/"): nothing is resolved but the
+// name itself in the directory dirfd holds, and an existing name is EEXIST.
+Napi::Value MkdirAt(const Napi::CallbackInfo& info) {
+  int dirfd = ArgInt(info, 0, "dirfd");
+  std::string name = ArgString(info, 1, "name");
+  mode_t mode = static_cast<mode_t>(ArgInt(info, 2, "mode")) & 07777;
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+    ThrowErrno(info.Env(), EINVAL, "mkdirat");
+    return info.Env().Undefined();
+  }
+  if (mkdirat(dirfd, name.c_str(), mode) < 0) ThrowErrno(info.Env(), errno, "mkdirat");
+  return info.Env().Undefined();
 }
 
 // From AT_FDCWD with the caller's flags: a root command given a path must not be redirected
@@ -203,7 +230,7 @@ Napi::Value Dup(const Napi::CallbackInfo& info) {
 
 void RegisterFileops(Napi::Env env, Napi::Object exports, Napi::Object constants) {
   SetFunctions(env, exports,
-               {{"fstatInto", FstatInto}, {"fgetxattr", Fgetxattr}, {"getxattr", Getxattr}, {"openBeneath", OpenBeneath}, {"openNoSymlinks", OpenNoSymlinks}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr},
+               {{"fstatInto", FstatInto}, {"fgetxattr", Fgetxattr}, {"getxattr", Getxattr}, {"openBeneath", OpenBeneath}, {"openNoSymlinks", OpenNoSymlinks}, {"createBeneath", CreateBeneath}, {"mkdirAt", MkdirAt}, {"setNoNewPrivs", SetNoNewPrivs}, {"fsetxattr", Fsetxattr},
                 {"fallocate", Fallocate}, {"seek", Seek}, {"futimens", Futimens}, {"close", Close},
                 {"openPath", OpenPath}, {"dup", Dup}});
 #define C FANRECALL_CONSTANT

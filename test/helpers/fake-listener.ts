@@ -19,6 +19,8 @@ import {
   Reason,
   Verdict,
   VerifyResponseSchema,
+  WriteRecordRequestSchema,
+  WriteRecordResponseSchema,
 } from "../../proto/index.js";
 import type {
   ArchiveRequestSchema,
@@ -27,6 +29,8 @@ import type {
   RecallResponse,
   VerifyRequestSchema,
   VerifyResponse,
+  WriteRecordRequest,
+  WriteRecordResponse,
 } from "../../proto/index.js";
 import { AdminOps } from "../../listener/admin-ops.js";
 import type { AccessKind } from "../../listener/classify-access.js";
@@ -120,6 +124,14 @@ export class FakeRecallClient {
   archive(req: ArchiveRequest): Promise<RpcResult<ArchiveResponse>> {
     this.archives.push(req);
     return Promise.resolve(this.onArchive(req, this.archives.length - 1));
+  }
+
+  /** Records written (release records the file's path in its namespace). */
+  readonly records: WriteRecordRequest[] = [];
+
+  writeRecord(req: MessageInitShape<typeof WriteRecordRequestSchema>): Promise<RpcResult<WriteRecordResponse>> {
+    this.records.push(create(WriteRecordRequestSchema, req));
+    return Promise.resolve({ ok: true, value: create(WriteRecordResponseSchema, { reason: Reason.STORED }) });
   }
 
   verify(req: VerifyRequest): Promise<RpcResult<VerifyResponse>> {

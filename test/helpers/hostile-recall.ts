@@ -298,6 +298,14 @@ export function hostileRecallMain(args: readonly string[]): void {
     takeAdminWork: (req, ctx) => svc.passThrough("admin-work", ctx, () => real.client.takeAdminWork(req, left(ctx))),
     finishAdminWork: (req, ctx) =>
       svc.passThrough("admin-work", ctx, () => real.client.finishAdminWork(req, left(ctx))),
+    writeRecord: (req, ctx) => svc.passThrough("namespace", ctx, () => real.client.writeRecord(req, left(ctx))),
+    listNamespace: (req, ctx) => svc.passThrough("namespace", ctx, () => real.client.listNamespace(req, left(ctx))),
+    getNamespaceObject: (req, ctx) =>
+      svc.passThrough("namespace", ctx, () => real.client.getNamespaceObject(req, left(ctx))),
+    putNamespaceObject: (req, ctx) =>
+      svc.passThrough("namespace", ctx, () => real.client.putNamespaceObject(req, left(ctx))),
+    deleteNamespaceObjects: (req, ctx) =>
+      svc.passThrough("namespace", ctx, () => real.client.deleteNamespaceObjects(req, left(ctx))),
   });
   void startServer(`unix://${recallGrpcSocketPath(listen)}`, [
     { definition: toServiceDefinition(RecallService), handlers },

@@ -246,3 +246,17 @@ export async function makeLoopFs(type: LoopFsType, sizeMiB: number): Promise<Loo
 export function makeExt4(sizeMiB = 256): Promise<Ext4> {
   return makeLoopFs("ext4", sizeMiB);
 }
+
+/**
+ * Loses the disk: unmounts the filesystem, makes a new, empty one on its image and mounts it
+ * at the same place (the mount must not be busy: stop whatever watches it first). The undo
+ * registered for the first mount covers the new one, and cleanup() removes it as before.
+ */
+export async function remakeLoopFs(fs: LoopFs): Promise<void> {
+  await run("umount", [fs.dir]);
+  detachSync(fs.image);
+  const [cmd, ...args] = MKFS[fs.type].argv;
+  await run(cmd, [...args, fs.image]);
+  await run("mount", ["-o", "loop", fs.image, fs.dir]);
+  await chmod(fs.dir, 0o755);
+}

@@ -6,7 +6,7 @@
 // Owns: the objects (Buffers) and their versions. Holds no fds, opens no sockets.
 import { Readable } from "node:stream";
 import { ManifestBuilder, encodeManifest, manifestKey, sha256Hex } from "../../recall-service/manifest.js";
-import type { ObjectLocation, ObjectStore } from "../../recall-service/object-store.js";
+import type { ListPage, ObjectLocation, ObjectStore } from "../../recall-service/object-store.js";
 
 interface StoredVersion {
   readonly versionId: string;
@@ -36,6 +36,10 @@ function storeError(code: string, message: string): Error {
 export class MemoryStore implements ObjectStore {
   private readonly objects = new Map<string, StoredVersion[]>();
   private readonly buckets = new Set<string>();
+  /** When each key was last put (ms), for listings. */
+  private readonly modified = new Map<string, number>();
+  /** The clock puts are stamped with (tests move it). */
+  now: () => number = () => Date.now();
   private nextVersion = 1;
   private failures: Array<{ err: Error; key: string | null }> = [];
   /** Every GET (ranged or whole), in order; manifest GETs included. */
@@ -175,6 +179,7 @@ export class MemoryStore implements ObjectStore {
     const all = this.opts.versioned ? (this.objects.get(id) ?? []) : [];
     all.push({ versionId, data, metadata: { ...metadata } });
     this.objects.set(id, all);
+    this.modified.set(id, this.now());
     return { versionId };
   }
 
@@ -193,6 +198,34 @@ export class MemoryStore implements ObjectStore {
 
   async ensureBucket(bucket: string): Promise<void> {
     this.buckets.add(bucket);
+  }
+
+  async list(
+    bucket: string,
+    prefix: string,
+    startAfter: string,
+    maxKeys: number,
+    signal: AbortSignal,
+  ): Promise<ListPage> {
+    signal.throwIfAborted();
+    const keys = [...this.objects.keys()]
+      .filter((id) => id.startsWith(`${bucket}\u0000`))
+      .map((id) => id.slice(bucket.length + 1))
+      .filter((k) => k.startsWith(prefix) && k > startAfter)
+      .sort();
+    const page = keys.slice(0, maxKeys).map((key) => {
+      const all = this.objects.get(`${bucket}\u0000${key}`)!;
+      const v = all[all.length - 1];
+      return { key, size: v.data.length, lastModifiedMs: this.modified.get(`${bucket}\u0000${key}`) ?? 0 };
+    });
+    return { objects: page, truncated: keys.length > maxKeys };
+  }
+
+  async remove(bucket: string, keys: readonly string[]): Promise<void> {
+    for (const k of keys) {
+      this.objects.delete(`${bucket}\u0000${k}`);
+      this.modified.delete(`${bucket}\u0000${k}`);
+    }
   }
 }
 

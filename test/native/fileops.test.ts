@@ -9,6 +9,7 @@ import { after, before, test } from "node:test";
 import {
   FAN,
   close,
+  createBeneath,
   dataBytes,
   dup,
   fgetxattr,
@@ -17,6 +18,7 @@ import {
   getxattr,
   futimens,
   isNativeError,
+  mkdirAt,
   openPath,
   punchHole,
   seekData,
@@ -235,5 +237,47 @@ test("dataBytes counts the bytes that hold data below a size", () => {
     assert.equal(dataBytes(fd, 2 * MiB), 4096);
   } finally {
     close(fd);
+  }
+});
+
+test("createBeneath makes a new file with its mode and never opens an existing name, a symlink or a way out", () => {
+  const d = mkdtempSync(join(dir, "create-"));
+  const dirFd = openPath(d, FAN.O_PATH | FAN.O_DIRECTORY);
+  try {
+    mkdirAt(dirFd, "sub", 0o700);
+    assert.equal(statSync(join(d, "sub")).mode & 0o7777, 0o700);
+    const fd = createBeneath(dirFd, "sub/new", 0o600);
+    assert.equal(fstat(fd).mode & 0o7777, 0o600);
+    close(fd);
+    writeFileSync(join(d, "target"), "keep");
+    symlinkSync(join(d, "target"), join(d, "link"));
+    symlinkSync(d, join(d, "linkdir"));
+    const refused: Array<[string, string]> = [
+      ["sub/new", "EEXIST"],
+      ["link", "EEXIST"],
+      ["linkdir/x", "ELOOP"],
+      ["../escape", "EXDEV"],
+      ["/tmp/abs", "EXDEV"],
+    ];
+    for (const [path, code] of refused) {
+      assert.throws(
+        () => createBeneath(dirFd, path, 0o644),
+        (e: unknown) => isNativeError(e, code),
+        path,
+      );
+    }
+    for (const name of ["a/b", "..", ".", ""]) {
+      assert.throws(
+        () => mkdirAt(dirFd, name, 0o755),
+        (e: unknown) => isNativeError(e, "EINVAL"),
+        name,
+      );
+    }
+    assert.throws(
+      () => mkdirAt(dirFd, "sub", 0o755),
+      (e: unknown) => isNativeError(e, "EEXIST"),
+    );
+  } finally {
+    close(dirFd);
   }
 });

@@ -30,6 +30,8 @@ function memoryStore(): ObjectStore {
     stat: refuse,
     ping: refuse,
     ensureBucket: refuse,
+    list: refuse,
+    remove: refuse,
   };
 }
 

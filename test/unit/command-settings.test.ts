@@ -95,6 +95,9 @@ test("mesh: the op first, required address and CA, FANRECALL_MESH_*, per-op time
 test("start: defaults, --state-dir moves the sockets, environment as before, bad values refused before anything starts", () => {
   assert.deepEqual(parseStartArgs(["--watch", "/w"], {}), {
     watch: ["/w"],
+    namespaces: [],
+    reconcileEveryMs: 3_600_000,
+    retainMs: 30 * 86_400_000,
     stateDir: "/var/lib/fanrecall",
     runDir: "/run/fanrecall",
     user: null,

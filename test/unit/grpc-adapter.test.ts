@@ -53,6 +53,11 @@ describe("grpc adapter over a unix socket", () => {
     reportListenerStats: async () => ({}),
     takeAdminWork: async () => ({ items: [] }),
     finishAdminWork: async () => ({}),
+    writeRecord: async () => ({ reason: Reason.STORED }),
+    listNamespace: async () => ({ objects: [], reason: Reason.STORED }),
+    getNamespaceObject: async () => ({ reason: Reason.OBJECT_MISSING }),
+    putNamespaceObject: async () => ({ reason: Reason.STORED }),
+    deleteNamespaceObjects: async () => ({ reason: Reason.DELETED }),
   };
 
   before(async () => {

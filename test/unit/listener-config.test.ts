@@ -3,6 +3,7 @@
 // Every flag, FANRECALL_* variable and --config key the deploy files and tests use keeps its
 // meaning and default.
 import { test } from "node:test";
+import { hostname } from "node:os";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -37,6 +38,11 @@ test("defaults, and the holder and admin sockets beneath the run directory", () 
   const c = loadListenerConfig(["--watch", "/x", "--recall-uid", "5"], {});
   assert.deepEqual(c, {
     watch: ["/x"],
+    namespaces: [
+      `${hostname()
+        .toLowerCase()
+        .replace(/[^a-z0-9._-]/g, "_")}-x`,
+    ],
     runDir: "/run/fanrecall",
     recallUid: 5,
     mode: "auto",
@@ -58,6 +64,7 @@ test("defaults, and the holder and admin sockets beneath the run directory", () 
 test("every FANRECALL_* variable of the deploy files, and the same keys from a --config file", () => {
   const env = {
     FANRECALL_WATCH: "/a:/b",
+    FANRECALL_NAMESPACE: "media:docs",
     FANRECALL_RUN_DIR: "/r",
     FANRECALL_HOLDER_SOCKET: "/h.sock",
     FANRECALL_ADMIN_SOCKET: "/a.sock",
@@ -72,6 +79,7 @@ test("every FANRECALL_* variable of the deploy files, and the same keys from a -
   };
   const want = {
     watch: ["/a", "/b"],
+    namespaces: ["media", "docs"],
     runDir: "/r",
     holderSocket: "/h.sock",
     adminSocket: "/a.sock",
@@ -122,4 +130,18 @@ test("bad values are refused in the table's words", () => {
     message: "unknown option '--frobnicate'",
   });
   assert.throws(() => loadListenerConfig([...base, "extra"], {}), { message: "unexpected argument 'extra'" });
+});
+
+test("namespaces: one per watch, valid and distinct, else derived from the host name and the watch path", () => {
+  const load = (...argv: string[]) => loadListenerConfig(["--recall-uid", "5", ...argv], {});
+  assert.deepEqual(load("--watch", "/a", "--watch", "/b", "--namespace", "n1", "--namespace", "n2").namespaces, [
+    "n1",
+    "n2",
+  ]);
+  assert.throws(() => load("--watch", "/a", "--watch", "/b", "--namespace", "n1"), /one per --watch/);
+  assert.throws(() => load("--watch", "/a", "--watch", "/b", "--namespace", "n", "--namespace", "n"), /same namespace/);
+  assert.throws(() => load("--watch", "/a", "--namespace", "../x"), /not a namespace name/);
+  const derived = load("--watch", "/srv/video", "--watch", "/srv/docs").namespaces;
+  assert.equal(new Set(derived).size, 2);
+  assert.ok(derived[0].endsWith("-srv-video"));
 });

@@ -23,7 +23,17 @@ import { listenerVerdicts } from "../../recall-service/metrics.js";
 import { codeForReason } from "../../recall-service/mesh-relay.js";
 
 const root = new URL("../../", import.meta.url).pathname;
-const SUCCESS = new Set(["recalled", "resident", "populated", "released", "self", "archived", "verified"]);
+const SUCCESS = new Set([
+  "recalled",
+  "resident",
+  "populated",
+  "released",
+  "self",
+  "archived",
+  "verified",
+  "stored",
+  "deleted",
+]);
 const ALLOWED = new Set(["recalled", "resident", "populated", "self", "stub-changed"]);
 
 test("every reason has its own wire value, and each wire value names one reason", () => {

@@ -214,3 +214,34 @@ test("--help lists every setting with its environment variable, key, rule and de
   assert.match(help, /^ {2}--config FILE +FANRECALL_CONFIG$/m);
   for (const line of help.split("\n")) assert.ok(line.length <= 96, line);
 });
+
+test("duration: 0 or a number with a unit, within bounds, loaded as milliseconds; help shows the unit", () => {
+  const spec = {
+    usage: "t",
+    settings: [
+      {
+        name: "retain",
+        key: "retain",
+        type: "duration",
+        min: 0,
+        max: 3650 * 86_400_000,
+        default: 30 * 86_400_000,
+        help: "keep",
+      },
+    ],
+  } as const satisfies CommandSpec;
+  assert.equal(loadSettings(spec, []).retain, 30 * 86_400_000);
+  const cases: Array<[string, number]> = [
+    ["0", 0],
+    ["500ms", 500],
+    ["90s", 90_000],
+    ["15m", 900_000],
+    ["1h", 3_600_000],
+    ["2d", 172_800_000],
+  ];
+  for (const [raw, ms] of cases) assert.equal(loadSettings(spec, ["--retain", raw]).retain, ms, raw);
+  for (const bad of ["", "5", "1w", "-1d", "1.5h", "3651d", " 1d", "1d "]) {
+    assert.throws(() => loadSettings(spec, ["--retain", bad]), /--retain: must be a duration such as 0, 500ms/, bad);
+  }
+  assert.match(helpText(spec), /--retain DURATION[\s\S]*default 30d/);
+});

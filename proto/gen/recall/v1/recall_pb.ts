@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file recall/v1/recall.proto.
  */
 export const file_recall_v1_recall: GenFile = /*@__PURE__*/
-  fileDesc("ChZyZWNhbGwvdjEvcmVjYWxsLnByb3RvEglyZWNhbGwudjEiSAoMRmlsZUlkZW50aXR5EgsKA2RldhgBIAEoBBILCgNpbm8YAiABKAQSDAoEc2l6ZRgDIAEoBBIQCghtdGltZV9ucxgEIAEoAyJZCglPYmplY3RSZWYSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgp2ZXJzaW9uX2lkGAMgASgJEhsKE21hbmlmZXN0X3ZlcnNpb25faWQYBCABKAkiKwoJQnl0ZVJhbmdlEg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiRQoIQWNjZXNzb3ISCwoDcGlkGAEgASgFEgsKA3VpZBgCIAEoDRIPCgdjb21tYW5kGAMgASgJEg4KBmNncm91cBgEIAEoCSJQCglJbnRlZ3JpdHkSFgoOY29udGVudF9zaGEyNTYYASABKAkSFwoPbWFuaWZlc3Rfc2hhMjU2GAIgASgJEhIKCmNodW5rX3NpemUYAyABKAQivAIKDVJlY2FsbFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoBBIlCgRmaWxlGAIgASgLMhcucmVjYWxsLnYxLkZpbGVJZGVudGl0eRIkCgZvYmplY3QYAyABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmEicKCWludGVncml0eRgEIAEoCzIULnJlY2FsbC52MS5JbnRlZ3JpdHkSIwoEbW9kZRgFIAEoDjIVLnJlY2FsbC52MS5SZWNhbGxNb2RlEiQKBnJhbmdlcxgGIAMoCzIULnJlY2FsbC52MS5CeXRlUmFuZ2USGAoQZGVhZGxpbmVfdW5peF9tcxgHIAEoAxIlCghhY2Nlc3NvchgIIAEoCzITLnJlY2FsbC52MS5BY2Nlc3NvchIVCg13YW50X21hbmlmZXN0GAkgASgIIu0BCg5SZWNhbGxSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEiMKB3ZlcmRpY3QYAiABKA4yEi5yZWNhbGwudjEuVmVyZGljdBINCgVlcnJubxgDIAEoDRIhCgZyZWFzb24YBCABKA4yES5yZWNhbGwudjEuUmVhc29uEhUKDWJ5dGVzX2ZldGNoZWQYBSABKAQSFQoNYnl0ZXNfd3JpdHRlbhgGIAEoBBIXCg9wb3B1bGF0ZWRfYnl0ZXMYByABKAQSFwoPZnVsbHlfcG9wdWxhdGVkGAggASgIEhAKCG1hbmlmZXN0GAkgASgMIpYBCg5BcmNoaXZlUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEiUKBGZpbGUYAiABKAsyFy5yZWNhbGwudjEuRmlsZUlkZW50aXR5Eg4KBmJ1Y2tldBgDIAEoCRILCgNrZXkYBCABKAkSEgoKY2h1bmtfc2l6ZRgFIAEoBBIYChBkZWFkbGluZV91bml4X21zGAYgASgDIrYBCg9BcmNoaXZlUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIhCgZyZWFzb24YAiABKA4yES5yZWNhbGwudjEuUmVhc29uEiQKBm9iamVjdBgDIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYSJwoJaW50ZWdyaXR5GAQgASgLMhQucmVjYWxsLnYxLkludGVncml0eRIMCgRzaXplGAUgASgEEg8KB21lc3NhZ2UYBiABKAkiswEKDVZlcmlmeVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoBBIlCgRmaWxlGAIgASgLMhcucmVjYWxsLnYxLkZpbGVJZGVudGl0eRIkCgZvYmplY3QYAyABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmEicKCWludGVncml0eRgEIAEoCzIULnJlY2FsbC52MS5JbnRlZ3JpdHkSGAoQZGVhZGxpbmVfdW5peF9tcxgFIAEoAyJ5Cg5WZXJpZnlSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEg0KBWVxdWFsGAIgASgIEiEKBnJlYXNvbhgDIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SDwoHbWVzc2FnZRgEIAEoCRIQCghtYW5pZmVzdBgFIAEoDCI5ChFTdGF0T2JqZWN0UmVxdWVzdBIkCgZvYmplY3QYASABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmIlUKElN0YXRPYmplY3RSZXNwb25zZRIOCgZleGlzdHMYASABKAgSDAoEc2l6ZRgCIAEoBBIhCgZyZWFzb24YAyABKA4yES5yZWNhbGwudjEuUmVhc29uIkYKFExpc3RlbmVyVmVyZGljdENvdW50Eg8KB3ZlcmRpY3QYASABKAkSDgoGcmVhc29uGAIgASgJEg0KBWNvdW50GAMgASgEIsYBChpSZXBvcnRMaXN0ZW5lclN0YXRzUmVxdWVzdBIUCgxsaXN0ZW5lcl9waWQYASABKAUSFwoPc3RhcnRlZF91bml4X21zGAIgASgDEhQKDGV2ZW50c190b3RhbBgDIAEoBBIbChNpZ25vcmVfbWFya2VkX2ZpbGVzGAQgASgEEhMKC3F1ZXVlX2RlcHRoGAUgASgEEjEKCHZlcmRpY3RzGAYgAygLMh8ucmVjYWxsLnYxLkxpc3RlbmVyVmVyZGljdENvdW50Ih0KG1JlcG9ydExpc3RlbmVyU3RhdHNSZXNwb25zZSIpChlBZG1pblNlcnZpY2VTdGF0dXNSZXF1ZXN0EgwKBHBhdGgYASABKAkiSAoaQWRtaW5TZXJ2aWNlU3RhdHVzUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoucmVjYWxsLnYxLkFkbWluRmlsZVN0YXR1cyIqChpBZG1pblNlcnZpY2VSZXN0b3JlUmVxdWVzdBIMCgRwYXRoGAEgASgJIkkKG0FkbWluU2VydmljZVJlc3RvcmVSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5yZWNhbGwudjEuQWRtaW5GaWxlU3RhdHVzIioKGkFkbWluU2VydmljZUFyY2hpdmVSZXF1ZXN0EgwKBHBhdGgYASABKAkiSQobQWRtaW5TZXJ2aWNlQXJjaGl2ZVJlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnJlY2FsbC52MS5BZG1pbkZpbGVTdGF0dXMiewoPQWRtaW5GaWxlU3RhdHVzEgwKBHBhdGgYASABKAkSDQoFc3RhdGUYAiABKAkSDAoEc2l6ZRgDIAEoBBIXCg9wb3B1bGF0ZWRfYnl0ZXMYBCABKAQSJAoGb2JqZWN0GAUgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZiJoCg1BZG1pbldvcmtJdGVtEg8KB3dvcmtfaWQYASABKAQSHgoCb3AYAiABKA4yEi5yZWNhbGwudjEuQWRtaW5PcBIMCgRwYXRoGAMgASgJEhgKEGRlYWRsaW5lX3VuaXhfbXMYBCABKAMiOgoUVGFrZUFkbWluV29ya1JlcXVlc3QSDwoHd2FpdF9tcxgBIAEoDRIRCgltYXhfaXRlbXMYAiABKA0iQAoVVGFrZUFkbWluV29ya1Jlc3BvbnNlEicKBWl0ZW1zGAEgAygLMhgucmVjYWxsLnYxLkFkbWluV29ya0l0ZW0iiAEKFkZpbmlzaEFkbWluV29ya1JlcXVlc3QSDwoHd29ya19pZBgBIAEoBBIKCgJvaxgCIAEoCBIqCgZzdGF0dXMYAyABKAsyGi5yZWNhbGwudjEuQWRtaW5GaWxlU3RhdHVzEhQKDGVycm9yX3JlYXNvbhgEIAEoCRIPCgdtZXNzYWdlGAUgASgJIhkKF0ZpbmlzaEFkbWluV29ya1Jlc3BvbnNlKkcKB1ZlcmRpY3QSFwoTVkVSRElDVF9VTlNQRUNJRklFRBAAEhEKDVZFUkRJQ1RfQUxMT1cQARIQCgxWRVJESUNUX0RFTlkQAirFBQoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhMKD1JFQVNPTl9SRUNBTExFRBABEhMKD1JFQVNPTl9SRVNJREVOVBACEhIKDlJFQVNPTl9USU1FT1VUEAMSHAoYUkVBU09OX1NUT1JFX1VOQVZBSUxBQkxFEAQSGQoVUkVBU09OX09CSkVDVF9NSVNTSU5HEAUSHAoYUkVBU09OX0NIRUNLU1VNX01JU01BVENIEAYSFwoTUkVBU09OX1dSSVRFX0ZBSUxFRBAHEhMKD1JFQVNPTl9OT19TUEFDRRAIEhUKEVJFQVNPTl9GRF9NSVNTSU5HEAkSGQoVUkVBU09OX1BST1RPQ09MX0VSUk9SEAoSFQoRUkVBU09OX09WRVJMT0FERUQQCxITCg9SRUFTT05fU0hVVERPV04QDBIXChNSRUFTT05fU1RVQl9DSEFOR0VEEA0SEwoPUkVBU09OX0FSQ0hJVkVEEA4SEwoPUkVBU09OX1ZFUklGSUVEEA8SEwoPUkVBU09OX01JU01BVENIEBASFgoSUkVBU09OX1JFQURfRkFJTEVEEBESDwoLUkVBU09OX1NFTEYQEhIUChBSRUFTT05fUE9QVUxBVEVEEBMSEwoPUkVBU09OX1JFTEVBU0VEEBQSEAoMUkVBU09OX05PX0ZEEBUSGQoVUkVBU09OX0lOVEVSTkFMX0VSUk9SEBYSFwoTUkVBU09OX05PVF9XUklUQUJMRRAXEh0KGVJFQVNPTl9SRUNBTExfVU5BVkFJTEFCTEUQGBIXChNSRUFTT05fU1RVQl9DT1JSVVBUEBkSFwoTUkVBU09OX0lOVkFMSURfUEFUSBAaEhQKEFJFQVNPTl9OT1RfRk9VTkQQGxIYChRSRUFTT05fTk9UX1BFUk1JVFRFRBAcEg8KC1JFQVNPTl9CVVNZEB0qVwoKUmVjYWxsTW9kZRIbChdSRUNBTExfTU9ERV9VTlNQRUNJRklFRBAAEhUKEVJFQ0FMTF9NT0RFX1JBTkdFEAESFQoRUkVDQUxMX01PREVfV0hPTEUQAipkCgdBZG1pbk9wEhgKFEFETUlOX09QX1VOU1BFQ0lGSUVEEAASEwoPQURNSU5fT1BfU1RBVFVTEAESFAoQQURNSU5fT1BfUkVTVE9SRRACEhQKEEFETUlOX09QX0FSQ0hJVkUQAzKuBAoNUmVjYWxsU2VydmljZRI9CgZSZWNhbGwSGC5yZWNhbGwudjEuUmVjYWxsUmVxdWVzdBoZLnJlY2FsbC52MS5SZWNhbGxSZXNwb25zZRJACgdBcmNoaXZlEhkucmVjYWxsLnYxLkFyY2hpdmVSZXF1ZXN0GhoucmVjYWxsLnYxLkFyY2hpdmVSZXNwb25zZRI9CgZWZXJpZnkSGC5yZWNhbGwudjEuVmVyaWZ5UmVxdWVzdBoZLnJlY2FsbC52MS5WZXJpZnlSZXNwb25zZRJJCgpTdGF0T2JqZWN0EhwucmVjYWxsLnYxLlN0YXRPYmplY3RSZXF1ZXN0Gh0ucmVjYWxsLnYxLlN0YXRPYmplY3RSZXNwb25zZRJkChNSZXBvcnRMaXN0ZW5lclN0YXRzEiUucmVjYWxsLnYxLlJlcG9ydExpc3RlbmVyU3RhdHNSZXF1ZXN0GiYucmVjYWxsLnYxLlJlcG9ydExpc3RlbmVyU3RhdHNSZXNwb25zZRJSCg1UYWtlQWRtaW5Xb3JrEh8ucmVjYWxsLnYxLlRha2VBZG1pbldvcmtSZXF1ZXN0GiAucmVjYWxsLnYxLlRha2VBZG1pbldvcmtSZXNwb25zZRJYCg9GaW5pc2hBZG1pbldvcmsSIS5yZWNhbGwudjEuRmluaXNoQWRtaW5Xb3JrUmVxdWVzdBoiLnJlY2FsbC52MS5GaW5pc2hBZG1pbldvcmtSZXNwb25zZTKZAgoMQWRtaW5TZXJ2aWNlElUKBlN0YXR1cxIkLnJlY2FsbC52MS5BZG1pblNlcnZpY2VTdGF0dXNSZXF1ZXN0GiUucmVjYWxsLnYxLkFkbWluU2VydmljZVN0YXR1c1Jlc3BvbnNlElgKB1Jlc3RvcmUSJS5yZWNhbGwudjEuQWRtaW5TZXJ2aWNlUmVzdG9yZVJlcXVlc3QaJi5yZWNhbGwudjEuQWRtaW5TZXJ2aWNlUmVzdG9yZVJlc3BvbnNlElgKB0FyY2hpdmUSJS5yZWNhbGwudjEuQWRtaW5TZXJ2aWNlQXJjaGl2ZVJlcXVlc3QaJi5yZWNhbGwudjEuQWRtaW5TZXJ2aWNlQXJjaGl2ZVJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChZyZWNhbGwvdjEvcmVjYWxsLnByb3RvEglyZWNhbGwudjEiSAoMRmlsZUlkZW50aXR5EgsKA2RldhgBIAEoBBILCgNpbm8YAiABKAQSDAoEc2l6ZRgDIAEoBBIQCghtdGltZV9ucxgEIAEoAyJZCglPYmplY3RSZWYSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgp2ZXJzaW9uX2lkGAMgASgJEhsKE21hbmlmZXN0X3ZlcnNpb25faWQYBCABKAkiKwoJQnl0ZVJhbmdlEg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiRQoIQWNjZXNzb3ISCwoDcGlkGAEgASgFEgsKA3VpZBgCIAEoDRIPCgdjb21tYW5kGAMgASgJEg4KBmNncm91cBgEIAEoCSJQCglJbnRlZ3JpdHkSFgoOY29udGVudF9zaGEyNTYYASABKAkSFwoPbWFuaWZlc3Rfc2hhMjU2GAIgASgJEhIKCmNodW5rX3NpemUYAyABKAQivAIKDVJlY2FsbFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoBBIlCgRmaWxlGAIgASgLMhcucmVjYWxsLnYxLkZpbGVJZGVudGl0eRIkCgZvYmplY3QYAyABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmEicKCWludGVncml0eRgEIAEoCzIULnJlY2FsbC52MS5JbnRlZ3JpdHkSIwoEbW9kZRgFIAEoDjIVLnJlY2FsbC52MS5SZWNhbGxNb2RlEiQKBnJhbmdlcxgGIAMoCzIULnJlY2FsbC52MS5CeXRlUmFuZ2USGAoQZGVhZGxpbmVfdW5peF9tcxgHIAEoAxIlCghhY2Nlc3NvchgIIAEoCzITLnJlY2FsbC52MS5BY2Nlc3NvchIVCg13YW50X21hbmlmZXN0GAkgASgIIu0BCg5SZWNhbGxSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEiMKB3ZlcmRpY3QYAiABKA4yEi5yZWNhbGwudjEuVmVyZGljdBINCgVlcnJubxgDIAEoDRIhCgZyZWFzb24YBCABKA4yES5yZWNhbGwudjEuUmVhc29uEhUKDWJ5dGVzX2ZldGNoZWQYBSABKAQSFQoNYnl0ZXNfd3JpdHRlbhgGIAEoBBIXCg9wb3B1bGF0ZWRfYnl0ZXMYByABKAQSFwoPZnVsbHlfcG9wdWxhdGVkGAggASgIEhAKCG1hbmlmZXN0GAkgASgMIuYBCg5BcmNoaXZlUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEiUKBGZpbGUYAiABKAsyFy5yZWNhbGwudjEuRmlsZUlkZW50aXR5Eg4KBmJ1Y2tldBgDIAEoCRILCgNrZXkYBCABKAkSEgoKY2h1bmtfc2l6ZRgFIAEoBBIYChBkZWFkbGluZV91bml4X21zGAYgASgDEhEKCW5hbWVzcGFjZRgHIAEoCRIMCgRwYXRoGAggASgJEi0KCmF0dHJpYnV0ZXMYCSABKAsyGS5yZWNhbGwudjEuRmlsZUF0dHJpYnV0ZXMiSgoORmlsZUF0dHJpYnV0ZXMSCwoDdWlkGAEgASgNEgsKA2dpZBgCIAEoDRIMCgRtb2RlGAMgASgNEhAKCGF0aW1lX25zGAQgASgDIrYBCg9BcmNoaXZlUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIhCgZyZWFzb24YAiABKA4yES5yZWNhbGwudjEuUmVhc29uEiQKBm9iamVjdBgDIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYSJwoJaW50ZWdyaXR5GAQgASgLMhQucmVjYWxsLnYxLkludGVncml0eRIMCgRzaXplGAUgASgEEg8KB21lc3NhZ2UYBiABKAkiswEKDVZlcmlmeVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoBBIlCgRmaWxlGAIgASgLMhcucmVjYWxsLnYxLkZpbGVJZGVudGl0eRIkCgZvYmplY3QYAyABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmEicKCWludGVncml0eRgEIAEoCzIULnJlY2FsbC52MS5JbnRlZ3JpdHkSGAoQZGVhZGxpbmVfdW5peF9tcxgFIAEoAyJ5Cg5WZXJpZnlSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEg0KBWVxdWFsGAIgASgIEiEKBnJlYXNvbhgDIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SDwoHbWVzc2FnZRgEIAEoCRIQCghtYW5pZmVzdBgFIAEoDCI5ChFTdGF0T2JqZWN0UmVxdWVzdBIkCgZvYmplY3QYASABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmIlUKElN0YXRPYmplY3RSZXNwb25zZRIOCgZleGlzdHMYASABKAgSDAoEc2l6ZRgCIAEoBBIhCgZyZWFzb24YAyABKA4yES5yZWNhbGwudjEuUmVhc29uIkYKFExpc3RlbmVyVmVyZGljdENvdW50Eg8KB3ZlcmRpY3QYASABKAkSDgoGcmVhc29uGAIgASgJEg0KBWNvdW50GAMgASgEIsYBChpSZXBvcnRMaXN0ZW5lclN0YXRzUmVxdWVzdBIUCgxsaXN0ZW5lcl9waWQYASABKAUSFwoPc3RhcnRlZF91bml4X21zGAIgASgDEhQKDGV2ZW50c190b3RhbBgDIAEoBBIbChNpZ25vcmVfbWFya2VkX2ZpbGVzGAQgASgEEhMKC3F1ZXVlX2RlcHRoGAUgASgEEjEKCHZlcmRpY3RzGAYgAygLMh8ucmVjYWxsLnYxLkxpc3RlbmVyVmVyZGljdENvdW50Ih0KG1JlcG9ydExpc3RlbmVyU3RhdHNSZXNwb25zZSIpChlBZG1pblNlcnZpY2VTdGF0dXNSZXF1ZXN0EgwKBHBhdGgYASABKAkiSAoaQWRtaW5TZXJ2aWNlU3RhdHVzUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoucmVjYWxsLnYxLkFkbWluRmlsZVN0YXR1cyIqChpBZG1pblNlcnZpY2VSZXN0b3JlUmVxdWVzdBIMCgRwYXRoGAEgASgJIkkKG0FkbWluU2VydmljZVJlc3RvcmVSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5yZWNhbGwudjEuQWRtaW5GaWxlU3RhdHVzIioKGkFkbWluU2VydmljZUFyY2hpdmVSZXF1ZXN0EgwKBHBhdGgYASABKAkiSQobQWRtaW5TZXJ2aWNlQXJjaGl2ZVJlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnJlY2FsbC52MS5BZG1pbkZpbGVTdGF0dXMiewoPQWRtaW5GaWxlU3RhdHVzEgwKBHBhdGgYASABKAkSDQoFc3RhdGUYAiABKAkSDAoEc2l6ZRgDIAEoBBIXCg9wb3B1bGF0ZWRfYnl0ZXMYBCABKAQSJAoGb2JqZWN0GAUgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZiJoCg1BZG1pbldvcmtJdGVtEg8KB3dvcmtfaWQYASABKAQSHgoCb3AYAiABKA4yEi5yZWNhbGwudjEuQWRtaW5PcBIMCgRwYXRoGAMgASgJEhgKEGRlYWRsaW5lX3VuaXhfbXMYBCABKAMiOgoUVGFrZUFkbWluV29ya1JlcXVlc3QSDwoHd2FpdF9tcxgBIAEoDRIRCgltYXhfaXRlbXMYAiABKA0iQAoVVGFrZUFkbWluV29ya1Jlc3BvbnNlEicKBWl0ZW1zGAEgAygLMhgucmVjYWxsLnYxLkFkbWluV29ya0l0ZW0iiAEKFkZpbmlzaEFkbWluV29ya1JlcXVlc3QSDwoHd29ya19pZBgBIAEoBBIKCgJvaxgCIAEoCBIqCgZzdGF0dXMYAyABKAsyGi5yZWNhbGwudjEuQWRtaW5GaWxlU3RhdHVzEhQKDGVycm9yX3JlYXNvbhgEIAEoCRIPCgdtZXNzYWdlGAUgASgJIhkKF0ZpbmlzaEFkbWluV29ya1Jlc3BvbnNlIjcKEldyaXRlUmVjb3JkUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDgoGcmVjb3JkGAIgASgJIlcKE1dyaXRlUmVjb3JkUmVzcG9uc2USIQoGcmVhc29uGAEgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIMCgRuYW1lGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiXgoUTGlzdE5hbWVzcGFjZVJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEgwKBGFyZWEYAiABKAkSEwoLc3RhcnRfYWZ0ZXIYAyABKAkSEAoIbWF4X2tleXMYBCABKA0iTAoPTmFtZXNwYWNlT2JqZWN0EgwKBG5hbWUYASABKAkSDAoEc2l6ZRgCIAEoBBIdChVsYXN0X21vZGlmaWVkX3VuaXhfbXMYAyABKAMiiwEKFUxpc3ROYW1lc3BhY2VSZXNwb25zZRIrCgdvYmplY3RzGAEgAygLMhoucmVjYWxsLnYxLk5hbWVzcGFjZU9iamVjdBIRCgl0cnVuY2F0ZWQYAiABKAgSIQoGcmVhc29uGAMgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIlwKGUdldE5hbWVzcGFjZU9iamVjdFJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGb2Zmc2V0GAMgASgEEg4KBmxlbmd0aBgEIAEoDSJsChpHZXROYW1lc3BhY2VPYmplY3RSZXNwb25zZRIMCgRkYXRhGAEgASgMEgwKBHNpemUYAiABKAQSIQoGcmVhc29uGAMgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIkoKGVB1dE5hbWVzcGFjZU9iamVjdFJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEgwKBG5hbWUYAiABKAkSDAoEZGF0YRgDIAEoDCJQChpQdXROYW1lc3BhY2VPYmplY3RSZXNwb25zZRIhCgZyZWFzb24YASABKA4yES5yZWNhbGwudjEuUmVhc29uEg8KB21lc3NhZ2UYAiABKAkiTgodRGVsZXRlTmFtZXNwYWNlT2JqZWN0c1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEg0KBW5hbWVzGAIgAygJEgsKA3doeRgDIAEoCSJlCh5EZWxldGVOYW1lc3BhY2VPYmplY3RzUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoDRIhCgZyZWFzb24YAiABKA4yES5yZWNhbGwudjEuUmVhc29uEg8KB21lc3NhZ2UYAyABKAkqRwoHVmVyZGljdBIXChNWRVJESUNUX1VOU1BFQ0lGSUVEEAASEQoNVkVSRElDVF9BTExPVxABEhAKDFZFUkRJQ1RfREVOWRACKpAGCgZSZWFzb24SFgoSUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPUkVBU09OX1JFQ0FMTEVEEAESEwoPUkVBU09OX1JFU0lERU5UEAISEgoOUkVBU09OX1RJTUVPVVQQAxIcChhSRUFTT05fU1RPUkVfVU5BVkFJTEFCTEUQBBIZChVSRUFTT05fT0JKRUNUX01JU1NJTkcQBRIcChhSRUFTT05fQ0hFQ0tTVU1fTUlTTUFUQ0gQBhIXChNSRUFTT05fV1JJVEVfRkFJTEVEEAcSEwoPUkVBU09OX05PX1NQQUNFEAgSFQoRUkVBU09OX0ZEX01JU1NJTkcQCRIZChVSRUFTT05fUFJPVE9DT0xfRVJST1IQChIVChFSRUFTT05fT1ZFUkxPQURFRBALEhMKD1JFQVNPTl9TSFVURE9XThAMEhcKE1JFQVNPTl9TVFVCX0NIQU5HRUQQDRITCg9SRUFTT05fQVJDSElWRUQQDhITCg9SRUFTT05fVkVSSUZJRUQQDxITCg9SRUFTT05fTUlTTUFUQ0gQEBIWChJSRUFTT05fUkVBRF9GQUlMRUQQERIPCgtSRUFTT05fU0VMRhASEhQKEFJFQVNPTl9QT1BVTEFURUQQExITCg9SRUFTT05fUkVMRUFTRUQQFBIQCgxSRUFTT05fTk9fRkQQFRIZChVSRUFTT05fSU5URVJOQUxfRVJST1IQFhIXChNSRUFTT05fTk9UX1dSSVRBQkxFEBcSHQoZUkVBU09OX1JFQ0FMTF9VTkFWQUlMQUJMRRAYEhcKE1JFQVNPTl9TVFVCX0NPUlJVUFQQGRIXChNSRUFTT05fSU5WQUxJRF9QQVRIEBoSFAoQUkVBU09OX05PVF9GT1VORBAbEhgKFFJFQVNPTl9OT1RfUEVSTUlUVEVEEBwSDwoLUkVBU09OX0JVU1kQHRIRCg1SRUFTT05fU1RPUkVEEB4SEQoNUkVBU09OX0VYSVNUUxAfEhIKDlJFQVNPTl9ERUxFVEVEECASDwoLUkVBU09OX0dPTkUQISpXCgpSZWNhbGxNb2RlEhsKF1JFQ0FMTF9NT0RFX1VOU1BFQ0lGSUVEEAASFQoRUkVDQUxMX01PREVfUkFOR0UQARIVChFSRUNBTExfTU9ERV9XSE9MRRACKmQKB0FkbWluT3ASGAoUQURNSU5fT1BfVU5TUEVDSUZJRUQQABITCg9BRE1JTl9PUF9TVEFUVVMQARIUChBBRE1JTl9PUF9SRVNUT1JFEAISFAoQQURNSU5fT1BfQVJDSElWRRADMoUICg1SZWNhbGxTZXJ2aWNlEj0KBlJlY2FsbBIYLnJlY2FsbC52MS5SZWNhbGxSZXF1ZXN0GhkucmVjYWxsLnYxLlJlY2FsbFJlc3BvbnNlEkAKB0FyY2hpdmUSGS5yZWNhbGwudjEuQXJjaGl2ZVJlcXVlc3QaGi5yZWNhbGwudjEuQXJjaGl2ZVJlc3BvbnNlEj0KBlZlcmlmeRIYLnJlY2FsbC52MS5WZXJpZnlSZXF1ZXN0GhkucmVjYWxsLnYxLlZlcmlmeVJlc3BvbnNlEkkKClN0YXRPYmplY3QSHC5yZWNhbGwudjEuU3RhdE9iamVjdFJlcXVlc3QaHS5yZWNhbGwudjEuU3RhdE9iamVjdFJlc3BvbnNlEmQKE1JlcG9ydExpc3RlbmVyU3RhdHMSJS5yZWNhbGwudjEuUmVwb3J0TGlzdGVuZXJTdGF0c1JlcXVlc3QaJi5yZWNhbGwudjEuUmVwb3J0TGlzdGVuZXJTdGF0c1Jlc3BvbnNlElIKDVRha2VBZG1pbldvcmsSHy5yZWNhbGwudjEuVGFrZUFkbWluV29ya1JlcXVlc3QaIC5yZWNhbGwudjEuVGFrZUFkbWluV29ya1Jlc3BvbnNlElgKD0ZpbmlzaEFkbWluV29yaxIhLnJlY2FsbC52MS5GaW5pc2hBZG1pbldvcmtSZXF1ZXN0GiIucmVjYWxsLnYxLkZpbmlzaEFkbWluV29ya1Jlc3BvbnNlEkwKC1dyaXRlUmVjb3JkEh0ucmVjYWxsLnYxLldyaXRlUmVjb3JkUmVxdWVzdBoeLnJlY2FsbC52MS5Xcml0ZVJlY29yZFJlc3BvbnNlElIKDUxpc3ROYW1lc3BhY2USHy5yZWNhbGwudjEuTGlzdE5hbWVzcGFjZVJlcXVlc3QaIC5yZWNhbGwudjEuTGlzdE5hbWVzcGFjZVJlc3BvbnNlEmEKEkdldE5hbWVzcGFjZU9iamVjdBIkLnJlY2FsbC52MS5HZXROYW1lc3BhY2VPYmplY3RSZXF1ZXN0GiUucmVjYWxsLnYxLkdldE5hbWVzcGFjZU9iamVjdFJlc3BvbnNlEmEKElB1dE5hbWVzcGFjZU9iamVjdBIkLnJlY2FsbC52MS5QdXROYW1lc3BhY2VPYmplY3RSZXF1ZXN0GiUucmVjYWxsLnYxLlB1dE5hbWVzcGFjZU9iamVjdFJlc3BvbnNlEm0KFkRlbGV0ZU5hbWVzcGFjZU9iamVjdHMSKC5yZWNhbGwudjEuRGVsZXRlTmFtZXNwYWNlT2JqZWN0c1JlcXVlc3QaKS5yZWNhbGwudjEuRGVsZXRlTmFtZXNwYWNlT2JqZWN0c1Jlc3BvbnNlMpkCCgxBZG1pblNlcnZpY2USVQoGU3RhdHVzEiQucmVjYWxsLnYxLkFkbWluU2VydmljZVN0YXR1c1JlcXVlc3QaJS5yZWNhbGwudjEuQWRtaW5TZXJ2aWNlU3RhdHVzUmVzcG9uc2USWAoHUmVzdG9yZRIlLnJlY2FsbC52MS5BZG1pblNlcnZpY2VSZXN0b3JlUmVxdWVzdBomLnJlY2FsbC52MS5BZG1pblNlcnZpY2VSZXN0b3JlUmVzcG9uc2USWAoHQXJjaGl2ZRIlLnJlY2FsbC52MS5BZG1pblNlcnZpY2VBcmNoaXZlUmVxdWVzdBomLnJlY2FsbC52MS5BZG1pblNlcnZpY2VBcmNoaXZlUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * FileIdentity names the inode behind the fd, as the listener saw it.
@@ -348,6 +348,29 @@ export type ArchiveRequest = Message<"recall.v1.ArchiveRequest"> & {
    * @generated from field: int64 deadline_unix_ms = 6;
    */
   deadlineUnixMs: bigint;
+
+  /**
+   * namespace of the watched directory the file is in: the object goes under
+   * PREFIX/NAMESPACE/objects/ and a record of the file beside it (empty: no record, the old
+   * PREFIX/UUID key).
+   *
+   * @generated from field: string namespace = 7;
+   */
+  namespace: string;
+
+  /**
+   * path of the file relative to the watch root, for the record.
+   *
+   * @generated from field: string path = 8;
+   */
+  path: string;
+
+  /**
+   * attributes of the file when archived, for the record.
+   *
+   * @generated from field: recall.v1.FileAttributes attributes = 9;
+   */
+  attributes?: FileAttributes | undefined;
 };
 
 /**
@@ -356,6 +379,42 @@ export type ArchiveRequest = Message<"recall.v1.ArchiveRequest"> & {
  */
 export const ArchiveRequestSchema: GenMessage<ArchiveRequest> = /*@__PURE__*/
   messageDesc(file_recall_v1_recall, 7);
+
+/**
+ * FileAttributes are what a rebuild gives a recreated stub besides its size and mtime.
+ *
+ * @generated from message recall.v1.FileAttributes
+ */
+export type FileAttributes = Message<"recall.v1.FileAttributes"> & {
+  /**
+   * @generated from field: uint32 uid = 1;
+   */
+  uid: number;
+
+  /**
+   * @generated from field: uint32 gid = 2;
+   */
+  gid: number;
+
+  /**
+   * mode is the permission bits (st_mode & 07777).
+   *
+   * @generated from field: uint32 mode = 3;
+   */
+  mode: number;
+
+  /**
+   * @generated from field: int64 atime_ns = 4;
+   */
+  atimeNs: bigint;
+};
+
+/**
+ * Describes the message recall.v1.FileAttributes.
+ * Use `create(FileAttributesSchema)` to create a new message.
+ */
+export const FileAttributesSchema: GenMessage<FileAttributes> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 8);
 
 /**
  * ArchiveResponse describes the uploaded copy.
@@ -399,7 +458,7 @@ export type ArchiveResponse = Message<"recall.v1.ArchiveResponse"> & {
  * Use `create(ArchiveResponseSchema)` to create a new message.
  */
 export const ArchiveResponseSchema: GenMessage<ArchiveResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 8);
+  messageDesc(file_recall_v1_recall, 9);
 
 /**
  * VerifyRequest asks whether the archived copy equals the file behind the fd.
@@ -438,7 +497,7 @@ export type VerifyRequest = Message<"recall.v1.VerifyRequest"> & {
  * Use `create(VerifyRequestSchema)` to create a new message.
  */
 export const VerifyRequestSchema: GenMessage<VerifyRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 9);
+  messageDesc(file_recall_v1_recall, 10);
 
 /**
  * VerifyResponse says whether every byte matched.
@@ -480,7 +539,7 @@ export type VerifyResponse = Message<"recall.v1.VerifyResponse"> & {
  * Use `create(VerifyResponseSchema)` to create a new message.
  */
 export const VerifyResponseSchema: GenMessage<VerifyResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 10);
+  messageDesc(file_recall_v1_recall, 11);
 
 /**
  * StatObjectRequest asks whether an object exists.
@@ -499,7 +558,7 @@ export type StatObjectRequest = Message<"recall.v1.StatObjectRequest"> & {
  * Use `create(StatObjectRequestSchema)` to create a new message.
  */
 export const StatObjectRequestSchema: GenMessage<StatObjectRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 11);
+  messageDesc(file_recall_v1_recall, 12);
 
 /**
  * StatObjectResponse tells whether it exists and its size.
@@ -528,7 +587,7 @@ export type StatObjectResponse = Message<"recall.v1.StatObjectResponse"> & {
  * Use `create(StatObjectResponseSchema)` to create a new message.
  */
 export const StatObjectResponseSchema: GenMessage<StatObjectResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 12);
+  messageDesc(file_recall_v1_recall, 13);
 
 /**
  * ListenerVerdictCount is how many events the listener answered with one verdict and reason.
@@ -561,7 +620,7 @@ export type ListenerVerdictCount = Message<"recall.v1.ListenerVerdictCount"> & {
  * Use `create(ListenerVerdictCountSchema)` to create a new message.
  */
 export const ListenerVerdictCountSchema: GenMessage<ListenerVerdictCount> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 13);
+  messageDesc(file_recall_v1_recall, 14);
 
 /**
  * ReportListenerStatsRequest is a snapshot of the listener's counters since it started.
@@ -613,7 +672,7 @@ export type ReportListenerStatsRequest = Message<"recall.v1.ReportListenerStatsR
  * Use `create(ReportListenerStatsRequestSchema)` to create a new message.
  */
 export const ReportListenerStatsRequestSchema: GenMessage<ReportListenerStatsRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 14);
+  messageDesc(file_recall_v1_recall, 15);
 
 /**
  * ReportListenerStatsResponse is empty.
@@ -628,7 +687,7 @@ export type ReportListenerStatsResponse = Message<"recall.v1.ReportListenerStats
  * Use `create(ReportListenerStatsResponseSchema)` to create a new message.
  */
 export const ReportListenerStatsResponseSchema: GenMessage<ReportListenerStatsResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 15);
+  messageDesc(file_recall_v1_recall, 16);
 
 /**
  * AdminServiceStatusRequest names one regular file by its absolute path as the listener sees it.
@@ -647,7 +706,7 @@ export type AdminServiceStatusRequest = Message<"recall.v1.AdminServiceStatusReq
  * Use `create(AdminServiceStatusRequestSchema)` to create a new message.
  */
 export const AdminServiceStatusRequestSchema: GenMessage<AdminServiceStatusRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 16);
+  messageDesc(file_recall_v1_recall, 17);
 
 /**
  * AdminServiceStatusResponse is the file's state.
@@ -666,7 +725,7 @@ export type AdminServiceStatusResponse = Message<"recall.v1.AdminServiceStatusRe
  * Use `create(AdminServiceStatusResponseSchema)` to create a new message.
  */
 export const AdminServiceStatusResponseSchema: GenMessage<AdminServiceStatusResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 17);
+  messageDesc(file_recall_v1_recall, 18);
 
 /**
  * AdminServiceRestoreRequest names one regular file by its absolute path as the listener sees it.
@@ -685,7 +744,7 @@ export type AdminServiceRestoreRequest = Message<"recall.v1.AdminServiceRestoreR
  * Use `create(AdminServiceRestoreRequestSchema)` to create a new message.
  */
 export const AdminServiceRestoreRequestSchema: GenMessage<AdminServiceRestoreRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 18);
+  messageDesc(file_recall_v1_recall, 19);
 
 /**
  * AdminServiceRestoreResponse is the file's state after the restore.
@@ -704,7 +763,7 @@ export type AdminServiceRestoreResponse = Message<"recall.v1.AdminServiceRestore
  * Use `create(AdminServiceRestoreResponseSchema)` to create a new message.
  */
 export const AdminServiceRestoreResponseSchema: GenMessage<AdminServiceRestoreResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 19);
+  messageDesc(file_recall_v1_recall, 20);
 
 /**
  * AdminServiceArchiveRequest names one regular file by its absolute path as the listener sees it.
@@ -723,7 +782,7 @@ export type AdminServiceArchiveRequest = Message<"recall.v1.AdminServiceArchiveR
  * Use `create(AdminServiceArchiveRequestSchema)` to create a new message.
  */
 export const AdminServiceArchiveRequestSchema: GenMessage<AdminServiceArchiveRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 20);
+  messageDesc(file_recall_v1_recall, 21);
 
 /**
  * AdminServiceArchiveResponse is the file's state after the archive.
@@ -742,7 +801,7 @@ export type AdminServiceArchiveResponse = Message<"recall.v1.AdminServiceArchive
  * Use `create(AdminServiceArchiveResponseSchema)` to create a new message.
  */
 export const AdminServiceArchiveResponseSchema: GenMessage<AdminServiceArchiveResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 21);
+  messageDesc(file_recall_v1_recall, 22);
 
 /**
  * AdminFileStatus is the state of one file, as `fanrecall status --json` prints it.
@@ -785,7 +844,7 @@ export type AdminFileStatus = Message<"recall.v1.AdminFileStatus"> & {
  * Use `create(AdminFileStatusSchema)` to create a new message.
  */
 export const AdminFileStatusSchema: GenMessage<AdminFileStatus> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 22);
+  messageDesc(file_recall_v1_recall, 23);
 
 /**
  * AdminWorkItem is one mesh request waiting for the listener.
@@ -821,7 +880,7 @@ export type AdminWorkItem = Message<"recall.v1.AdminWorkItem"> & {
  * Use `create(AdminWorkItemSchema)` to create a new message.
  */
 export const AdminWorkItemSchema: GenMessage<AdminWorkItem> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 23);
+  messageDesc(file_recall_v1_recall, 24);
 
 /**
  * TakeAdminWorkRequest is one long poll.
@@ -848,7 +907,7 @@ export type TakeAdminWorkRequest = Message<"recall.v1.TakeAdminWorkRequest"> & {
  * Use `create(TakeAdminWorkRequestSchema)` to create a new message.
  */
 export const TakeAdminWorkRequestSchema: GenMessage<TakeAdminWorkRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 24);
+  messageDesc(file_recall_v1_recall, 25);
 
 /**
  * TakeAdminWorkResponse holds the requests queued since the last poll (maybe none).
@@ -867,7 +926,7 @@ export type TakeAdminWorkResponse = Message<"recall.v1.TakeAdminWorkResponse"> &
  * Use `create(TakeAdminWorkResponseSchema)` to create a new message.
  */
 export const TakeAdminWorkResponseSchema: GenMessage<TakeAdminWorkResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 25);
+  messageDesc(file_recall_v1_recall, 26);
 
 /**
  * FinishAdminWorkRequest is the listener's result for one work item.
@@ -909,7 +968,7 @@ export type FinishAdminWorkRequest = Message<"recall.v1.FinishAdminWorkRequest">
  * Use `create(FinishAdminWorkRequestSchema)` to create a new message.
  */
 export const FinishAdminWorkRequestSchema: GenMessage<FinishAdminWorkRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 26);
+  messageDesc(file_recall_v1_recall, 27);
 
 /**
  * FinishAdminWorkResponse is empty.
@@ -924,7 +983,346 @@ export type FinishAdminWorkResponse = Message<"recall.v1.FinishAdminWorkResponse
  * Use `create(FinishAdminWorkResponseSchema)` to create a new message.
  */
 export const FinishAdminWorkResponseSchema: GenMessage<FinishAdminWorkResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 27);
+  messageDesc(file_recall_v1_recall, 28);
+
+/**
+ * WriteRecordRequest carries one encoded file record.
+ *
+ * @generated from message recall.v1.WriteRecordRequest
+ */
+export type WriteRecordRequest = Message<"recall.v1.WriteRecordRequest"> & {
+  /**
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string record = 2;
+   */
+  record: string;
+};
+
+/**
+ * Describes the message recall.v1.WriteRecordRequest.
+ * Use `create(WriteRecordRequestSchema)` to create a new message.
+ */
+export const WriteRecordRequestSchema: GenMessage<WriteRecordRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 29);
+
+/**
+ * WriteRecordResponse says where the record went (REASON_STORED) or why not.
+ *
+ * @generated from message recall.v1.WriteRecordResponse
+ */
+export type WriteRecordResponse = Message<"recall.v1.WriteRecordResponse"> & {
+  /**
+   * @generated from field: recall.v1.Reason reason = 1;
+   */
+  reason: Reason;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message recall.v1.WriteRecordResponse.
+ * Use `create(WriteRecordResponseSchema)` to create a new message.
+ */
+export const WriteRecordResponseSchema: GenMessage<WriteRecordResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 30);
+
+/**
+ * ListNamespaceRequest asks for up to max_keys names of one area after start_after.
+ *
+ * @generated from message recall.v1.ListNamespaceRequest
+ */
+export type ListNamespaceRequest = Message<"recall.v1.ListNamespaceRequest"> & {
+  /**
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * area is "objects", "records" or "snapshots".
+   *
+   * @generated from field: string area = 2;
+   */
+  area: string;
+
+  /**
+   * start_after is a name below the namespace ("records/000001700000000"); empty: from the start.
+   *
+   * @generated from field: string start_after = 3;
+   */
+  startAfter: string;
+
+  /**
+   * max_keys is at most 1000 (0: 1000).
+   *
+   * @generated from field: uint32 max_keys = 4;
+   */
+  maxKeys: number;
+};
+
+/**
+ * Describes the message recall.v1.ListNamespaceRequest.
+ * Use `create(ListNamespaceRequestSchema)` to create a new message.
+ */
+export const ListNamespaceRequestSchema: GenMessage<ListNamespaceRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 31);
+
+/**
+ * NamespaceObject is one object of a namespace, named relative to PREFIX/NAMESPACE/.
+ *
+ * @generated from message recall.v1.NamespaceObject
+ */
+export type NamespaceObject = Message<"recall.v1.NamespaceObject"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: uint64 size = 2;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: int64 last_modified_unix_ms = 3;
+   */
+  lastModifiedUnixMs: bigint;
+};
+
+/**
+ * Describes the message recall.v1.NamespaceObject.
+ * Use `create(NamespaceObjectSchema)` to create a new message.
+ */
+export const NamespaceObjectSchema: GenMessage<NamespaceObject> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 32);
+
+/**
+ * ListNamespaceResponse holds one page; truncated says more follow.
+ *
+ * @generated from message recall.v1.ListNamespaceResponse
+ */
+export type ListNamespaceResponse = Message<"recall.v1.ListNamespaceResponse"> & {
+  /**
+   * @generated from field: repeated recall.v1.NamespaceObject objects = 1;
+   */
+  objects: NamespaceObject[];
+
+  /**
+   * @generated from field: bool truncated = 2;
+   */
+  truncated: boolean;
+
+  /**
+   * @generated from field: recall.v1.Reason reason = 3;
+   */
+  reason: Reason;
+
+  /**
+   * @generated from field: string message = 4;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message recall.v1.ListNamespaceResponse.
+ * Use `create(ListNamespaceResponseSchema)` to create a new message.
+ */
+export const ListNamespaceResponseSchema: GenMessage<ListNamespaceResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 33);
+
+/**
+ * GetNamespaceObjectRequest reads [offset, offset + length) of a records/ or snapshots/ object.
+ *
+ * @generated from message recall.v1.GetNamespaceObjectRequest
+ */
+export type GetNamespaceObjectRequest = Message<"recall.v1.GetNamespaceObjectRequest"> & {
+  /**
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: uint64 offset = 3;
+   */
+  offset: bigint;
+
+  /**
+   * length is at most 4 MiB.
+   *
+   * @generated from field: uint32 length = 4;
+   */
+  length: number;
+};
+
+/**
+ * Describes the message recall.v1.GetNamespaceObjectRequest.
+ * Use `create(GetNamespaceObjectRequestSchema)` to create a new message.
+ */
+export const GetNamespaceObjectRequestSchema: GenMessage<GetNamespaceObjectRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 34);
+
+/**
+ * GetNamespaceObjectResponse holds the bytes read and the object's size.
+ *
+ * @generated from message recall.v1.GetNamespaceObjectResponse
+ */
+export type GetNamespaceObjectResponse = Message<"recall.v1.GetNamespaceObjectResponse"> & {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+
+  /**
+   * @generated from field: uint64 size = 2;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: recall.v1.Reason reason = 3;
+   */
+  reason: Reason;
+
+  /**
+   * @generated from field: string message = 4;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message recall.v1.GetNamespaceObjectResponse.
+ * Use `create(GetNamespaceObjectResponseSchema)` to create a new message.
+ */
+export const GetNamespaceObjectResponseSchema: GenMessage<GetNamespaceObjectResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 35);
+
+/**
+ * PutNamespaceObjectRequest stores a snapshots/ object of at most 4 MiB.
+ *
+ * @generated from message recall.v1.PutNamespaceObjectRequest
+ */
+export type PutNamespaceObjectRequest = Message<"recall.v1.PutNamespaceObjectRequest"> & {
+  /**
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message recall.v1.PutNamespaceObjectRequest.
+ * Use `create(PutNamespaceObjectRequestSchema)` to create a new message.
+ */
+export const PutNamespaceObjectRequestSchema: GenMessage<PutNamespaceObjectRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 36);
+
+/**
+ * PutNamespaceObjectResponse says REASON_STORED, or why not.
+ *
+ * @generated from message recall.v1.PutNamespaceObjectResponse
+ */
+export type PutNamespaceObjectResponse = Message<"recall.v1.PutNamespaceObjectResponse"> & {
+  /**
+   * @generated from field: recall.v1.Reason reason = 1;
+   */
+  reason: Reason;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message recall.v1.PutNamespaceObjectResponse.
+ * Use `create(PutNamespaceObjectResponseSchema)` to create a new message.
+ */
+export const PutNamespaceObjectResponseSchema: GenMessage<PutNamespaceObjectResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 37);
+
+/**
+ * DeleteNamespaceObjectsRequest deletes up to 1000 objects of a namespace.
+ *
+ * @generated from message recall.v1.DeleteNamespaceObjectsRequest
+ */
+export type DeleteNamespaceObjectsRequest = Message<"recall.v1.DeleteNamespaceObjectsRequest"> & {
+  /**
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * @generated from field: repeated string names = 2;
+   */
+  names: string[];
+
+  /**
+   * why is written to each deletion's audit record ("unreferenced since ...").
+   *
+   * @generated from field: string why = 3;
+   */
+  why: string;
+};
+
+/**
+ * Describes the message recall.v1.DeleteNamespaceObjectsRequest.
+ * Use `create(DeleteNamespaceObjectsRequestSchema)` to create a new message.
+ */
+export const DeleteNamespaceObjectsRequestSchema: GenMessage<DeleteNamespaceObjectsRequest> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 38);
+
+/**
+ * DeleteNamespaceObjectsResponse says how many went (REASON_DELETED), or why none did.
+ *
+ * @generated from message recall.v1.DeleteNamespaceObjectsResponse
+ */
+export type DeleteNamespaceObjectsResponse = Message<"recall.v1.DeleteNamespaceObjectsResponse"> & {
+  /**
+   * @generated from field: uint32 deleted = 1;
+   */
+  deleted: number;
+
+  /**
+   * @generated from field: recall.v1.Reason reason = 2;
+   */
+  reason: Reason;
+
+  /**
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message recall.v1.DeleteNamespaceObjectsResponse.
+ * Use `create(DeleteNamespaceObjectsResponseSchema)` to create a new message.
+ */
+export const DeleteNamespaceObjectsResponseSchema: GenMessage<DeleteNamespaceObjectsResponse> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 39);
 
 /**
  * Verdict is the answer given to the kernel for the held access.
@@ -1111,6 +1509,26 @@ export enum Reason {
    * @generated from enum value: REASON_BUSY = 29;
    */
   BUSY = 29,
+
+  /**
+   * @generated from enum value: REASON_STORED = 30;
+   */
+  STORED = 30,
+
+  /**
+   * @generated from enum value: REASON_EXISTS = 31;
+   */
+  EXISTS = 31,
+
+  /**
+   * @generated from enum value: REASON_DELETED = 32;
+   */
+  DELETED = 32,
+
+  /**
+   * @generated from enum value: REASON_GONE = 33;
+   */
+  GONE = 33,
 }
 
 /**
@@ -1263,6 +1681,57 @@ export const RecallService: GenService<{
     methodKind: "unary";
     input: typeof FinishAdminWorkRequestSchema;
     output: typeof FinishAdminWorkResponseSchema;
+  },
+  /**
+   * WriteRecord appends a file record (proto/namespace-format.ts) to a namespace: the path
+   * and attributes of an archived file at that moment (release sends one).
+   *
+   * @generated from rpc recall.v1.RecallService.WriteRecord
+   */
+  writeRecord: {
+    methodKind: "unary";
+    input: typeof WriteRecordRequestSchema;
+    output: typeof WriteRecordResponseSchema;
+  },
+  /**
+   * ListNamespace lists one area (objects, records, snapshots) of a namespace in name order.
+   *
+   * @generated from rpc recall.v1.RecallService.ListNamespace
+   */
+  listNamespace: {
+    methodKind: "unary";
+    input: typeof ListNamespaceRequestSchema;
+    output: typeof ListNamespaceResponseSchema;
+  },
+  /**
+   * GetNamespaceObject reads a range of a record or snapshot object of a namespace.
+   *
+   * @generated from rpc recall.v1.RecallService.GetNamespaceObject
+   */
+  getNamespaceObject: {
+    methodKind: "unary";
+    input: typeof GetNamespaceObjectRequestSchema;
+    output: typeof GetNamespaceObjectResponseSchema;
+  },
+  /**
+   * PutNamespaceObject stores a snapshot object of a namespace (snapshots/ only).
+   *
+   * @generated from rpc recall.v1.RecallService.PutNamespaceObject
+   */
+  putNamespaceObject: {
+    methodKind: "unary";
+    input: typeof PutNamespaceObjectRequestSchema;
+    output: typeof PutNamespaceObjectResponseSchema;
+  },
+  /**
+   * DeleteNamespaceObjects deletes objects of a namespace (each deletion is an audit record).
+   *
+   * @generated from rpc recall.v1.RecallService.DeleteNamespaceObjects
+   */
+  deleteNamespaceObjects: {
+    methodKind: "unary";
+    input: typeof DeleteNamespaceObjectsRequestSchema;
+    output: typeof DeleteNamespaceObjectsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_recall_v1_recall, 0);
