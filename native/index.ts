@@ -3,8 +3,10 @@
 // Owns: loading build/Release/fanrecall_native.node (found by walking up to the directory
 // that holds package.json, so it works from native/ under tsx and from dist/native/ after
 // tsc), the TypeScript types of every binding, the FAN constants, and the encoding that
-// belongs next to them (denyErrno). It exports what production code calls (tests bring
-// their own helpers for anything else: node:fs for plain reads and writes).
+// belongs next to them (denyErrno). It exports only what production code calls
+// (test/unit/boundaries.test.ts checks); tests bring their own helpers for anything else:
+// node:fs for plain reads and writes, test/helpers/sockets.ts for socket pairs, several fds
+// in one message and datagram sockets.
 // Must not: hold policy, logging, timers or state; every function is a thin, synchronous
 // syscall wrapper. Errors are NativeError (code/errno/syscall), like Node's system errors.
 // Fds: none held here. Functions that return fds (fanotifyInit, events, seqpacket*,
@@ -44,8 +46,6 @@ export type FdStat = {
   ctimeNs: bigint;
 };
 
-export type Verdict = "allow" | "deny";
-
 type NativePoller = { start(): void; stop(): void; close(): void; ref(): void; unref(): void };
 
 type NativeBinding = {
@@ -58,12 +58,10 @@ type NativeBinding = {
   seqpacketListen(path: string, backlog?: number): number;
   seqpacketAccept(listenFd: number): number;
   seqpacketConnect(path: string): number;
-  socketpairSeqpacket(): [number, number];
   peerCred(sockFd: number): PeerCred;
   sendWithFds(sockFd: number, data: Uint8Array, fds: number[]): boolean;
   recvWithFd(sockFd: number, maxLen: number): RecvResult | null;
   datagramSendTo(path: string, data: Uint8Array, fds: number[]): void;
-  datagramBind(path: string): number;
   fstatInto(fd: number, nums: Float64Array, times: BigInt64Array): void;
   fgetxattr(fd: number, name: string): Buffer | null;
   getxattr(path: string, name: string): Buffer | null;
@@ -73,7 +71,6 @@ type NativeBinding = {
   mkdirAt(dirFd: number, name: string, mode: number): void;
   setNoNewPrivs(): void;
   setNonDumpable(): void;
-  getDumpable(): number;
   fsetxattr(fd: number, name: string, value: Uint8Array, flags: number): void;
   fremovexattr(fd: number, name: string): void;
   fallocate(fd: number, mode: number, offset: number, length: number): void;
@@ -282,10 +279,6 @@ export function seqpacketConnect(path: string): number {
   return binding.seqpacketConnect(path);
 }
 
-export function socketpairSeqpacket(): [number, number] {
-  return binding.socketpairSeqpacket();
-}
-
 export function peerCred(sockFd: number): PeerCred {
   return binding.peerCred(sockFd);
 }
@@ -293,11 +286,6 @@ export function peerCred(sockFd: number): PeerCred {
 /** Sends one message with one fd (-1: none). False on EAGAIN. `data` must not be empty. */
 export function sendWithFd(sockFd: number, data: Uint8Array, fd: number): boolean {
   return binding.sendWithFds(sockFd, data, fd < 0 ? [] : [fd]);
-}
-
-/** Sends one message with up to 8 fds (for tests and fd holders). False on EAGAIN. */
-export function sendWithFds(sockFd: number, data: Uint8Array, fds: number[]): boolean {
-  return binding.sendWithFds(sockFd, data, fds);
 }
 
 /**
@@ -315,11 +303,6 @@ export function recvWithFd(sockFd: number, maxLen: number): RecvResult | null {
  */
 export function datagramSendTo(path: string, data: Uint8Array, fds: number[]): void {
   binding.datagramSendTo(path, data, fds);
-}
-
-/** A bound, non-blocking unix SOCK_DGRAM socket; read it with recvWithFd/recvOnce. */
-export function datagramBind(path: string): number {
-  return binding.datagramBind(path);
 }
 
 // ---- file operations on fds -----------------------------------------------------------------
@@ -502,11 +485,6 @@ export function setLease(fd: number, type: "write" | "none"): void {
  */
 export function setNonDumpable(): void {
   binding.setNonDumpable();
-}
-
-/** prctl(PR_GET_DUMPABLE): 1 when dumpable, 0 when not (2: suid_dumpable). */
-export function getDumpable(): number {
-  return binding.getDumpable();
 }
 
 // --- as-user.cc: resolving a path with another user's credentials ---

@@ -56,6 +56,54 @@ interface RecallIo {
   written: number;
 }
 
+/** One call's request, fd and what it has worked out, shared by the steps of the recall. */
+interface RecallJob {
+  readonly fd: number;
+  readonly req: RecallRequest;
+  readonly signal: AbortSignal;
+  readonly io: RecallIo;
+  readonly size: number;
+  readonly chunkSize: number;
+  readonly integrity: Integrity;
+  readonly mloc: ManifestLocation;
+  /** The hashes the bytes are checked against (started with the job, in flight). */
+  readonly verifier: Promise<Verifier>;
+  readonly refOf: (index: number) => ChunkRef;
+}
+
+/** A chunk with a hole in a wanted range, and the wanted bytes of it (file offsets). */
+interface NeededChunk {
+  readonly index: number;
+  readonly from: number;
+  to: number;
+}
+
+/**
+ * The chunks with a hole in a wanted range, in order. Their GETs start at once, alongside the
+ * manifest's: bytes wait in memory until the manifest's hashes have checked them.
+ */
+function neededChunks(job: RecallJob, ranges: ReadonlyArray<readonly [number, number]>): NeededChunk[] {
+  const { fd, size, chunkSize } = job;
+  // The block size new manifests use for this chunk size (a one-chunk file: the chunk).
+  const checkBlock = checkedByContentHash(size, chunkSize) ? chunkSize : blockSizeFor(chunkSize);
+  const needed: NeededChunk[] = [];
+  for (const [start, end] of ranges) {
+    for (let i = Math.floor(start / chunkSize); i * chunkSize < end; i++) {
+      const from = Math.max(start, i * chunkSize);
+      const to = Math.min(end, (i + 1) * chunkSize);
+      // Whole verification blocks: a block with a hole anywhere cannot be checked (here or by
+      // the listener), so it is needed even when the asked bytes of it are there.
+      const blockFrom = Math.floor(from / checkBlock) * checkBlock;
+      const blockTo = Math.min(size, (i + 1) * chunkSize, Math.ceil(to / checkBlock) * checkBlock);
+      if (isPopulated(fd, blockFrom, blockTo - blockFrom)) continue;
+      const last = needed[needed.length - 1];
+      if (last && last.index === i) last.to = to;
+      else needed.push({ index: i, from, to });
+    }
+  }
+  return needed;
+}
+
 const writevAsync = promisify(writev);
 const IOV_MAX = 1024;
 const fdatasyncAsync = promisify(fdatasync);
@@ -141,7 +189,26 @@ export class RecallHandler {
     };
   }
 
+  /** Recalls what `req` asks through `fd`: check, fetch and write, then the reply. */
   private async recallThrough(fd: number, req: RecallRequest, signal: AbortSignal, io: RecallIo): Promise<Reply> {
+    const job = this.startJob(fd, req, signal, io);
+    const ranges = this.wantedRanges(req, job.size);
+    const needed = neededChunks(job, ranges);
+    const whole = req.mode !== RecallMode.RANGE;
+    await forEachLimited(needed, Math.max(1, this.opts.parallelFetches), (n) => this.fetchAndWrite(job, n, whole));
+    if (!whole && ranges.length > 0) {
+      const end = ranges[ranges.length - 1][1];
+      this.readahead(job, end);
+      if (needed.length > 0) await this.writeAhead(job, end);
+    }
+    return this.reply(job);
+  }
+
+  /**
+   * Checks that the request is whole and that `fd` is the file it names, unchanged in size,
+   * then starts getting the hashes its bytes are checked against.
+   */
+  private startJob(fd: number, req: RecallRequest, signal: AbortSignal, io: RecallIo): RecallJob {
     const file = req.file;
     const integrity = req.integrity;
     const object = req.object;
@@ -171,69 +238,57 @@ export class RecallHandler {
       index,
       verifier,
     });
-    const ranges = this.wantedRanges(req, size);
-    // The block size new manifests use for this chunk size (a one-chunk file: the chunk).
-    const checkBlock = checkedByContentHash(size, chunkSize) ? chunkSize : blockSizeFor(chunkSize);
-    // Chunks with a hole in a wanted range, in order. Their GETs start now, alongside the
-    // manifest's: bytes wait in memory until the manifest's hashes have checked them.
-    const needed: Array<{ index: number; from: number; to: number }> = [];
-    for (const [start, end] of ranges) {
-      for (let i = Math.floor(start / chunkSize); i * chunkSize < end; i++) {
-        const from = Math.max(start, i * chunkSize);
-        const to = Math.min(end, (i + 1) * chunkSize);
-        // Whole verification blocks: a block with a hole anywhere cannot be checked (here or by
-        // the listener), so it is needed even when the asked bytes of it are there.
-        const blockFrom = Math.floor(from / checkBlock) * checkBlock;
-        const blockTo = Math.min(size, (i + 1) * chunkSize, Math.ceil(to / checkBlock) * checkBlock);
-        if (isPopulated(fd, blockFrom, blockTo - blockFrom)) continue;
-        const last = needed[needed.length - 1];
-        if (last && last.index === i) last.to = to;
-        else needed.push({ index: i, from, to });
+    return { fd, req, signal, io, size, chunkSize, integrity, mloc, verifier, refOf };
+  }
+
+  /** Fetches one needed chunk, waits until the asked blocks are verified and writes them. */
+  private async fetchAndWrite(job: RecallJob, n: NeededChunk, whole: boolean): Promise<void> {
+    const chunk = this.opts.chunks.chunk(job.refOf(n.index), job.io.fetched);
+    const { blockSize } = await job.verifier;
+    const from = Math.floor((n.from - chunk.offset) / blockSize) * blockSize;
+    const to = whole ? chunk.length : Math.min(chunk.length, Math.ceil((n.to - chunk.offset) / blockSize) * blockSize);
+    await this.opts.chunks.verified(chunk, to, job.signal);
+    if (job.signal.aborted) throw new RecallError("timeout", "recall deadline passed");
+    // Everything verified by now is written, not only the blocks asked for.
+    await this.writeVerified(job, chunk, from, chunk.verified, blockSize);
+  }
+
+  /** Writes the verified bytes of `chunk` from `from` to `upTo` into the holes of the file. */
+  private async writeVerified(
+    job: RecallJob,
+    chunk: Chunk,
+    from: number,
+    upTo: number,
+    blockSize: number,
+  ): Promise<void> {
+    const fd = job.fd;
+    // Whole blocks only: a part of a block would leave a block with a hole that no check can
+    // pass (the listener refuses it), and that a ranged recall of its present part skips.
+    const to = upTo >= chunk.length ? chunk.length : Math.floor(upTo / blockSize) * blockSize;
+    for (const [a, b] of holeRuns(fd, chunk.offset + from, chunk.offset + to, blockSize)) {
+      try {
+        await writeAll(fd, chunk.slices(a - chunk.offset, b - chunk.offset), a);
+      } catch (err: unknown) {
+        throw new RecallError(writeErrorReason(err), `write failed: ${errorMessage(err)}`, { cause: err });
       }
+      job.io.written += b - a;
     }
-    const whole = req.mode !== RecallMode.RANGE;
-    const parallel = Math.max(1, this.opts.parallelFetches);
-    const writeVerified = async (chunk: Chunk, from: number, upTo: number, blockSize: number) => {
-      // Whole blocks only: a part of a block would leave a block with a hole that no check can
-      // pass (the listener refuses it), and that a ranged recall of its present part skips.
-      const to = upTo >= chunk.length ? chunk.length : Math.floor(upTo / blockSize) * blockSize;
-      for (const [a, b] of holeRuns(fd, chunk.offset + from, chunk.offset + to, blockSize)) {
-        try {
-          await writeAll(fd, chunk.slices(a - chunk.offset, b - chunk.offset), a);
-        } catch (err: unknown) {
-          throw new RecallError(writeErrorReason(err), `write failed: ${errorMessage(err)}`, { cause: err });
-        }
-        io.written += b - a;
-      }
-      // A chunk whose bytes are all in the file now is not needed in memory any more.
-      if (isPopulated(fd, chunk.offset, chunk.length)) this.opts.chunks.drop(chunk.ref);
-    };
-    await forEachLimited(needed, parallel, async (n) => {
-      const chunk = this.opts.chunks.chunk(refOf(n.index), io.fetched);
-      const { blockSize } = await verifier;
-      const from = Math.floor((n.from - chunk.offset) / blockSize) * blockSize;
-      const to = whole
-        ? chunk.length
-        : Math.min(chunk.length, Math.ceil((n.to - chunk.offset) / blockSize) * blockSize);
-      await this.opts.chunks.verified(chunk, to, signal);
-      if (signal.aborted) throw new RecallError("timeout", "recall deadline passed");
-      // Everything verified by now is written, not only the blocks asked for.
-      await writeVerified(chunk, from, chunk.verified, blockSize);
-    });
-    if (!whole && ranges.length > 0) {
-      const end = ranges[ranges.length - 1][1];
-      this.readahead(fd, refOf, { size, chunkSize, end }, io.fetched);
-      if (needed.length > 0) await this.writeAhead(refOf, size, chunkSize, end, writeVerified, signal);
-    }
+    // A chunk whose bytes are all in the file now is not needed in memory any more.
+    if (isPopulated(fd, chunk.offset, chunk.length)) this.opts.chunks.drop(chunk.ref);
+  }
+
+  /** Makes the file durable when it is complete and builds the allowing reply. */
+  private async reply(job: RecallJob): Promise<Reply> {
+    const { fd, req, size, chunkSize } = job;
     // The listener checks the bytes itself before it allows the access: it gets the manifest's
     // bytes (as stored; it hashes them) when it has none yet.
     const manifest =
       req.wantManifest && !checkedByContentHash(size, chunkSize)
-        ? (await this.opts.manifests.load(mloc, integrity, size, signal)).raw
+        ? (await this.opts.manifests.load(job.mloc, job.integrity, size, job.signal)).raw
         : undefined;
     const populated = native.dataBytes(fd, size);
     try {
-      if (io.written > 0 && populated >= size) await fdatasyncAsync(fd);
+      if (job.io.written > 0 && populated >= size) await fdatasyncAsync(fd);
     } catch (err: unknown) {
       throw new RecallError(writeErrorReason(err), `fdatasync failed: ${errorMessage(err)}`, { cause: err });
     }
@@ -279,20 +334,16 @@ export class RecallHandler {
   }
 
   /** Starts GETs of the chunks after `end` that the file still lacks (they wait in memory). */
-  private readahead(
-    fd: number,
-    refOf: (i: number) => ChunkRef,
-    { size, chunkSize, end }: { size: number; chunkSize: number; end: number },
-    fetched: FetchTally,
-  ): void {
+  private readahead(job: RecallJob, end: number): void {
+    const { fd, size, chunkSize } = job;
     const total = Math.ceil(size / chunkSize);
     const first = Math.ceil(end / chunkSize);
     const depth = this.opts.readaheadChunks;
     const ahead: ChunkRef[] = [];
     for (let i = first; i < Math.min(total, first + depth); i++) {
-      if (!isPopulated(fd, i * chunkSize, Math.min(chunkSize, size - i * chunkSize))) ahead.push(refOf(i));
+      if (!isPopulated(fd, i * chunkSize, Math.min(chunkSize, size - i * chunkSize))) ahead.push(job.refOf(i));
     }
-    this.opts.chunks.prefetch(ahead, fetched);
+    this.opts.chunks.prefetch(ahead, job.io.fetched);
   }
 
   /**
@@ -300,22 +351,16 @@ export class RecallHandler {
    * WRITE_AHEAD_BYTES (never waiting for a fetch): a sequential reader's next reads then find
    * data and need no recall round trip.
    */
-  private async writeAhead(
-    refOf: (i: number) => ChunkRef,
-    size: number,
-    chunkSize: number,
-    end: number,
-    writeVerified: (chunk: Chunk, from: number, to: number, blockSize: number) => Promise<void>,
-    signal: AbortSignal,
-  ): Promise<void> {
+  private async writeAhead(job: RecallJob, end: number): Promise<void> {
+    const { size, chunkSize, signal } = job;
     const limit = Math.min(size, end + WRITE_AHEAD_BYTES);
     for (let pos = end; pos < limit && !signal.aborted;) {
-      const chunk = this.opts.chunks.peek(refOf(Math.floor(pos / chunkSize)));
+      const chunk = this.opts.chunks.peek(job.refOf(Math.floor(pos / chunkSize)));
       if (!chunk || chunk.failure) return;
       const from = pos - chunk.offset;
       const to = Math.min(chunk.verified, limit - chunk.offset);
       if (to <= from) return;
-      await writeVerified(chunk, from, to, (await chunk.ref.verifier).blockSize);
+      await this.writeVerified(job, chunk, from, to, (await chunk.ref.verifier).blockSize);
       if (to < chunk.length) return;
       pos = chunk.offset + chunk.length;
     }

@@ -1,6 +1,7 @@
 // server: wires the recall service together: store client, fd inbox, handlers, the gRPC
-// server (RecallService + grpc.health.v1) on a unix socket, the health monitor, the
-// Prometheus endpoint and the mesh admin API (TLS) when they are configured.
+// server (RecallService, whose RPCs are in rpc-handlers.ts, + grpc.health.v1) on a unix
+// socket, the health monitor, the Prometheus endpoint and the mesh admin API (TLS) when they
+// are configured.
 //
 // Owns: the gRPC servers, the fd inbox (and so every fd received), the store client, the
 // metrics (and their HTTP server), the mesh relay.
@@ -12,7 +13,6 @@ import {
   HealthStatus,
   RecallService,
   ServingStatus,
-  reasonToProto,
   startServer,
   toHandlers,
   toServiceDefinition,
@@ -22,20 +22,20 @@ import { ArchiveHandler } from "./archive-handler.js";
 import { ChunkCache } from "./chunk-cache.js";
 import type { RecallServiceConfig } from "./config.js";
 import { recallSocketPaths } from "./config.js";
-import { errorMessage, storeErrorReason } from "./errors.js";
 import { FdInbox } from "./fd-inbox.js";
 import { HealthMonitor } from "./health-monitor.js";
-import { RecallMetrics, listenerVerdicts } from "./metrics.js";
-import type { ListenerSnapshot } from "./metrics.js";
+import { RecallMetrics } from "./metrics.js";
 import { startMetricsServer } from "./metrics-server.js";
 import type { MetricsServer } from "./metrics-server.js";
-import { NamespaceHandler, namespaceSignal } from "./namespace-handler.js";
+import { NamespaceHandler } from "./namespace-handler.js";
 import { ManifestLoader } from "./manifest-loader.js";
 import { MeshRelay } from "./mesh-relay.js";
 import { startMeshServer } from "./mesh-server.js";
 import { MinioStore } from "./minio-store.js";
 import type { ObjectStore } from "./object-store.js";
 import { RecallHandler } from "./recall-handler.js";
+import type { RecallRpcParts } from "./rpc-handlers.js";
+import { recallServiceHandlers } from "./rpc-handlers.js";
 
 export interface RecallServer {
   readonly chunks: ChunkCache;
@@ -48,28 +48,74 @@ export interface RecallServer {
   stop(): Promise<void>;
 }
 
+/** The working parts of the service: the fd inbox, the caches and the RPC handlers. */
+interface ServiceParts extends RecallRpcParts {
+  readonly inbox: FdInbox;
+  readonly chunks: ChunkCache;
+}
+
+/** The servers that run only when configured. */
+interface OptionalServers {
+  readonly metricsServer: MetricsServer | null;
+  readonly mesh: RunningServer | null;
+}
+
 export async function startRecallServer(
   config: RecallServiceConfig,
   log: Logger,
   store?: ObjectStore,
 ): Promise<RecallServer> {
   const paths = recallSocketPaths(config.runDir);
-  const objectStore = store ?? new MinioStore(config.s3);
+  const parts = createParts(config, log, store ?? new MinioStore(config.s3), paths.fd);
+  const { health, monitor } = createHealth(config, parts);
+  rmSync(paths.grpc, { force: true });
+  const server: RunningServer = await startServer(`unix://${paths.grpc}`, [
+    { definition: toServiceDefinition(RecallService), handlers: recallServiceHandlers(parts) },
+    { definition: toServiceDefinition(Health), handlers: toHandlers(Health, health.impl()) },
+  ]);
+  chmodSync(paths.grpc, 0o660);
+  monitor.start();
+  const { metricsServer, mesh } = await startOptionalServers(config, parts, health);
+  const meshAddress = mesh?.address ?? null;
+  const meshAdminPort = meshAddress === null ? null : Number(/:(\d+)$/.exec(meshAddress)?.[1]);
+  log.info(
+    { grpc: paths.grpc, fdChannel: paths.fd, metricsPort: metricsServer?.port ?? null, meshAdminPort },
+    "recall service ready",
+  );
+  return {
+    chunks: parts.chunks,
+    health,
+    metrics: parts.metrics,
+    metricsPort: metricsServer?.port ?? null,
+    meshAddress,
+    stop: async () => {
+      monitor.stop();
+      parts.relay.close();
+      await mesh?.stop(2000);
+      await metricsServer?.close();
+      parts.inbox.close();
+      await server.stop(2000);
+    },
+  };
+}
+
+/** Opens the fd channel at `fdPath` and builds the parts the RPCs hand their calls to. */
+function createParts(config: RecallServiceConfig, log: Logger, store: ObjectStore, fdPath: string): ServiceParts {
   const inbox = new FdInbox({
-    path: paths.fd,
+    path: fdPath,
     peerUid: config.listenerUid,
     parkMs: 60_000,
     log: log.child({ component: "fd-inbox" }),
   });
-  chmodSync(paths.fd, 0o660);
+  chmodSync(fdPath, 0o660);
   const chunks = new ChunkCache({
-    store: objectStore,
+    store,
     log: log.child({ component: "chunks" }),
     maxBytes: config.cacheBytes,
     fetchTimeoutMs: config.fetchTimeoutMs,
   });
   const metrics = new RecallMetrics(() => chunks.bytesFetched);
-  const manifests = new ManifestLoader(objectStore);
+  const manifests = new ManifestLoader(store);
   const recall = new RecallHandler({
     metrics,
     inbox,
@@ -83,7 +129,7 @@ export async function startRecallServer(
   const archive = new ArchiveHandler({
     inbox,
     manifests,
-    store: objectStore,
+    store,
     bucket: config.s3.bucket,
     keyPrefix: config.keyPrefix,
     defaultChunkSize: config.chunkSize,
@@ -91,106 +137,50 @@ export async function startRecallServer(
     fdWaitMs: 5_000,
   });
   const namespaces = new NamespaceHandler({
-    store: objectStore,
+    store,
     bucket: config.s3.bucket,
     keyPrefix: config.keyPrefix,
     log: log.child({ component: "namespace" }),
   });
+  return { inbox, chunks, metrics, recall, archive, namespaces, relay: new MeshRelay(), store, log };
+}
+
+/** The health table (RecallService NOT_SERVING at first) and the monitor that sets it. */
+function createHealth(
+  config: RecallServiceConfig,
+  parts: ServiceParts,
+): { health: HealthStatus; monitor: HealthMonitor } {
   const health = new HealthStatus();
   health.set("", ServingStatus.SERVING);
   // NOT_SERVING until the store answers and a listener reports (health-monitor.ts).
   health.set("recall.v1.RecallService", ServingStatus.NOT_SERVING);
   const monitor = new HealthMonitor({
-    store: objectStore,
+    store: parts.store,
     bucket: config.s3.bucket,
     health,
-    metrics,
-    log: log.child({ component: "health" }),
+    metrics: parts.metrics,
+    log: parts.log.child({ component: "health" }),
   });
-  const relay = new MeshRelay();
-  rmSync(paths.grpc, { force: true });
-  const server: RunningServer = await startServer(`unix://${paths.grpc}`, [
-    {
-      definition: toServiceDefinition(RecallService),
-      handlers: toHandlers(RecallService, {
-        recall: (req, ctx) => recall.handle(req, ctx.signal),
-        archive: (req) => archive.archive(req),
-        verify: (req, ctx) => archive.verify(req, ctx.signal),
-        reportListenerStats: async (req) => {
-          const snapshot: ListenerSnapshot = {
-            pid: req.listenerPid,
-            eventsTotal: Number(req.eventsTotal),
-            ignoreMarkedFiles: Number(req.ignoreMarkedFiles),
-            queueDepth: Number(req.queueDepth),
-            verdicts: listenerVerdicts(req.verdicts.map((v) => ({ reason: v.reason, count: Number(v.count) }))),
-            receivedMs: Date.now(),
-          };
-          metrics.listener = snapshot;
-          return {};
-        },
-        writeRecord: (req) => namespaces.writeRecord(req),
-        listNamespace: (req, ctx) => namespaces.list(req, namespaceSignal(ctx.signal)),
-        getNamespaceObject: (req, ctx) => namespaces.get(req, namespaceSignal(ctx.signal)),
-        putNamespaceObject: (req) => namespaces.put(req),
-        deleteNamespaceObjects: (req) => namespaces.delete(req),
-        takeAdminWork: async (req, ctx) => ({ items: await relay.take(req.waitMs, ctx.signal, req.maxItems) }),
-        finishAdminWork: async (req) => {
-          relay.finish(req);
-          return {};
-        },
-        statObject: async (req) => {
-          const o = req.object;
-          if (!o) return { exists: false, reason: reasonToProto("protocol-error") };
-          try {
-            const st = await objectStore.stat(
-              { bucket: o.bucket, key: o.key, versionId: o.versionId },
-              AbortSignal.timeout(10_000),
-            );
-            return st
-              ? { exists: true, size: BigInt(st.size), reason: reasonToProto("recalled") }
-              : { exists: false, reason: reasonToProto("object-missing") };
-          } catch (err: unknown) {
-            log.warn({ reason: storeErrorReason(err), err: errorMessage(err) }, "stat failed");
-            return { exists: false, reason: reasonToProto(storeErrorReason(err)) };
-          }
-        },
-      }),
-    },
-    { definition: toServiceDefinition(Health), handlers: toHandlers(Health, health.impl()) },
-  ]);
-  chmodSync(paths.grpc, 0o660);
-  monitor.start();
+  return { health, monitor };
+}
+
+/** Starts the Prometheus endpoint and the mesh admin API, each when it is configured. */
+async function startOptionalServers(
+  config: RecallServiceConfig,
+  parts: ServiceParts,
+  health: HealthStatus,
+): Promise<OptionalServers> {
   let metricsServer: MetricsServer | null = null;
-  if (config.metricsAddress) metricsServer = await startMetricsServer(metrics, config.metricsAddress);
+  if (config.metricsAddress) metricsServer = await startMetricsServer(parts.metrics, config.metricsAddress);
   const mesh = config.meshAdmin
     ? await startMeshServer({
         config: config.meshAdmin,
-        relay,
+        relay: parts.relay,
         health,
-        store: objectStore,
-        metrics,
-        log: log.child({ component: "mesh-admin" }),
+        store: parts.store,
+        metrics: parts.metrics,
+        log: parts.log.child({ component: "mesh-admin" }),
       })
     : null;
-  const meshAddress = mesh?.address ?? null;
-  const meshAdminPort = meshAddress === null ? null : Number(/:(\d+)$/.exec(meshAddress)?.[1]);
-  log.info(
-    { grpc: paths.grpc, fdChannel: paths.fd, metricsPort: metricsServer?.port ?? null, meshAdminPort },
-    "recall service ready",
-  );
-  return {
-    chunks,
-    health,
-    metrics,
-    metricsPort: metricsServer?.port ?? null,
-    meshAddress,
-    stop: async () => {
-      monitor.stop();
-      relay.close();
-      await mesh?.stop(2000);
-      await metricsServer?.close();
-      inbox.close();
-      await server.stop(2000);
-    },
-  };
+  return { metricsServer, mesh };
 }

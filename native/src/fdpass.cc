@@ -1,7 +1,7 @@
 // fdpass.cc: unix SOCK_SEQPACKET sockets, SO_PEERCRED, and fd passing with SCM_RIGHTS; plus
-// unix SOCK_DGRAM send-to (with fds) and bind, the transport of the systemd notify protocol.
+// unix SOCK_DGRAM send-to (with fds), the transport of the systemd notify protocol.
 //
-// Owns: socket/bind/listen/accept4/connect/socketpair, sendmsg/recvmsg with one cmsg of fds,
+// Owns: socket/bind/listen/accept4/connect, sendmsg/recvmsg with one cmsg of fds,
 // and getsockopt(SO_PEERCRED). All sockets are created close-on-exec and non-blocking
 // (connect blocks only until connected). Sends use MSG_NOSIGNAL|MSG_DONTWAIT; receives use
 // MSG_CMSG_CLOEXEC|MSG_DONTWAIT and report truncation instead of hiding it.
@@ -41,7 +41,7 @@ sockaddr_un UnixAddress(Napi::Env env, const std::string& path, const char* sysc
 }
 
 // Like UnixAddress, but a leading '@' names the abstract namespace (as in $NOTIFY_SOCKET).
-// Returns the address length to pass to bind/sendto.
+// Returns the address length to pass to sendto.
 socklen_t DatagramAddress(Napi::Env env, const std::string& path, sockaddr_un* addr, const char* syscall) {
   memset(addr, 0, sizeof *addr);
   addr->sun_family = AF_UNIX;
@@ -89,17 +89,6 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   if (fd < 0) ThrowErrno(env, errno, "socket");
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) CloseAndThrow(env, fd, "connect");
   return Napi::Number::New(env, fd);
-}
-
-Napi::Value Socketpair(const Napi::CallbackInfo& info) {
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
-    ThrowErrno(info.Env(), errno, "socketpair");
-  }
-  Napi::Array out = Napi::Array::New(info.Env(), 2);
-  out.Set(0u, sv[0]);
-  out.Set(1u, sv[1]);
-  return out;
 }
 
 Napi::Value PeerCred(const Napi::CallbackInfo& info) {
@@ -195,17 +184,6 @@ Napi::Value DatagramSendTo(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// datagramBind(path): a bound, non-blocking SOCK_DGRAM socket (for receiving with recvWithFd).
-Napi::Value DatagramBind(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  sockaddr_un addr;
-  socklen_t addrLen = DatagramAddress(env, ArgString(info, 0, "path"), &addr, "bind");
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) ThrowErrno(env, errno, "socket");
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addrLen) < 0) CloseAndThrow(env, fd, "bind");
-  return Napi::Number::New(env, fd);
-}
-
 Napi::Value RecvWithFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int sock = ArgInt(info, 0, "sockFd");
@@ -250,8 +228,8 @@ Napi::Value RecvWithFd(const Napi::CallbackInfo& info) {
 void RegisterFdpass(Napi::Env env, Napi::Object exports) {
   SetFunctions(env, exports,
                {{"seqpacketListen", Listen}, {"seqpacketAccept", Accept}, {"seqpacketConnect", Connect},
-                {"socketpairSeqpacket", Socketpair}, {"peerCred", PeerCred}, {"sendWithFds", SendWithFds},
-                {"recvWithFd", RecvWithFd}, {"datagramSendTo", DatagramSendTo}, {"datagramBind", DatagramBind}});
+                {"peerCred", PeerCred}, {"sendWithFds", SendWithFds}, {"recvWithFd", RecvWithFd},
+                {"datagramSendTo", DatagramSendTo}});
 }
 
 }  // namespace fanrecall

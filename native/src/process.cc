@@ -1,9 +1,9 @@
 // process.cc: process attributes the unprivileged halves set on themselves at startup.
 //
-// Owns: prctl(PR_SET_DUMPABLE, 0) and prctl(PR_GET_DUMPABLE). A non-dumpable process's
-// /proc/PID files (environ, mem, fd, maps...) belong to root and it cannot be ptraced, not
-// even by its own uid: the recall service and the embedded store hold the S3 secret.
-// Must not: decide when to call them, or touch any other attribute.
+// Owns: prctl(PR_SET_DUMPABLE, 0). A non-dumpable process's /proc/PID files (environ, mem,
+// fd, maps...) belong to root and it cannot be ptraced, not even by its own uid: the recall
+// service and the embedded store hold the S3 secret. No getter: production never reads it back.
+// Must not: decide when to call it, or touch any other attribute.
 // Holds no fds.
 #include "process.h"
 
@@ -20,16 +20,10 @@ Napi::Value SetNonDumpable(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value GetDumpable(const Napi::CallbackInfo& info) {
-  int r = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-  if (r < 0) ThrowErrno(info.Env(), errno, "prctl");
-  return Napi::Number::New(info.Env(), r);
-}
-
 }  // namespace
 
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
-  SetFunctions(env, exports, {{"setNonDumpable", SetNonDumpable}, {"getDumpable", GetDumpable}});
+  SetFunctions(env, exports, {{"setNonDumpable", SetNonDumpable}});
 }
 
 }  // namespace fanrecall

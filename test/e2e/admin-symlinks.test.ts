@@ -15,6 +15,7 @@ import { makeExt4 } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
+import { Teardown } from "../helpers/teardown.js";
 
 /** A size no user file here has, so a status line about the root file is recognisable. */
 const SECRET_SIZE = 123_457;
@@ -89,6 +90,7 @@ function swapLoop(dir: string, target: string) {
 }
 
 describe("root admin commands and symlinks", () => {
+  const teardown = new Teardown();
   let fs: Ext4;
   let fr: FanrecallInstance;
   let watched: string;
@@ -97,23 +99,18 @@ describe("root admin commands and symlinks", () => {
     async () => {
       if (!isRoot()) return;
       fs = await makeExt4(256);
+      teardown.add(() => fs.cleanup());
       // The watched directory is below the mount point: the rest of the filesystem is watched
       // (the marks are per filesystem) but is not beneath a watched directory.
       watched = join(fs.dir, "watched");
       mkdirSync(watched, { mode: 0o755 });
       fr = await startFanrecall({ watch: [watched] });
+      teardown.add(() => fr.stop());
     },
     { timeout: 60_000 },
   );
 
-  after(
-    async () => {
-      if (!isRoot()) return;
-      await fr?.stop();
-      await fs?.cleanup();
-    },
-    { timeout: 60_000 },
-  );
+  after(() => teardown.run(), { timeout: 60_000 });
 
   rootTest("a directory swapped for a symlink mid-path: archive, release and status are refused", async () => {
     const secret = makeSecret(join(fs.dir, "secret-mid"), "f.bin");

@@ -17,13 +17,15 @@ import { rootTest } from "../helpers/root.js";
 import { runChild, setprivAs, spawnChild } from "../helpers/child.js";
 import type { Spawned } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
+import { datagramBind } from "../helpers/sockets.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { BIN, recallUser, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { sha256, writeRandomFiles } from "../helpers/reader-files.js";
-import { alive, fanrecallPids, openersOf, procsWith, signalPid, waitFor } from "../helpers/procs.js";
+import { alive, fanrecallPids, killAllWith, openersOf, procsWith, signalPid, waitFor } from "../helpers/procs.js";
+import { Teardown } from "../helpers/teardown.js";
 import { ReadLedger, spawnReader } from "../helpers/timed-readers.js";
 import type { TimedReader } from "../helpers/timed-readers.js";
 import { adminSocketPath, holderSocketPath, recallGrpcSocketPath, recallSocketDir } from "../../ipc/run-dir.js";
@@ -37,37 +39,8 @@ const LISTENER_KILLS = Number(process.env.FANRECALL_TEST_LISTENER_KILLS ?? 12);
 const TIMEOUT_ENV = { FANRECALL_RECALL_TIMEOUT_MS: String(DEADLINE_MS) };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Cleanups run in reverse order, each even when an earlier one throws. */
-class Cleanups {
-  private readonly fns: Array<() => Promise<void> | void> = [];
-  add(fn: () => Promise<void> | void): void {
-    this.fns.push(fn);
-  }
-  async run(): Promise<void> {
-    const errors: unknown[] = [];
-    for (const fn of this.fns.reverse()) {
-      try {
-        await fn();
-      } catch (err: unknown) {
-        errors.push(err);
-      }
-    }
-    if (errors.length > 0) throw errors[0];
-  }
-}
-
-/** SIGCONT, SIGTERM, then SIGKILL every process whose command line names `marker`. */
-async function killAllWith(marker: string): Promise<void> {
-  const procs = procsWith(marker);
-  for (const p of procs) signalPid(p.pid, "SIGCONT");
-  for (const p of procs) signalPid(p.pid, "SIGTERM");
-  const deadline = Date.now() + 10_000;
-  while (procs.some((p) => alive(p.pid)) && Date.now() < deadline) await sleep(100);
-  for (const p of procs) if (alive(p.pid)) signalPid(p.pid, "SIGKILL");
-}
-
 /** A scratch ext4 and a `fanrecall start` on it (embedded store), cleaned up by `c`. */
-async function setup(c: Cleanups): Promise<{ fs: Ext4; fr: FanrecallInstance }> {
+async function setup(c: Teardown): Promise<{ fs: Ext4; fr: FanrecallInstance }> {
   const fs = await makeExt4(256);
   c.add(() => fs.cleanup());
   const fr = await startFanrecall({ watch: [fs.dir], env: TIMEOUT_ENV });
@@ -240,7 +213,7 @@ describe("deaths with readers held", () => {
   rootTest(
     "the listener SIGKILLed 20 times while fresh readers keep reading stubs: right bytes or EIO in time, never zeros",
     async (t: TestContext) => {
-      const c = new Cleanups();
+      const c = new Teardown();
       let frozen = -1;
       let loop: ReaderLoop | undefined;
       try {
@@ -306,7 +279,7 @@ describe("deaths with readers held", () => {
   rootTest(
     "fanrecall start SIGKILLed with readers held: EIO in time, only the holder is left and answers fail-closed; a new start takes over",
     async (t: TestContext) => {
-      const c = new Cleanups();
+      const c = new Teardown();
       const readers: TimedReader[] = [];
       try {
         const { fs, fr } = await setup(c);
@@ -390,7 +363,7 @@ describe("deaths with readers held", () => {
   rootTest(
     "the recall service crash-looping (SIGKILLed 15 times): readers get right bytes or EIO in time; start never gives up",
     async (t: TestContext) => {
-      const c = new Cleanups();
+      const c = new Teardown();
       let loop: ReaderLoop | undefined;
       try {
         const { fs, fr } = await setup(c);
@@ -460,7 +433,7 @@ describe("deaths with readers held", () => {
   rootTest(
     "systemd gives up on a SIGKILLed listener: the holder alone answers fail-closed (stubs EIO, plain files read)",
     async (t: TestContext) => {
-      const c = new Cleanups();
+      const c = new Teardown();
       const kept: number[] = [];
       const readers: TimedReader[] = [];
       let notifySock = -1;
@@ -482,7 +455,7 @@ describe("deaths with readers held", () => {
         const ru = recallUser(); // never 65534, the readers' uid
         chownSync(recallSocketDir(runDir), ru.uid, ru.gid);
         const notifyPath = join(dir, "notify.sock");
-        notifySock = native.datagramBind(notifyPath);
+        notifySock = datagramBind(notifyPath);
         c.add(() => {
           for (const fd of kept.splice(0)) native.close(fd);
           if (notifySock >= 0) native.close(notifySock);

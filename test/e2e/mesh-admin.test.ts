@@ -22,14 +22,11 @@ import {
   chownSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
-  rmSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -47,7 +44,7 @@ import {
 import type { CallContext } from "../../proto/index.js";
 import { isRoot, rootTest } from "../helpers/root.js";
 import { NOBODY, OTHER_UID, runAsNobody, runAsUid, runChild, setprivAs, spawnChild } from "../helpers/child.js";
-import { makeExt4 } from "../helpers/loop-fs.js";
+import { makeExt4, makeScratchDir, makeTmpfs } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { BIN, recallUser, startFanrecall } from "../helpers/fanrecall-instance.js";
@@ -56,6 +53,7 @@ import { fanrecallPids, waitFor } from "../helpers/procs.js";
 import { sha256 } from "../helpers/reader-files.js";
 import { makeTestPki } from "../helpers/tls-certs.js";
 import type { TestPki } from "../helpers/tls-certs.js";
+import { Teardown } from "../helpers/teardown.js";
 import { fdChannelSocketPath, recallGrpcSocketPath, recallSocketDir } from "../../ipc/run-dir.js";
 
 const MiB = 1024 * 1024;
@@ -89,25 +87,18 @@ interface MeshSetup {
   dir: string;
   fr: FanrecallInstance;
   address: string;
-  cleanup(): Promise<void>;
 }
 
-async function startMeshFanrecall(pki: TestPki, store: ObjectServer, mode: "range" | "whole"): Promise<MeshSetup> {
-  let dir: string;
-  let unmount: () => Promise<void>;
-  if (mode === "range") {
-    const fs = await makeExt4(256);
-    dir = fs.dir;
-    unmount = () => fs.cleanup();
-  } else {
-    dir = mkdtempSync(join(tmpdir(), "fanrecall-mesh-tmpfs-"));
-    const m = await runChild(["mount", "-t", "tmpfs", "-o", "size=128m,mode=0755", "tmpfs", dir]);
-    assert.equal(m.code, 0, m.stderr);
-    unmount = async () => {
-      await runChild(["umount", "-l", dir]);
-      rmSync(dir, { recursive: true, force: true });
-    };
-  }
+/** A watched filesystem for `mode` (tmpfs refuses range events) and `fanrecall start` on it; undone by `teardown`. */
+async function startMeshFanrecall(
+  pki: TestPki,
+  store: ObjectServer,
+  mode: "range" | "whole",
+  teardown: Teardown,
+): Promise<MeshSetup> {
+  const fs = mode === "range" ? await makeExt4(256) : await makeTmpfs(128);
+  teardown.add(() => fs.cleanup());
+  const dir = fs.dir;
   const fr = await startFanrecall({
     watch: [dir],
     server: store,
@@ -120,6 +111,7 @@ async function startMeshFanrecall(pki: TestPki, store: ObjectServer, mode: "rang
       FANRECALL_MESH_TLS_CLIENT_CA: pki.caCert,
     },
   });
+  teardown.add(() => fr.stop());
   const deadline = Date.now() + 20_000;
   let m: RegExpExecArray | null;
   while ((m = /"meshAdminPort":(\d+)/.exec(fr.output())) === null) {
@@ -127,15 +119,7 @@ async function startMeshFanrecall(pki: TestPki, store: ObjectServer, mode: "rang
     await sleep(100);
   }
   assert.match(fr.output(), new RegExp(`"mode":"${mode}"`));
-  return {
-    dir,
-    fr,
-    address: `127.0.0.1:${m[1]}`,
-    cleanup: async () => {
-      await fr.stop();
-      await unmount();
-    },
-  };
+  return { dir, fr, address: `127.0.0.1:${m[1]}` };
 }
 
 function meshClient(pki: TestPki, address: string, cert: "client" | "rogue" | "none") {
@@ -157,6 +141,7 @@ function meshClient(pki: TestPki, address: string, cert: "client" | "rogue" | "n
 
 function meshSuite(mode: "range" | "whole"): void {
   describe(`mesh admin API over TLS (${mode} mode)`, () => {
+    const teardown = new Teardown();
     let pki: TestPki;
     let store: ObjectServer;
     let mesh: MeshSetup;
@@ -181,9 +166,15 @@ function meshSuite(mode: "range" | "whole"): void {
       async () => {
         if (!isRoot()) return;
         pki = await makeTestPki(recallUser().uid);
+        teardown.add(() => pki.cleanup());
         store = await startS3rver();
-        mesh = await startMeshFanrecall(pki, store, mode);
+        teardown.add(() => store.stop());
+        mesh = await startMeshFanrecall(pki, store, mode, teardown);
         client = meshClient(pki, mesh.address, "client");
+        teardown.add(() => {
+          client.admin.close();
+          client.health.close();
+        });
         const [recallPid] = fanrecallPids(mesh.fr.runDir, "recall-service");
         assert.ok(recallPid, "the recall service's pid");
         recallUid = uidOf(recallPid);
@@ -203,17 +194,7 @@ function meshSuite(mode: "range" | "whole"): void {
       { timeout: 120_000 },
     );
 
-    after(
-      async () => {
-        if (!isRoot()) return;
-        client?.admin.close();
-        client?.health.close();
-        await mesh?.cleanup();
-        await store?.stop();
-        pki?.cleanup();
-      },
-      { timeout: 60_000 },
-    );
+    after(() => teardown.run(), { timeout: 60_000 });
 
     rootTest("health answers over TLS", async () => {
       const h = await client.health.client.check({ service: "" }, { timeoutMs: 5_000 });
@@ -504,11 +485,15 @@ describe("a hostile recall service flooding mesh work", () => {
   rootTest(
     "the listener keeps serving reads of stubs (right bytes), its fds and memory stay bounded",
     async () => {
-      const fs = await makeExt4(128);
-      const store = await startS3rver();
-      const stateDir = mkdtempSync(join(tmpdir(), "fanrecall-hostile-"));
-      const cleanups: Array<() => Promise<unknown> | void> = [];
+      const teardown = new Teardown();
       try {
+        const fs = await makeExt4(128);
+        teardown.add(() => fs.cleanup());
+        const store = await startS3rver();
+        teardown.add(() => store.stop());
+        const scratch = makeScratchDir("fanrecall-hostile-");
+        teardown.add(() => scratch.cleanup());
+        const stateDir = scratch.dir;
         const realRun = join(stateDir, "real");
         const proxyRun = join(stateDir, "proxy");
         mkdirSync(recallSocketDir(realRun), { recursive: true, mode: 0o750 });
@@ -538,7 +523,7 @@ describe("a hostile recall service flooding mesh work", () => {
             timeoutMs: 600_000,
           },
         );
-        cleanups.push(() => {
+        teardown.add(() => {
           recallService.child.kill("SIGTERM");
           return recallService.result;
         });
@@ -552,7 +537,7 @@ describe("a hostile recall service flooding mesh work", () => {
         // The proxy: the listener's recall.sock; fd.sock is the real service's (a symlink).
         symlinkSync(fdChannelSocketPath(realRun), fdChannelSocketPath(proxyRun));
         const real = createClient(RecallService, `unix://${recallGrpcSocketPath(realRun)}`);
-        cleanups.push(() => real.close());
+        teardown.add(() => real.close());
         let hostile = false;
         let nextWork = 1n;
         let targets: string[] = [];
@@ -594,7 +579,7 @@ describe("a hostile recall service flooding mesh work", () => {
         const proxy = await startServer(`unix://${recallGrpcSocketPath(proxyRun)}`, [
           { definition: toServiceDefinition(RecallService), handlers: toHandlers(RecallService, impl as never) },
         ]);
-        cleanups.push(() => proxy.stop(500));
+        teardown.add(() => proxy.stop(500));
 
         const listener = spawnChild(
           [
@@ -612,7 +597,7 @@ describe("a hostile recall service flooding mesh work", () => {
           ],
           { env: { ...process.env, FANRECALL_LOG_LEVEL: "info" }, timeoutMs: 600_000 },
         );
-        cleanups.push(() => {
+        teardown.add(() => {
           listener.child.kill("SIGTERM");
           return listener.result;
         });
@@ -668,10 +653,7 @@ describe("a hostile recall service flooding mesh work", () => {
         assert.ok(rssMax - rssBefore < 150 * 1024, `listener RSS ${rssBefore} -> max ${rssMax} KiB`);
         assert.ok(listener.child.exitCode === null, "the listener is still running");
       } finally {
-        for (const c of cleanups.reverse()) await c();
-        await store.stop();
-        await fs.cleanup();
-        rmSync(stateDir, { recursive: true, force: true });
+        await teardown.run();
       }
     },
     { timeout: 300_000 },

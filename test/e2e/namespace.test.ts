@@ -25,7 +25,7 @@ import { join } from "node:path";
 import { after, before, describe } from "node:test";
 import { YOUNG_MS } from "../../cli/reconcile-command.js";
 import { runAsUid } from "../helpers/child.js";
-import { registryAsFound, startFanrecall } from "../helpers/fanrecall-instance.js";
+import { startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { makeExt4, remakeLoopFs } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
@@ -126,7 +126,6 @@ describe("the namespace in the store", { concurrency: true }, () => {
       let disk: Ext4;
       let other: Ext4;
       let fr: FanrecallInstance | null = null;
-      let undoRegistry = () => {};
       const bucket = `ns-${kind}`;
 
       const start = async () => {
@@ -139,7 +138,6 @@ describe("the namespace in the store", { concurrency: true }, () => {
       };
 
       before(async () => {
-        undoRegistry = registryAsFound();
         server = kind === "swift" ? await sharedSwift() : await startS3rver();
         await makeBucket(server, bucket);
         disk = await makeExt4(256);
@@ -150,7 +148,6 @@ describe("the namespace in the store", { concurrency: true }, () => {
         await disk?.cleanup();
         await other?.cleanup();
         if (kind === "s3rver") await server?.stop();
-        undoRegistry();
       });
 
       rootTest(

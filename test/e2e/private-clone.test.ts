@@ -4,60 +4,51 @@
 // --state-dir X` from that copy works end to end, with the admin commands finding it by path
 // (no --run-dir) although its sockets are in X/run.
 //
-// Owns: a 0700 "home" holding a bind mount of this checkout (unmounted in after()), an
-// install prefix under /tmp instead of /usr/local, an ext4 image, one `fanrecall start`.
+// Owns: a 0700 "home" holding a bind mount of this checkout, an install prefix under /tmp
+// instead of /usr/local, an ext4 image, one `fanrecall start`: all undone in after(), or on
+// the way out when the process ends first (teardown.ts).
 import { after, before, describe } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { isRoot, rootTest } from "../helpers/root.js";
 import { runAsNobody, runChild } from "../helpers/child.js";
-import { makeExt4 } from "../helpers/loop-fs.js";
+import { bindMount, makeExt4, makeScratchDir } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
-import { registryAsFound, startFanrecall } from "../helpers/fanrecall-instance.js";
-import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
+import { startFanrecall } from "../helpers/fanrecall-instance.js";
+import { Teardown } from "../helpers/teardown.js";
 
 const CHECKOUT = fileURLToPath(new URL("../../", import.meta.url));
 
 describe("a clone in a 0700 directory, through the README's set-up", () => {
-  let home = "";
+  const teardown = new Teardown();
   let clone = "";
   let prefix = "";
   let fs: Ext4 | undefined;
-  let fr: FanrecallInstance | undefined;
-  let restoreRegistry = (): void => {};
 
   before(
     async () => {
       if (!isRoot()) return;
-      home = mkdtempSync("/tmp/fanrecall-home-"); // 0700, as root's home
-      assert.equal(statSync(home).mode & 0o777, 0o700);
-      clone = join(home, "fanrecall");
+      const home = makeScratchDir("/tmp/fanrecall-home-"); // 0700, as root's home
+      teardown.add(() => home.cleanup());
+      assert.equal(statSync(home.dir).mode & 0o777, 0o700);
+      clone = join(home.dir, "fanrecall");
       mkdirSync(clone);
-      const bind = await runChild(["mount", "--bind", CHECKOUT, clone]);
-      assert.equal(bind.code, 0, bind.stderr);
-      prefix = mkdtempSync("/tmp/fanrecall-prefix-");
-      chmodSync(prefix, 0o755);
-      fs = await makeExt4(256);
-      restoreRegistry = registryAsFound();
+      const bind = await bindMount(CHECKOUT, clone);
+      teardown.add(() => bind.cleanup());
+      const prefixDir = makeScratchDir("/tmp/fanrecall-prefix-", 0o755);
+      teardown.add(() => prefixDir.cleanup());
+      prefix = prefixDir.dir;
+      const made = await makeExt4(256);
+      teardown.add(() => made.cleanup());
+      fs = made;
     },
     { timeout: 60_000 },
   );
 
-  after(
-    async () => {
-      if (!isRoot()) return;
-      if (fr) assert.equal(await fr.stop(), 0, "fanrecall start exits 0 on SIGTERM");
-      restoreRegistry();
-      await fs?.cleanup();
-      if (clone) await runChild(["umount", clone]);
-      if (home) rmSync(home, { recursive: true, force: true });
-      if (prefix) rmSync(prefix, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  after(() => teardown.run(), { timeout: 60_000 });
 
   rootTest(
     "start from the unreadable clone says in one line what to do, and starts nothing",
@@ -91,7 +82,8 @@ describe("a clone in a 0700 directory, through the README's set-up", () => {
       }
       assert.ok(!existsSync(join(lib, "node_modules", "node-gyp")), "no build tools installed");
       assert.ok(!existsSync(join(lib, "node_modules", "typescript")), "no dev dependencies installed");
-      fr = await startFanrecall({ watch: [fs!.dir], bin });
+      const fr = await startFanrecall({ watch: [fs!.dir], bin });
+      teardown.add(async () => assert.equal(await fr.stop(), 0, "fanrecall start exits 0 on SIGTERM"));
       assert.equal(fr.runDir, join(fr.stateDir, "run"));
       const path = join(fs!.dir, "video.bin");
       const data = randomBytes(2 * 1024 * 1024 + 3);

@@ -6,18 +6,18 @@
 import { after, before, describe } from "node:test";
 import type { TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { isRoot, rootTest } from "../helpers/root.js";
 import { runChild } from "../helpers/child.js";
-import { makeExt4 } from "../helpers/loop-fs.js";
+import { bindMount, makeExt4, makeScratchDir } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { writeRandomFiles } from "../helpers/reader-files.js";
 import { fanrecallPids } from "../helpers/procs.js";
 import { ReadLedger, SETPRIV_READER, spawnReader } from "../helpers/timed-readers.js";
+import { Teardown } from "../helpers/teardown.js";
 
 const KiB = 1024;
 const DEADLINE_MS = 5_000;
@@ -37,6 +37,7 @@ const USERNS_RO_READ = [
 ];
 
 describe("read-only mounts", () => {
+  const teardown = new Teardown();
   let fs: Ext4;
   let fr: FanrecallInstance;
 
@@ -63,23 +64,20 @@ describe("read-only mounts", () => {
     async () => {
       if (!isRoot()) return;
       fs = await makeExt4(256);
+      teardown.add(() => fs.cleanup());
       fr = await startFanrecall({
         watch: [fs.dir],
         env: { FANRECALL_RECALL_TIMEOUT_MS: String(DEADLINE_MS) },
+      });
+      teardown.add(async () => {
+        const code = await fr.stop();
+        if (code !== 0) process.stderr.write(fr.output().slice(-5000));
       });
     },
     { timeout: 120_000 },
   );
 
-  after(
-    async () => {
-      if (!isRoot()) return;
-      const code = await fr?.stop();
-      if (code !== 0 && fr) process.stderr.write(fr.output().slice(-5000));
-      await fs?.cleanup();
-    },
-    { timeout: 60_000 },
-  );
+  after(() => teardown.run(), { timeout: 60_000 });
 
   rootTest(
     "uid 1234 reads 20 released stubs within a minute through its own read-only bind mount in a user namespace",
@@ -121,17 +119,14 @@ describe("read-only mounts", () => {
       const listener = listenerPid();
       const ledger = new ReadLedger(LIMIT_MS);
       // A read-only bind mount in the root mount namespace, as a container's `:ro` volume is.
-      const base = mkdtempSync(join(tmpdir(), "fanrecall-robind-"));
-      chmodSync(base, 0o755);
-      let mounted = false;
+      const mounts = new Teardown();
       try {
-        const ro = join(base, "ro");
-        await runChild(["mkdir", "-m", "0755", ro]);
-        const bind = await runChild(["mount", "--bind", fs.dir, ro]);
-        assert.equal(bind.code, 0, bind.stderr);
-        mounted = true;
-        const remount = await runChild(["mount", "-o", "remount,bind,ro", ro]);
-        assert.equal(remount.code, 0, remount.stderr);
+        const base = makeScratchDir("fanrecall-robind-", 0o755);
+        mounts.add(() => base.cleanup());
+        const ro = join(base.dir, "ro");
+        mkdirSync(ro, { mode: 0o755 });
+        const bind = await bindMount(fs.dir, ro, { readOnly: true });
+        mounts.add(() => bind.cleanup());
         const opts = await runChild(["findmnt", "-n", "-o", "OPTIONS", "--mountpoint", ro]);
         assert.match(opts.stdout.toString(), /^ro,/);
         for (const p of paths.slice(0, 3)) {
@@ -140,8 +135,7 @@ describe("read-only mounts", () => {
           ledger.add("root ro bind", through, r, files.get(p)!);
         }
       } finally {
-        if (mounted) await runChild(["umount", "-l", join(base, "ro")]);
-        rmSync(base, { recursive: true, force: true });
+        await mounts.run();
       }
       // A read-only bind mount root makes in a private mount namespace (unshare -m); the
       // reader drops to uid 1234 inside it.

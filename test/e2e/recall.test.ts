@@ -16,20 +16,18 @@ import {
   writeSync,
   closeSync,
   readdirSync,
-  mkdtempSync,
-  rmdirSync,
   rmSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { rootTest, isRoot } from "../helpers/root.js";
-import { makeLoopFs } from "../helpers/loop-fs.js";
+import { makeLoopFs, makeScratchDir } from "../helpers/loop-fs.js";
 import type { LoopFs, LoopFsType } from "../helpers/loop-fs.js";
 import { startSwift } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { OTHER_UID, runAsNobody, runAsUid, runChild, setprivAs } from "../helpers/child.js";
+import { Teardown } from "../helpers/teardown.js";
 
 const MiB = 1024 * 1024;
 
@@ -81,23 +79,19 @@ describe(
   "range-mode recall end to end (Swift s3api)",
   { skip: !isRoot() && process.env.CI !== "true" ? "needs root" : false },
   () => {
+    const teardown = new Teardown();
     let swift: ObjectServer;
 
     before(
       async () => {
         if (!isRoot()) return;
         swift = await startSwift();
+        teardown.add(() => swift.stop());
       },
       { timeout: 180_000 },
     );
 
-    after(
-      async () => {
-        if (!isRoot()) return;
-        await swift?.stop();
-      },
-      { timeout: 60_000 },
-    );
+    after(() => teardown.run(), { timeout: 60_000 });
 
     for (const c of FILESYSTEMS) {
       describe(`on ${c.type}`, () => recallCases(c, () => swift));
@@ -107,18 +101,20 @@ describe(
 
 /** The suite on one filesystem: its own loop image, bucket and `fanrecall start`. */
 function recallCases(c: FsCase, server: () => ObjectServer): void {
+  const teardown = new Teardown();
   let fs: LoopFs;
   let swift: ObjectServer;
   let fr: FanrecallInstance;
   const files: Record<string, { path: string; sha: string; size: number }> = {};
-  const scratch: string[] = [];
 
-  /** A fresh empty directory outside the watched filesystem that uid 1234 can traverse. */
+  /**
+   * A fresh empty directory outside the watched filesystem that uid 1234 can traverse; the
+   * mount point of bind mounts in other namespaces (removal refuses one that leaked into ours).
+   */
   function scratchDir(name: string): string {
-    const dir = mkdtempSync(join(tmpdir(), `fanrecall-e2e-${c.type}-${name}-`));
-    chmodSync(dir, 0o755);
-    scratch.push(dir);
-    return dir;
+    const scratch = makeScratchDir(`fanrecall-e2e-${c.type}-${name}-`, 0o755);
+    teardown.add(() => scratch.cleanup());
+    return scratch.dir;
   }
 
   /** A new world-readable file of random bytes on the filesystem, released; checked to be a stub. */
@@ -141,6 +137,7 @@ function recallCases(c: FsCase, server: () => ObjectServer): void {
       if (!isRoot()) return;
       swift = server();
       fs = await makeLoopFs(c.type, c.imageMiB);
+      teardown.add(() => fs.cleanup());
       for (const [name, size] of [
         ["empty", 0],
         ["one", 1],
@@ -157,27 +154,15 @@ function recallCases(c: FsCase, server: () => ObjectServer): void {
         bucket: `fanrecall-e2e-${c.type}`,
         extraArgs: ["--chunk-size", String(MiB)],
       });
+      teardown.add(async () => {
+        const code = await fr.stop();
+        if (code !== 0) process.stderr.write(fr.output().slice(-4000));
+      });
     },
     { timeout: 180_000 },
   );
 
-  after(
-    async () => {
-      if (!isRoot()) return;
-      const code = await fr?.stop();
-      if (code !== 0 && fr) process.stderr.write(fr.output().slice(-4000));
-      await fs?.cleanup();
-      // Mount points in other namespaces, empty here: rmdir, never rm -r through a stray mount.
-      for (const d of scratch) {
-        try {
-          rmdirSync(d);
-        } catch (err: unknown) {
-          process.stderr.write(`left ${d}: ${String(err)}\n`);
-        }
-      }
-    },
-    { timeout: 60_000 },
-  );
+  after(() => teardown.run(), { timeout: 60_000 });
 
   rootTest(
     "archive then release keeps size, owner, mode and mtime, frees the blocks, and needs no recall to stat",

@@ -17,6 +17,7 @@ import { isRoot, rootTest } from "../helpers/root.js";
 import { runAsNobody, runChild, setprivAs, spawnAsNobody, spawnChild } from "../helpers/child.js";
 import type { ChildResult, Spawned } from "../helpers/child.js";
 import { makeExt4 } from "../helpers/loop-fs.js";
+import { datagramBind } from "../helpers/sockets.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
@@ -102,7 +103,7 @@ describe("systemd: notify protocol and fd store", () => {
       const ru = recallUser(); // never 65534, the readers' uid
       chownSync(recallSocketDir(runDir), ru.uid, ru.gid);
       notifyPath = join(dir, "notify.sock");
-      notifySock = native.datagramBind(notifyPath);
+      notifySock = datagramBind(notifyPath);
       recallService = spawnChild(
         [
           ...setprivAs(ru.uid, ru.gid),

@@ -4,11 +4,12 @@
 import { after, before, describe } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { isRoot, rootTest } from "../helpers/root.js";
-import { runAsNobody, runChild } from "../helpers/child.js";
+import { runAsNobody } from "../helpers/child.js";
+import { makeTmpfs } from "../helpers/loop-fs.js";
+import { Teardown } from "../helpers/teardown.js";
 import { startSwift } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { startFanrecall } from "../helpers/fanrecall-instance.js";
@@ -18,6 +19,7 @@ const MiB = 1024 * 1024;
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 describe("whole-file mode on tmpfs", () => {
+  const teardown = new Teardown();
   let dir = "";
   let swift: ObjectServer;
   let fr: FanrecallInstance;
@@ -25,11 +27,13 @@ describe("whole-file mode on tmpfs", () => {
   before(
     async () => {
       if (!isRoot()) return;
-      dir = mkdtempSync(join(tmpdir(), "fanrecall-tmpfs-"));
-      const m = await runChild(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0755", "tmpfs", dir]);
-      assert.equal(m.code, 0, m.stderr);
+      const tmpfs = await makeTmpfs(256);
+      teardown.add(() => tmpfs.cleanup());
+      dir = tmpfs.dir;
       swift = await startSwift();
+      teardown.add(() => swift.stop());
       fr = await startFanrecall({ watch: [dir], server: swift, bucket: "fanrecall-whole" });
+      teardown.add(() => fr.stop());
       // The listener's log lines reach the captured output on their own schedule, possibly
       // after start's "ready" line: wait for the mode line (bounded), then check it.
       const deadline = Date.now() + 10_000;
@@ -40,16 +44,7 @@ describe("whole-file mode on tmpfs", () => {
     { timeout: 120_000 },
   );
 
-  after(
-    async () => {
-      if (!isRoot()) return;
-      await fr?.stop();
-      await swift?.stop();
-      await runChild(["umount", "-l", dir]);
-      rmSync(dir, { recursive: true, force: true });
-    },
-    { timeout: 60_000 },
-  );
+  after(() => teardown.run(), { timeout: 60_000 });
 
   rootTest(
     "released files of 0 B, 1 B, 4 KiB and 20 MiB read back exactly through cat, dd and python mmap",

@@ -3,9 +3,11 @@
 // Owns: the setpriv command line that drops to uid/gid 65534 with no groups, no inheritable
 // or bounding capabilities and no_new_privs; collecting stdout/stderr; a hard timeout that
 // SIGKILLs. setpriv execs the target, so the child's pid is the target program's pid.
-// Must not: leave children behind: every spawned process has a timeout and kill().
+// Must not: leave children behind: every spawned process has a timeout and kill(), and is
+// SIGKILLed if the test process ends (or is killed) first (teardown.ts).
 // Fds: only the child's stdio pipes, closed when the child exits.
 import { spawn, type ChildProcess } from "node:child_process";
+import { undoOnExit } from "./teardown.js";
 
 export const NOBODY = 65534;
 
@@ -47,13 +49,16 @@ export function spawnChild(argv: readonly string[], options: SpawnOptions = {}):
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   };
   const timer = setTimeout(kill, options.timeoutMs ?? 15_000);
+  const forget = undoOnExit(kill);
   const result = new Promise<ChildResult>((resolve, reject) => {
     child.on("error", (err) => {
       clearTimeout(timer);
+      forget();
       reject(err);
     });
     child.on("close", (code, signal) => {
       clearTimeout(timer);
+      forget();
       resolve({ code, signal, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString() });
     });
   });

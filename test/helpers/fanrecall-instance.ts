@@ -2,19 +2,26 @@
 // for end-to-end tests, and the admin commands against it.
 //
 // Owns: one supervisor child process (and through it the listener, the recall service and
-// maybe the embedded s3rver), its state directory, and its captured output.
-// Must not: leave processes behind (stop() sends SIGTERM, then SIGKILL to the process group).
-import { spawn } from "node:child_process";
+// maybe the embedded s3rver), its state directory, its captured output, and what `fanrecall
+// start` adds to the machine: the instance registry's directories and the recall user.
+// Must not: leave anything behind. stop() sends SIGTERM, then SIGKILL to the process group,
+// and removes the state directory and the registry directories it made; if the test process
+// ends (or is killed) first, teardown.ts SIGKILLs the group and every process naming the state
+// directory, and removes the same and the instance record the killed start left. A recall
+// user this process found missing is deleted when the process ends.
+import { spawn, spawnSync } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, rmdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { INSTANCES_DIR, stateRunDir } from "../../ipc/run-dir.js";
-import { ensureSystemUser, type SystemUser } from "../../cli/system-user.js";
+import { RECALL_USER_NAME, ensureSystemUser, lookupUser, type SystemUser } from "../../cli/system-user.js";
 import type { ObjectServer } from "./object-server.js";
 import { runChild } from "./child.js";
 import type { ChildResult } from "./child.js";
+import { killAllWithSync } from "./procs.js";
+import { undoOnExit } from "./teardown.js";
 
 export const BIN = fileURLToPath(new URL("../../bin/fanrecall.js", import.meta.url));
 
@@ -24,10 +31,27 @@ export const BIN = fileURLToPath(new URL("../../bin/fanrecall.js", import.meta.u
  * give it files it must read. Never 65534, which the tests' readers run as.
  */
 export function recallUser(): SystemUser {
+  recallUserAsFound();
   knownRecallUser ??= ensureSystemUser();
   return knownRecallUser;
 }
 let knownRecallUser: SystemUser | undefined;
+let recallUserChecked = false;
+
+/**
+ * Before the first thing that may create the recall user (recallUser(), `fanrecall start`):
+ * when it does not exist yet, it is deleted again when this process ends, after everything
+ * started later (so everything that ran as it) is gone.
+ */
+function recallUserAsFound(): void {
+  if (recallUserChecked) return;
+  recallUserChecked = true;
+  if (lookupUser(RECALL_USER_NAME) !== null) return;
+  undoOnExit(() => {
+    // --force: a process SIGKILLed on the way out may not be reaped yet.
+    spawnSync("userdel", ["--force", RECALL_USER_NAME], { stdio: "ignore", timeout: 15_000 });
+  });
+}
 
 export interface FanrecallInstance {
   readonly stateDir: string;
@@ -84,16 +108,28 @@ export async function startFanrecall(opts: StartOptions): Promise<FanrecallInsta
     ...(opts.extraArgs ?? []),
   ];
   const bin = opts.bin ?? BIN;
+  recallUserAsFound();
+  const restoreRegistry = registryAsFound();
   const child = spawn(process.execPath, [bin, ...args], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  // Kept until the process ends (idempotent): stop() may leave a holder that the test kills itself.
+  const undo = (): void => {
+    if (child.pid !== undefined) signalGroup(child.pid, "SIGKILL");
+    killAllWithSync(stateDir);
+    rmSync(stateDir, { recursive: true, force: true });
+    if (child.pid !== undefined) removeRecordOf(child.pid);
+    restoreRegistry();
+  };
+  undoOnExit(undo);
   let out = "";
   child.stdout?.setEncoding("utf8").on("data", (s: string) => (out += s));
   child.stderr?.setEncoding("utf8").on("data", (s: string) => (out += s));
   const deadline = Date.now() + 30_000;
   while (!out.includes("fanrecall start: ready")) {
-    if (child.exitCode !== null) throw new Error(`fanrecall start exited ${child.exitCode}:\n${out}`);
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`fanrecall start not ready in 30 s:\n${out}`);
+    if (child.exitCode !== null || Date.now() > deadline) {
+      undo();
+      throw new Error(
+        `fanrecall start ${child.exitCode !== null ? `exited ${child.exitCode}` : "not ready in 30 s"}:\n${out}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -134,30 +170,51 @@ export async function startFanrecall(opts: StartOptions): Promise<FanrecallInsta
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
         child.kill("SIGTERM");
-        const timer = setTimeout(() => {
-          try {
-            process.kill(-child.pid!, "SIGKILL");
-          } catch {
-            // already gone
-          }
-        }, 20_000);
+        const timer = setTimeout(() => signalGroup(child.pid!, "SIGKILL"), 20_000);
         const code = await exited;
         clearTimeout(timer);
         if (existsSync(stateDir)) rmSync(stateDir, { recursive: true, force: true });
+        restoreRegistry();
         return code;
       }
       rmSync(stateDir, { recursive: true, force: true });
+      restoreRegistry();
       return child.exitCode;
     },
   };
 }
 
+/** Sends `signal` to the process group `pgid`; nothing when it is gone. */
+function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * The instance record a killed `fanrecall start` (pid `startPid`) left in INSTANCES_DIR. Not
+ * called by stop(): that a start stopped with SIGTERM removes its own record is tested.
+ */
+function removeRecordOf(startPid: number): void {
+  if (!existsSync(INSTANCES_DIR)) return;
+  for (const name of readdirSync(INSTANCES_DIR)) {
+    const file = join(INSTANCES_DIR, name);
+    try {
+      if ((JSON.parse(readFileSync(file, "utf8")) as { pid?: unknown }).pid === startPid) rmSync(file, { force: true });
+    } catch {
+      // not a record, or gone meanwhile
+    }
+  }
+}
+
 /**
  * `fanrecall start` records itself in INSTANCES_DIR (under /run/fanrecall), creating both when
- * missing. Call before starting; the returned function, after stopping, removes whichever of
+ * missing. Called before starting; the returned function, after stopping, removes whichever of
  * the two did not exist before and is empty again (another instance's record keeps them).
  */
-export function registryAsFound(): () => void {
+function registryAsFound(): () => void {
   const made = [INSTANCES_DIR, dirname(INSTANCES_DIR)].filter((d) => !existsSync(d));
   return () => {
     for (const d of made) {

@@ -1,24 +1,24 @@
 // object-server: real S3 servers for tests: Swift AIO + s3api (via swift-s3.sh) or s3rver (via
 // cli/embedded-s3.ts), behind one ObjectServer shape, plus minio client/bucket helpers.
 //
-// Owns: one temp base dir per server (mkdtemp; removed by stop()), the choice of free ports, and the
-//   server processes it started: Swift's 4 servers (pids in <dir>/run/*.pid, own process groups) or
+// Owns: one temp base dir per server (makeScratchDir; removed by stop()), the choice of free ports,
+//   and the server processes it started: Swift's 4 servers (pids in <dir>/run/*.pid, own process groups) or
 //   the s3rver child. pause()/resume() SIGSTOP/SIGCONT only the recorded proxy (or s3rver) pid.
 // Must not touch: other processes, anything outside its temp dir (swift-s3.sh `install` is the one
 //   exception: apt-get, root only), or fanrecall code.
 // Timing: node --test runs each test file in its own process, so every file that needs Swift starts
 //   its own (~5-7 s after install) and stops it in after(); sharedSwift() only memoizes within one
-//   process. A Swift still running when the process exits is stopped by a synchronous, bounded
-//   'exit' hook (best effort; s3rver children exit by themselves when their stdin closes).
+//   process. A server still running when the process ends (or is killed) is stopped on the way
+//   out (teardown.ts): Swift by a synchronous, bounded `swift-s3.sh stop`, s3rver by SIGKILL.
 import { execFile, spawnSync } from "node:child_process";
-import { rmSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client } from "minio";
 import { startEmbeddedS3, type EmbeddedS3 } from "../../cli/embedded-s3.js";
+import { makeScratchDir } from "./loop-fs.js";
+import { undoOnExit } from "./teardown.js";
 
 export interface ObjectServer {
   endpoint: string;
@@ -84,21 +84,6 @@ function parseEnv(text: string): Map<string, string> {
   return env;
 }
 
-/** Swift dirs with servers running, stopped synchronously (bounded) if the process exits first. */
-const liveSwiftDirs = new Set<string>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once("exit", () => {
-    for (const dir of liveSwiftDirs) {
-      spawnSync("bash", [SWIFT_SCRIPT, "stop", dir], { timeout: 15_000, stdio: "ignore" });
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-}
-
 function signal(pid: number | undefined, sig: NodeJS.Signals): void {
   if (pid === undefined || pid <= 0) throw new Error(`no running server to send ${sig} to`);
   process.kill(pid, sig);
@@ -106,13 +91,16 @@ function signal(pid: number | undefined, sig: NodeJS.Signals): void {
 
 export async function startSwift(opts: { port?: number } = {}): Promise<ObjectServer> {
   await runScript(["install"], INSTALL_TIMEOUT_MS);
-  const dir = await mkdtemp(join(tmpdir(), "fanrecall-swift-"));
+  const base = makeScratchDir("fanrecall-swift-");
+  const dir = base.dir;
   const port = opts.port ?? (await findFreePortBlock(4));
   let proxyPid: number | undefined;
   let running = false;
+  let forgetServers = (): void => {};
   const start = async (): Promise<void> => {
-    installExitHook();
-    liveSwiftDirs.add(dir);
+    forgetServers = undoOnExit(() => {
+      spawnSync("bash", [SWIFT_SCRIPT, "stop", dir], { timeout: 15_000, stdio: "ignore" });
+    });
     await runScript(["start", String(port), dir], START_TIMEOUT_MS);
     running = true;
     proxyPid = Number((await readFile(join(dir, "run", "proxy.pid"), "utf8")).trim());
@@ -121,15 +109,15 @@ export async function startSwift(opts: { port?: number } = {}): Promise<ObjectSe
     proxyPid = undefined;
     await runScript(["stop", dir], STOP_TIMEOUT_MS);
     running = false;
-    liveSwiftDirs.delete(dir);
+    forgetServers();
   };
   try {
     await start();
   } catch (err: unknown) {
     // The script stops what it started when start fails; this also covers our own timeout killing it.
     await runScript(["stop", dir], STOP_TIMEOUT_MS).catch(() => undefined);
-    liveSwiftDirs.delete(dir);
-    await rm(dir, { recursive: true, force: true });
+    forgetServers();
+    base.cleanup();
     throw err;
   }
   const env = parseEnv(await runScript(["env", dir], STOP_TIMEOUT_MS));
@@ -142,7 +130,7 @@ export async function startSwift(opts: { port?: number } = {}): Promise<ObjectSe
     dir,
     stop: async () => {
       if (running) await kill();
-      await rm(dir, { recursive: true, force: true });
+      base.cleanup();
     },
     pause: () => signal(proxyPid, "SIGSTOP"),
     resume: () => signal(proxyPid, "SIGCONT"),
@@ -152,12 +140,19 @@ export async function startSwift(opts: { port?: number } = {}): Promise<ObjectSe
 }
 
 export async function startS3rver(opts: { port?: number } = {}): Promise<ObjectServer> {
-  const dataDir = await mkdtemp(join(tmpdir(), "fanrecall-s3rver-"));
+  const base = makeScratchDir("fanrecall-s3rver-");
+  const dataDir = base.dir;
   let s3: EmbeddedS3 | undefined;
+  let forgetServer = (): void => {};
+  const launch = async (port: number): Promise<EmbeddedS3> => {
+    const started = await startEmbeddedS3({ dataDir, port });
+    forgetServer = undoOnExit(() => process.kill(started.pid, "SIGKILL"));
+    return started;
+  };
   try {
-    s3 = await startEmbeddedS3({ dataDir, port: opts.port ?? 0 });
+    s3 = await launch(opts.port ?? 0);
   } catch (err: unknown) {
-    await rm(dataDir, { recursive: true, force: true });
+    base.cleanup();
     throw err;
   }
   const port = Number(new URL(s3.endpoint).port);
@@ -165,6 +160,7 @@ export async function startS3rver(opts: { port?: number } = {}): Promise<ObjectS
     const current = s3;
     s3 = undefined;
     await current?.stop();
+    forgetServer();
   };
   return {
     endpoint: s3.endpoint,
@@ -175,14 +171,14 @@ export async function startS3rver(opts: { port?: number } = {}): Promise<ObjectS
     dir: dataDir,
     stop: async () => {
       await kill();
-      await rm(dataDir, { recursive: true, force: true });
+      base.cleanup();
     },
     pause: () => signal(s3?.pid, "SIGSTOP"),
     resume: () => signal(s3?.pid, "SIGCONT"),
     kill,
     restart: async () => {
       if (s3 !== undefined) throw new Error("s3rver is still running; kill() it first");
-      s3 = await startEmbeddedS3({ dataDir, port });
+      s3 = await launch(port);
     },
   };
 }

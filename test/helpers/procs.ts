@@ -1,8 +1,9 @@
 // test/helpers/procs.ts: finding the processes of one fanrecall instance (or of anything
 // started with a given path on its command line) by reading /proc, for tests that kill,
-// freeze or count them.
+// freeze or count them, and for the teardown that kills whatever is left of an instance.
 //
-// Owns: nothing. Signals only the pids the caller names. Holds no fds.
+// Owns: nothing. Signals only the pids the caller names, or the processes whose command line
+// names the marker the caller gives (its own temporary directory). Holds no fds.
 import { readFileSync, readdirSync, readlinkSync } from "node:fs";
 
 export interface Proc {
@@ -52,6 +53,21 @@ export function signalPid(pid: number, signal: NodeJS.Signals): boolean {
   } catch {
     return false;
   }
+}
+
+/** SIGCONT, SIGTERM, then (after up to 10 s) SIGKILL every process whose command line names `marker`. */
+export async function killAllWith(marker: string): Promise<void> {
+  const procs = procsWith(marker);
+  for (const p of procs) signalPid(p.pid, "SIGCONT");
+  for (const p of procs) signalPid(p.pid, "SIGTERM");
+  const deadline = Date.now() + 10_000;
+  while (procs.some((p) => alive(p.pid)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  for (const p of procs) if (alive(p.pid)) signalPid(p.pid, "SIGKILL");
+}
+
+/** SIGKILL every process whose command line names `marker`, at once (for the way out). */
+export function killAllWithSync(marker: string): void {
+  for (const p of procsWith(marker)) signalPid(p.pid, "SIGKILL");
 }
 
 /** Polls `check` every `everyMs` until it returns a value other than undefined/false, or throws at the deadline. */

@@ -2,12 +2,13 @@
 // a CA, a server certificate for 127.0.0.1/localhost, a client certificate the CA signed,
 // and a client certificate from an unrelated CA (which a server must refuse).
 //
-// Owns: one temporary directory of PEM files (remove it with cleanup()). The server key is
+// Owns: one temporary directory of PEM files (loop-fs.ts makeScratchDir: removed by cleanup(),
+// or when the process ends first; a failed set-up removes it at once). The server key is
 // given to `keyOwner` (mode 0400): a service that drops root must still read it.
-import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, chownSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runChild } from "./child.js";
+import { makeScratchDir } from "./loop-fs.js";
 
 export interface TestPki {
   readonly dir: string;
@@ -62,8 +63,16 @@ async function issue(
 }
 
 export async function makeTestPki(keyOwner: number): Promise<TestPki> {
-  const dir = mkdtempSync(join(tmpdir(), "fanrecall-pki-"));
-  chmodSync(dir, 0o755);
+  const scratch = makeScratchDir("fanrecall-pki-", 0o755);
+  try {
+    return await makePki(scratch.dir, keyOwner, () => scratch.cleanup());
+  } catch (err: unknown) {
+    scratch.cleanup();
+    throw err;
+  }
+}
+
+async function makePki(dir: string, keyOwner: number, cleanup: () => void): Promise<TestPki> {
   const root = await makeCa(dir, "test-ca");
   const rogueCa = await makeCa(dir, "rogue-ca");
   const server = await issue(
@@ -86,6 +95,6 @@ export async function makeTestPki(keyOwner: number): Promise<TestPki> {
     rogueCert: rogue.cert,
     rogueKey: rogue.key,
     read: (file) => readFileSync(file),
-    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+    cleanup,
   };
 }

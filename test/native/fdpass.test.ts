@@ -8,7 +8,6 @@ import { NATIVE_FACADE_URL, nodeEvalArgv, runChild } from "../helpers/child.js";
 import {
   FAN,
   close,
-  datagramBind,
   datagramSendTo,
   fstat,
   isNativeError,
@@ -18,10 +17,9 @@ import {
   seqpacketConnect,
   seqpacketListen,
   sendWithFd,
-  sendWithFds,
-  socketpairSeqpacket,
   openPath,
 } from "../../native/index.js";
+import { datagramBind, sendWithFds, seqpacketPair } from "../helpers/sockets.js";
 
 let dir = "";
 let file = "";
@@ -36,7 +34,7 @@ after(() => {
 });
 
 function withPair(fn: (a: number, b: number) => void): void {
-  const [a, b] = socketpairSeqpacket();
+  const [a, b] = seqpacketPair();
   try {
     fn(a, b);
   } finally {
@@ -126,7 +124,7 @@ test("extra fds are all returned; more than the room of 4 sets truncated", () =>
 });
 
 test("a closed peer reads as eof; sending to it is EPIPE without SIGPIPE", () => {
-  const [a, b] = socketpairSeqpacket();
+  const [a, b] = seqpacketPair();
   close(a);
   try {
     assert.deepEqual(recvWithFd(b, 16), { data: Buffer.alloc(0), fds: [], truncated: false, eof: true });

@@ -1,13 +1,14 @@
-// FdPoller: uv_poll readability on the main loop (no root needed; socketpairs as the fd).
+// FdPoller: uv_poll readability on the main loop (no root needed; connected seqpacket pairs as the fd).
 import assert from "node:assert/strict";
 import { openSync, closeSync } from "node:fs";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { FdPoller, close, isNativeError, recvWithFd, sendWithFd, socketpairSeqpacket } from "../../native/index.js";
+import { FdPoller, close, isNativeError, recvWithFd, sendWithFd } from "../../native/index.js";
 import { NATIVE_FACADE_URL, nodeEvalArgv, runChild } from "../helpers/child.js";
+import { SOCKETS_HELPER_URL, seqpacketPair } from "../helpers/sockets.js";
 
 async function withPair(fn: (a: number, b: number) => Promise<void>): Promise<void> {
-  const [a, b] = socketpairSeqpacket();
+  const [a, b] = seqpacketPair();
   try {
     await fn(a, b);
   } finally {
@@ -128,8 +129,9 @@ test("close() is final; bad fds are refused at construction", async () => {
 
 test("a throwing callback becomes uncaughtException; a started poller keeps the loop alive until unref()", async () => {
   const script = `
-    import { FdPoller, socketpairSeqpacket, sendWithFd } from ${JSON.stringify(NATIVE_FACADE_URL)};
-    const [a, b] = socketpairSeqpacket();
+    import { FdPoller, sendWithFd } from ${JSON.stringify(NATIVE_FACADE_URL)};
+    import { seqpacketPair } from ${JSON.stringify(SOCKETS_HELPER_URL)};
+    const [a, b] = seqpacketPair();
     process.on('uncaughtException', (err) => {
       console.log('caught:' + err.message);
       poller.close();

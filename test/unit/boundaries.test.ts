@@ -1,7 +1,8 @@
 // The privilege split, checked mechanically: the root listener imports no S3 client, no
 // network module and nothing from the recall service; the recall service imports nothing
 // from the listener; the listener opens no watched file by a name it was given, except
-// through the confined resolution of mesh admin requests (watched-path.ts).
+// through the confined resolution of mesh admin requests (watched-path.ts). The root addon's
+// facade exports nothing that only tests call.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
@@ -89,4 +90,21 @@ test("every module starts with a charter comment", () => {
   for (const dir of ["listener", "recall-service", "holder", "cli", "proto", "settings", "ipc"]) {
     for (const { file, text } of sources(dir)) assert.match(text, /^\/\/ \S/, `${file} has no charter comment`);
   }
+});
+
+test("native/index.ts exports only what production code calls (tests bring their own helpers)", () => {
+  const facade = readFileSync(join(root, "native/index.ts"), "utf8");
+  const exported = [...facade.matchAll(/^export (?:function|const|class) (\w+)/gm)].map((m) => m[1]);
+  assert.ok(exported.length > 0);
+  const used = new Set<string>();
+  for (const dir of ["listener", "recall-service", "holder", "cli", "settings", "proto", "ipc"]) {
+    for (const { text } of sources(dir)) {
+      for (const m of text.matchAll(/\bnative\.(\w+)/g)) used.add(m[1]);
+      for (const m of text.matchAll(/import \{([^}]*)\} from "\.\.\/native\/index\.js"/g)) {
+        for (const name of m[1].split(",")) used.add(name.trim());
+      }
+    }
+  }
+  for (const name of exported)
+    assert.ok(used.has(name), `native/index.ts exports ${name}, which no production code calls`);
 });

@@ -11,6 +11,7 @@ import { pino } from "pino";
 import * as native from "../../native/index.js";
 import { FdMessageType, encodeFdHeader } from "../../proto/index.js";
 import { FdInbox } from "../../recall-service/fd-inbox.js";
+import { sendWithFds } from "../helpers/sockets.js";
 
 const log = pino({ level: "silent" });
 const uid = process.getuid?.() ?? 0;
@@ -200,7 +201,7 @@ function sendTwo(conn: number, data: Buffer): void {
   const a = openSync(file, "r");
   const b = openSync(file, "r");
   try {
-    assert.equal(native.sendWithFds(conn, data, [a, b]), true);
+    assert.equal(sendWithFds(conn, data, [a, b]), true);
   } finally {
     closeSync(a);
     closeSync(b);
