@@ -25,7 +25,7 @@ import { recallSocketPaths } from "./config.js";
 import { errorMessage, storeErrorReason } from "./errors.js";
 import { FdInbox } from "./fd-inbox.js";
 import { HealthMonitor } from "./health-monitor.js";
-import { RecallMetrics, listenerVerdicts } from "./metrics.js";
+import { RecallMetrics, listenerRuleCounts, listenerVerdicts } from "./metrics.js";
 import type { ListenerSnapshot } from "./metrics.js";
 import { startMetricsServer } from "./metrics-server.js";
 import type { MetricsServer } from "./metrics-server.js";
@@ -123,6 +123,9 @@ export async function startRecallServer(
             ignoreMarkedFiles: Number(req.ignoreMarkedFiles),
             queueDepth: Number(req.queueDepth),
             verdicts: listenerVerdicts(req.verdicts.map((v) => ({ reason: v.reason, count: Number(v.count) }))),
+            rules: listenerRuleCounts(
+              req.rules.map((r) => ({ rule: r.rule, action: r.action, count: Number(r.count) })),
+            ),
             receivedMs: Date.now(),
           };
           metrics.listener = snapshot;
