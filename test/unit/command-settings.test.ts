@@ -104,6 +104,7 @@ test("start: defaults, --state-dir moves the sockets, environment as before, bad
     mode: "auto",
     timeoutMs: "30000",
     chunkSize: "4194304",
+    recallRules: null,
   });
   assert.equal(parseStartArgs(["--watch", "/w", "--state-dir", "/s"], {}).runDir, "/s/run");
   assert.equal(parseStartArgs(["--watch", "/w", "--state-dir", "/s"], { FANRECALL_RUN_DIR: "/e" }).runDir, "/e");
@@ -127,4 +128,7 @@ test("start: defaults, --state-dir moves the sockets, environment as before, bad
     message: "--mode: must be auto, range or whole, not 'x'",
   });
   assert.throws(() => parseStartArgs(["--watch", "/w", "stray"], {}), { message: "unexpected argument 'stray'" });
+  assert.throws(() => parseStartArgs(["--watch", "/w", "--recall-rules", "/nonexistent/rules.json"], {}), {
+    message: /^--recall-rules \/nonexistent\/rules\.json: ENOENT/,
+  });
 });
