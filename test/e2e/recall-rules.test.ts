@@ -15,7 +15,7 @@ import { makeExt4 } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
-import { startFanrecall } from "../helpers/fanrecall-instance.js";
+import { metricsUrlOf, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { sha256 } from "../helpers/reader-files.js";
 
@@ -80,13 +80,7 @@ describe("recall rules", () => {
         env: { FANRECALL_METRICS_ADDRESS: "127.0.0.1:0" },
         extraArgs: ["--chunk-size", String(MiB), "--recall-rules", rules],
       });
-      const deadline = Date.now() + 20_000;
-      let m: RegExpExecArray | null;
-      while ((m = /"metricsPort":(\d+)/.exec(fr.output())) === null) {
-        assert.ok(Date.now() < deadline, "the recall service did not report its metrics port");
-        await sleep(100);
-      }
-      metricsUrl = `http://127.0.0.1:${m[1]}/metrics`;
+      metricsUrl = await metricsUrlOf(fr);
     },
     { timeout: 60_000 },
   );
