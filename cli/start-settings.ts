@@ -12,8 +12,10 @@ import {
   CHUNK_SIZE_SETTING,
   MODE_SETTING,
   NAMESPACE_SETTING,
+  RECALL_RULES_SETTING,
   RECALL_TIMEOUT_MS_SETTING,
 } from "../settings/shared-settings.js";
+import { readRecallRules } from "../listener/config.js";
 import { RECONCILE_EVERY_SETTING, RETAIN_SETTING } from "./namespace-settings.js";
 import { RECALL_USER_NAME, checkRecallUid } from "./system-user.js";
 
@@ -69,6 +71,7 @@ the recall user's) and reused; it serves only connections from the recall user's
     { ...RETAIN_SETTING, help: `the periodic reconcile's --retain: ${RETAIN_SETTING.help}` },
     { ...MODE_SETTING, help: "the listener's --mode" },
     { ...RECALL_TIMEOUT_MS_SETTING, help: "the listener's --recall-timeout-ms" },
+    { ...RECALL_RULES_SETTING, help: `the listener's --recall-rules: ${RECALL_RULES_SETTING.help}` },
     { ...CHUNK_SIZE_SETTING, help: "the recall service's --chunk-size" },
     {
       name: "policy-file",
@@ -110,6 +113,8 @@ export interface StartArgs {
   readonly chunkSize: string;
   /** The space manager's --config file, or null for none. */
   readonly policyFile: string | null;
+  /** The listener's rules file (checked here first), or null. */
+  readonly recallRules: string | null;
 }
 
 export function parseStartArgs(
@@ -118,6 +123,8 @@ export function parseStartArgs(
 ): StartArgs {
   const s = loadSettings(START_SPEC, argv, env);
   if (s.recallUser) checkRecallUid(s.recallUser.uid, "--recall-user");
+  // A bad rules file stops start here, before anything runs (the listener reads it again).
+  if (s.recallRules !== undefined) readRecallRules(s.recallRules);
   // Without --state-dir: /var/lib/fanrecall and /run/fanrecall (the admin commands' default).
   // With it: everything under it, sockets in STATE_DIR/run.
   const runDir = s.runDir ?? (s.stateDir === undefined ? DEFAULT_RUN_DIR : stateRunDir(s.stateDir));
@@ -133,5 +140,6 @@ export function parseStartArgs(
     timeoutMs: String(s.recallTimeoutMs),
     chunkSize: String(s.chunkSize),
     policyFile: s.policyFile ?? null,
+    recallRules: s.recallRules ?? null,
   };
 }

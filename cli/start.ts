@@ -158,6 +158,7 @@ export async function startCommand(argv: readonly string[]): Promise<number> {
   listenerArgs.push("--recall-timeout-ms", args.timeoutMs, "--holder-socket", holderSocket);
   listenerArgs.push(...args.watch.flatMap((w) => ["--watch", w]));
   listenerArgs.push(...args.namespaces.flatMap((n) => ["--namespace", n]));
+  if (args.recallRules !== null) listenerArgs.push("--recall-rules", args.recallRules);
   // The recall service serves the mesh admin API: let the listener take the requests it relays.
   if (process.env.FANRECALL_MESH_ADMIN_ADDRESS) listenerArgs.push("--mesh-admin", "true");
   const listener = child("the listener", adminSocketPath(runDir), () =>

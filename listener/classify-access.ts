@@ -59,6 +59,8 @@ export interface AccessorInfo {
   uid: number;
   command: string;
   cgroup: string;
+  /** The recall rule that admitted the access (recall-rules.ts), for the audit record. */
+  rule?: string;
 }
 
 /** Who is blocked: real uid, command name and cgroup v2 path (empty where unreadable). */

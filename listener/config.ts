@@ -2,7 +2,8 @@
 // file (--config). It holds no S3 settings at all: the listener never talks to the store.
 //
 // Owns: its settings table (parsed, checked and turned into --help by settings/), the
-// defaults that depend on other settings or on /etc/passwd, and the safety check that
+// defaults that depend on other settings or on /etc/passwd, reading the recall rules file
+// (once, at start; recall-rules.ts checks it), and the safety check that
 // refuses to watch a filesystem the listener itself reads from (its code, node, its run dir,
 // its stdout), which would deadlock.
 import { readFileSync, statSync } from "node:fs";
@@ -15,9 +16,12 @@ import {
   LOG_LEVEL_SETTING,
   MODE_SETTING,
   NAMESPACE_SETTING,
+  RECALL_RULES_SETTING,
   RECALL_TIMEOUT_MS_SETTING,
   RUN_DIR_SETTING,
 } from "../settings/shared-settings.js";
+import { MAX_RULES_BYTES, parseRecallRules } from "./recall-rules.js";
+import type { RecallRule } from "./recall-rules.js";
 import { watchNamespaces } from "./file-places.js";
 import type { CommandSpec, IntSetting, SettingsTable } from "../settings/setting-types.js";
 
@@ -33,6 +37,8 @@ export interface ListenerConfig {
   readonly maxRecalls: number;
   /** The part of maxRecalls one uid or cgroup may hold. */
   readonly callerShare: number;
+  /** Who may recall (--recall-rules), checked; empty without a rules file. */
+  readonly recallRules: readonly RecallRule[];
   readonly logLevel: string;
   /** Where the root-only admin socket goes (default RUN_DIR/listener/admin.sock). */
   readonly adminSocket: string;
@@ -96,6 +102,7 @@ const SETTINGS = [
     default: 0.5,
     help: "the part of max-recalls one uid or one cgroup may hold; beyond it, EAGAIN",
   },
+  RECALL_RULES_SETTING,
   LOG_LEVEL_SETTING,
   {
     name: "admin-socket",
@@ -169,12 +176,25 @@ export function loadListenerConfig(
     recallTimeoutMs: s.recallTimeoutMs,
     maxRecalls: s.maxRecalls,
     callerShare: s.callerShare,
+    recallRules: s.recallRules === undefined ? [] : readRecallRules(s.recallRules),
     logLevel: s.logLevel,
     adminSocket: s.adminSocket ?? adminSocketPath(s.runDir),
     holderSocket: s.holderSocket ?? holderSocketPath(s.runDir),
     meshAdmin: s.meshAdmin,
     checkRecalledBytes: s.checkRecalledBytes,
   };
+}
+
+/** Reads and checks a rules file (read once, at start); throws one line naming the file and the fault. */
+export function readRecallRules(path: string): RecallRule[] {
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new Error("not a regular file");
+    if (st.size > MAX_RULES_BYTES) throw new Error(`larger than ${MAX_RULES_BYTES} bytes`);
+    return parseRecallRules(readFileSync(path, "utf8"));
+  } catch (err: unknown) {
+    throw new Error(`--recall-rules ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
 }
 
 /** Throws when a watched directory shares a filesystem with something the listener reads. */

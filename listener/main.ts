@@ -144,7 +144,8 @@ function buildParts(w: Wiring, group: Group): Parts {
   const timeouts = { recallTimeoutMs: config.recallTimeoutMs };
   const runner = new RecallRunner({ source, requests, recall, log, views, stubs, content, modeOf, ...timeouts });
   const limits = { maxRecalls: config.maxRecalls, callerShare: config.callerShare, maxHeld: 32_768 };
-  dispatcher = new Dispatcher({ source, runner, stubs, log, modeOf, ...limits });
+  const rules = { rules: config.recallRules, lowWaitMs: config.recallTimeoutMs };
+  dispatcher = new Dispatcher({ source, runner, stubs, log, modeOf, ...limits, ...rules });
   const known = (dev: number) => modes.get(dev);
   const ops = new AdminOps({ dispatcher, runner, stubs, content, requests, source, recall, log, views, modeOf: known });
   return { ...w, source, stubs, dispatcher, ops };
@@ -203,10 +204,17 @@ function serve(parts: Parts, group: Group): Serving {
     ignoreMarks: source.ignoreMarks,
     held: d.held,
     counts: d.counts,
+    rules: d.ruleDecisions(),
   }));
   reporter.start();
   log.info(
-    { watch: config.watch, pid: process.pid, tookOver: group.taken !== null, meshAdmin: config.meshAdmin },
+    {
+      watch: config.watch,
+      pid: process.pid,
+      tookOver: group.taken !== null,
+      meshAdmin: config.meshAdmin,
+      recallRules: config.recallRules.length,
+    },
     "listener ready",
   );
   notifySystemd(log, "READY", () => group.systemd.send({ READY: "1", MAINPID: String(process.pid) }));

@@ -16,6 +16,8 @@ export interface ListenerCounters {
   readonly ignoreMarks: number;
   readonly held: number;
   readonly counts: ReadonlyMap<ListenerReason, number>;
+  /** Decisions per recall rule, zeros included (empty without rules). */
+  readonly rules: ReadonlyArray<{ rule: string; action: string; count: number }>;
 }
 
 export class StatsReporter {
@@ -59,6 +61,7 @@ export class StatsReporter {
           reason,
           count: BigInt(count),
         })),
+        rules: c.rules.map((r) => ({ rule: r.rule, action: r.action, count: BigInt(r.count) })),
       },
       2_000,
     );

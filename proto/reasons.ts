@@ -46,7 +46,8 @@ export type ReasonName =
   | "stored"
   | "exists"
   | "deleted"
-  | "gone";
+  | "gone"
+  | "denied-by-rule";
 
 const EPERM = 1;
 const EIO = 5;
@@ -58,7 +59,18 @@ const EDQUOT = 122;
 
 /** The errnos fanotify accepts in FAN_DENY_ERRNO (any other is EINVAL). */
 export const FAN_DENY_ERRNOS = [EPERM, EIO, EAGAIN, EBUSY, ETXTBSY, ENOSPC, EDQUOT] as const;
-type DenyErrno = (typeof FAN_DENY_ERRNOS)[number];
+export type DenyErrno = (typeof FAN_DENY_ERRNOS)[number];
+
+/** FAN_DENY_ERRNOS by name, for settings that name one (a recall rule's errno). */
+export const DENY_ERRNO_BY_NAME: Readonly<Record<string, DenyErrno>> = {
+  EPERM,
+  EIO,
+  EAGAIN,
+  EBUSY,
+  ETXTBSY,
+  ENOSPC,
+  EDQUOT,
+};
 
 /** What the kernel is told for an access that ends with a reason. */
 export type AccessOutcome =
@@ -145,6 +157,13 @@ export const REASONS: Readonly<Record<ReasonName, ReasonEntry>> = {
   deleted: { proto: Reason.DELETED, access: DENY_EIO, grpc: status.OK },
   // An undelete's failure: no archived copy of the file is left in the store, never an access's answer.
   gone: { proto: Reason.GONE, access: DENY_EIO, grpc: status.NOT_FOUND },
+  // A recall rule (--recall-rules) denies this caller: nothing is fetched. The reader gets the
+  // rule's own errno (the dispatcher answers with it); EPERM, the common choice, is the default.
+  "denied-by-rule": {
+    proto: Reason.DENIED_BY_RULE,
+    access: { verdict: "deny", errno: EPERM },
+    grpc: status.PERMISSION_DENIED,
+  },
 };
 
 /** Every reason name, in the table's order. */

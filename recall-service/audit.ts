@@ -1,23 +1,14 @@
 // audit: the one structured record written per Recall RPC: which process caused the recall
 // (pid, uid, command, cgroup, and the Kubernetes pod uid when the cgroup path names one),
 // which file (dev, ino), the ranges, the bytes it fetched from the store and wrote into the
-// file, duration, verdict and reason.
+// file, duration, verdict and reason, and the recall rule that admitted the access.
 //
-// Owns: the record's shape and the pod-from-cgroup derivation. Must not own: logging
+// Owns: the record's shape (the pod uid comes from proto/accessor.ts). Must not own: logging
 // configuration (main.ts sets the redaction of secrets) or anything that reads /proc (the
 // listener, which sees the process, sends what it read). Holds no fds.
+import { podUidFromCgroup } from "../proto/accessor.js";
 import type { ReasonName, RecallRequest } from "../proto/index.js";
 import { RecallMode } from "../proto/index.js";
-
-/**
- * The pod uid in a cgroup path, from either cgroup driver: systemd
- * (`kubepods-burstable-pod1234_abcd.slice`, underscores for dashes) or cgroupfs
- * (`/kubepods/burstable/pod1234-abcd/...`). Null when the path names no pod.
- */
-export function podUidFromCgroup(cgroup: string): string | null {
-  const m = /kubepods(?:[-/][a-z]+)?[-/]pod([0-9a-fA-F_-]{36})(?:\.slice)?(?:\/|$)/.exec(cgroup);
-  return m ? m[1].replace(/_/g, "-").toLowerCase() : null;
-}
 
 export interface RecallOutcome {
   readonly verdict: "allow" | "deny";
@@ -41,6 +32,8 @@ export function auditRecord(req: RecallRequest, outcome: RecallOutcome): Record<
     command: a?.command ?? "",
     cgroup,
     pod: podUidFromCgroup(cgroup),
+    // The recall rule that admitted the access (listener --recall-rules); null without rules.
+    rule: a?.rule ? a.rule : null,
     dev: Number(req.file?.dev ?? 0n),
     ino: Number(req.file?.ino ?? 0n),
     mode: req.mode === RecallMode.RANGE ? "range" : "whole",

@@ -3,12 +3,15 @@
 // Prometheus text exposition format (version 0.0.4).
 //
 // Owns: the metric values and their rendering. Label values are closed sets (verdict, reason
-// names of proto/reasons.ts, gRPC code names), never paths or user input. Counters whose labels
+// names of proto/reasons.ts, gRPC code names, the listener's configured recall rule names,
+// bounded by proto/accessor.ts), never paths or user input. Counters whose labels
 // are known in advance start at 0 (every reason with its table verdict, every admin op with
 // OK, the listener's counters before its first report): a series that first appears at N
 // hides those N from rate() and increase(), so the first recall, or a rare failure, would
 // never show on a dashboard. Must not own: the HTTP server (metrics-server.ts) or deciding
 // what a recall's outcome was. Holds no fds.
+import { DEFAULT_RULE, MAX_RULES, RULE_NAME, isRuleAction } from "../proto/accessor.js";
+import type { RuleAction } from "../proto/accessor.js";
 import { REASON_NAMES, accessOutcome, isReasonName } from "../proto/index.js";
 import type { ReasonName } from "../proto/index.js";
 
@@ -24,6 +27,8 @@ export interface ListenerSnapshot {
   readonly ignoreMarkedFiles: number;
   readonly queueDepth: number;
   readonly verdicts: ReadonlyArray<ListenerVerdictCount>;
+  /** Decisions per recall rule (listener --recall-rules). */
+  readonly rules: ReadonlyArray<ListenerRuleCount>;
   /** Date.now() when it arrived. */
   readonly receivedMs: number;
 }
@@ -45,6 +50,28 @@ export function listenerVerdicts(reported: ReadonlyArray<{ reason: string; count
     counts.set(reason, (counts.get(reason) ?? 0) + r.count);
   }
   return [...counts].map(([reason, count]) => ({ verdict: accessOutcome(reason).verdict, reason, count }));
+}
+
+export interface ListenerRuleCount {
+  readonly rule: string;
+  readonly action: RuleAction;
+  readonly count: number;
+}
+
+/**
+ * The listener's reported rule counts, bounded: rule names of the rule-name shape, known
+ * actions, each rule once, at most MAX_RULES plus the default; anything else is dropped.
+ */
+export function listenerRuleCounts(
+  reported: ReadonlyArray<{ rule: string; action: string; count: number }>,
+): ListenerRuleCount[] {
+  const rows = new Map<string, ListenerRuleCount>();
+  for (const r of reported) {
+    if (rows.size > MAX_RULES || rows.has(r.rule)) continue;
+    if (!(RULE_NAME.test(r.rule) || r.rule === DEFAULT_RULE) || !isRuleAction(r.action)) continue;
+    rows.set(r.rule, { rule: r.rule, action: r.action, count: r.count });
+  }
+  return [...rows.values()];
 }
 
 function escapeLabel(v: string): string {
@@ -155,6 +182,11 @@ export class RecallMetrics {
     for (const v of reported.values())
       out.push(`fanrecall_listener_verdicts_total${labels({ verdict: v.verdict, reason: v.reason })} ${v.count}`);
     if (l === null) return;
+    if (l.rules.length > 0) {
+      family("fanrecall_recall_rule_decisions_total", "counter", "Accesses to stubs each recall rule decided.");
+      for (const r of l.rules)
+        out.push(`fanrecall_recall_rule_decisions_total${labels({ rule: r.rule, action: r.action })} ${r.count}`);
+    }
     family("fanrecall_listener_queue_depth", "gauge", "Events the listener holds now.");
     out.push(`fanrecall_listener_queue_depth ${l.queueDepth}`);
   }

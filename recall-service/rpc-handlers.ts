@@ -24,7 +24,7 @@ import type {
 import type { ArchiveHandler } from "./archive-handler.js";
 import { errorMessage, storeErrorReason } from "./errors.js";
 import type { MeshRelay } from "./mesh-relay.js";
-import { listenerVerdicts } from "./metrics.js";
+import { listenerRuleCounts, listenerVerdicts } from "./metrics.js";
 import type { ListenerSnapshot, RecallMetrics } from "./metrics.js";
 import type { NamespaceHandler } from "./namespace-handler.js";
 import { namespaceSignal } from "./namespace-handler.js";
@@ -71,6 +71,7 @@ async function reportListenerStats(
     ignoreMarkedFiles: Number(req.ignoreMarkedFiles),
     queueDepth: Number(req.queueDepth),
     verdicts: listenerVerdicts(req.verdicts.map((v) => ({ reason: v.reason, count: Number(v.count) }))),
+    rules: listenerRuleCounts(req.rules.map((r) => ({ rule: r.rule, action: r.action, count: Number(r.count) }))),
     receivedMs: Date.now(),
   };
   metrics.listener = snapshot;

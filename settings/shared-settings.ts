@@ -1,6 +1,6 @@
 // shared-settings: the settings that more than one command takes in the same words: the
 // run directory that holds every socket and the log level (both halves, the admin
-// commands), the recall mode and timeout (listener, start) and the chunk size (recall
+// commands), the recall mode, timeout and rules file (listener, start) and the chunk size (recall
 // service, start). One definition each, so the flag, environment variable, config key,
 // default and rule cannot drift between them.
 //
@@ -67,6 +67,17 @@ export const RECALL_TIMEOUT_MS_SETTING = {
   default: 30000,
   help: "how long one recall may take before the access fails",
 } as const satisfies IntSetting;
+
+/** Who may recall: a JSON rules file the listener reads once at start (listener, start). */
+export const RECALL_RULES_SETTING = {
+  name: "recall-rules",
+  key: "recallRules",
+  env: "FANRECALL_RECALL_RULES",
+  type: "path",
+  arg: "FILE",
+  defaultText: "none: every caller may recall",
+  help: "a JSON array of recall rules ({name, match: {command, uid, cgroup, pod}, action: allow|deny|low, errno, max}); the first match decides",
+} as const satisfies PathSetting;
 
 export const CHUNK_SIZE_SETTING = {
   name: "chunk-size",

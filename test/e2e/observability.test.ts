@@ -12,7 +12,7 @@ import { makeExt4 } from "../helpers/loop-fs.js";
 import type { Ext4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
-import { startFanrecall } from "../helpers/fanrecall-instance.js";
+import { metricsUrlOf, startFanrecall } from "../helpers/fanrecall-instance.js";
 import type { FanrecallInstance } from "../helpers/fanrecall-instance.js";
 import { checkReaders, writeRandomFiles } from "../helpers/reader-files.js";
 import { recallGrpcSocketPath } from "../../ipc/run-dir.js";
@@ -69,13 +69,7 @@ describe("health, metrics and audit", () => {
         env: { FANRECALL_METRICS_ADDRESS: "127.0.0.1:0" },
         extraArgs: ["--chunk-size", String(MiB)],
       });
-      const deadline = Date.now() + 20_000;
-      let m: RegExpExecArray | null;
-      while ((m = /"metricsPort":(\d+)/.exec(fr.output())) === null) {
-        assert.ok(Date.now() < deadline, "the recall service did not report its metrics port");
-        await sleep(100);
-      }
-      metricsUrl = `http://127.0.0.1:${m[1]}/metrics`;
+      metricsUrl = await metricsUrlOf(fr);
     },
     { timeout: 60_000 },
   );

@@ -33,13 +33,14 @@ import type {
   WriteRecordResponse,
 } from "../../proto/index.js";
 import { AdminOps } from "../../listener/admin-ops.js";
-import type { AccessKind } from "../../listener/classify-access.js";
+import type { AccessKind, AccessorInfo } from "../../listener/classify-access.js";
 import { ContentCheck } from "../../listener/content-check.js";
 import { Dispatcher } from "../../listener/dispatcher.js";
 import type { WatchMode } from "../../listener/fanotify-source.js";
 import { FdRequests } from "../../listener/recall-client.js";
 import type { RpcResult } from "../../listener/recall-client.js";
 import { RecallRunner } from "../../listener/recall-runner.js";
+import type { RecallRule } from "../../listener/recall-rules.js";
 import { decodeStubState } from "../../listener/stub-state.js";
 import type { StubState } from "../../listener/stub-state.js";
 import { StubStore } from "../../listener/stub-store.js";
@@ -206,6 +207,9 @@ export interface FakeListenerOptions {
   readonly maxHeld?: number;
   readonly modeOf?: (dev: number) => WatchMode;
   readonly classify?: (tid: number) => AccessKind;
+  readonly rules?: readonly RecallRule[];
+  readonly lowWaitMs?: number;
+  readonly describe?: (pid: number) => AccessorInfo;
 }
 
 /** The listener's real parts on the fakes above, wired as listener/main.ts wires them. */
@@ -241,6 +245,9 @@ export function fakeListener(opts: FakeListenerOptions = {}) {
     maxRecalls: opts.maxRecalls ?? 8,
     callerShare: 1,
     maxHeld: opts.maxHeld ?? 64,
+    rules: opts.rules ?? [],
+    lowWaitMs: opts.lowWaitMs ?? 10_000,
+    ...(opts.describe ? { describe: opts.describe } : {}),
   });
   const ops = new AdminOps({ dispatcher, runner, stubs, content, requests, source, recall, log, views, modeOf });
   return { source, channel, recall, views, xattr, stubs, dispatcher, ops };

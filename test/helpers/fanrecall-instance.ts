@@ -210,6 +210,20 @@ function removeRecordOf(startPid: number): void {
 }
 
 /**
+ * The recall service's /metrics URL, once it has logged its port (started with
+ * FANRECALL_METRICS_ADDRESS=127.0.0.1:0); fails after 20 s.
+ */
+export async function metricsUrlOf(fr: FanrecallInstance): Promise<string> {
+  const deadline = Date.now() + 20_000;
+  let m: RegExpExecArray | null;
+  while ((m = /"metricsPort":(\d+)/.exec(fr.output())) === null) {
+    if (Date.now() > deadline) throw new Error("the recall service did not report its metrics port");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return `http://127.0.0.1:${m[1]}/metrics`;
+}
+
+/**
  * `fanrecall start` records itself in INSTANCES_DIR (under /run/fanrecall), creating both when
  * missing. Called before starting; the returned function, after stopping, removes whichever of
  * the two did not exist before and is empty again (another instance's record keeps them).

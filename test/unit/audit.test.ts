@@ -2,7 +2,7 @@
 // recall, for both kubelet cgroup drivers, and nothing for a path that names no pod.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { podUidFromCgroup } from "../../recall-service/audit.js";
+import { podUidFromCgroup } from "../../proto/accessor.js";
 
 const UID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 

@@ -105,6 +105,7 @@ test("start: defaults, --state-dir moves the sockets, environment as before, bad
     timeoutMs: "30000",
     chunkSize: "4194304",
     policyFile: null,
+    recallRules: null,
   });
   assert.equal(parseStartArgs(["--watch", "/w", "--policy-file", "/etc/p.json"], {}).policyFile, "/etc/p.json");
   assert.equal(parseStartArgs(["--watch", "/w", "--state-dir", "/s"], {}).runDir, "/s/run");
@@ -129,4 +130,7 @@ test("start: defaults, --state-dir moves the sockets, environment as before, bad
     message: "--mode: must be auto, range or whole, not 'x'",
   });
   assert.throws(() => parseStartArgs(["--watch", "/w", "stray"], {}), { message: "unexpected argument 'stray'" });
+  assert.throws(() => parseStartArgs(["--watch", "/w", "--recall-rules", "/nonexistent/rules.json"], {}), {
+    message: /^--recall-rules \/nonexistent\/rules\.json: ENOENT/,
+  });
 });

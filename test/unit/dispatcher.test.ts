@@ -4,7 +4,8 @@
 // one. Covers: resident files are allowed and ignore-marked; a stub's recall request carries
 // the right id, file and ranges; nothing the reply says is believed (another request's id,
 // bytes that are not the file's, a false "fully populated"); a restarting recall service is
-// retried inside the deadline; overload answers EAGAIN at once.
+// retried inside the deadline; overload answers EAGAIN at once; a recall rule denies a caller
+// with its own errno and fetches nothing, and a low caller waits its turn.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -13,9 +14,11 @@ import { setImmediate as tick } from "node:timers/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as native from "../../native/index.js";
+import type { AccessorInfo } from "../../listener/classify-access.js";
 import type { Dispatcher } from "../../listener/dispatcher.js";
 import { FAILURE_POLICY } from "../../listener/failure-policy.js";
 import type { ListenerReason } from "../../listener/failure-policy.js";
+import { parseRecallRules } from "../../listener/recall-rules.js";
 import { encodeStubState } from "../../listener/stub-state.js";
 import type { StoredState, StubState } from "../../listener/stub-state.js";
 import { RecallMode } from "../../proto/index.js";
@@ -352,4 +355,80 @@ test("more held events than maxHeld: the next stub access gets EAGAIN at once", 
   assert.deepEqual(a, { fd, verdict: "deny", errno: EAGAIN });
   assert.equal(reasonCount(r.d, "overloaded"), 1);
   assert.equal(r.recall.recalls.length, 0);
+});
+
+/** Who is behind each test pid (no /proc): 4242 is cat, 4343 dd, 4444 a backup agent's tar. */
+const PEOPLE: Record<number, AccessorInfo> = {
+  4242: { pid: 4242, uid: 1234, command: "cat", cgroup: "/user.slice/user-1234.slice/session-1.scope" },
+  4343: { pid: 4343, uid: 1234, command: "dd", cgroup: "/user.slice/user-1234.slice/session-1.scope" },
+  4444: { pid: 4444, uid: 0, command: "tar", cgroup: "/system.slice/backup.service" },
+};
+const RULES = parseRecallRules(
+  JSON.stringify([
+    { name: "no-cat", match: { command: "cat" }, action: "deny", errno: "EBUSY" },
+    { name: "backup", match: { cgroup: "/system.slice/backup.service" }, action: "low" },
+  ]),
+);
+
+function ruledRig(t: { after: (fn: () => void) => void }, lowWaitMs = 10_000): Rig {
+  return rig(t, { rules: RULES, lowWaitMs, describe: (pid) => PEOPLE[pid] });
+}
+
+function event(r: Rig, fd: number, pid: number): Promise<Answer> {
+  r.d.onEvent({ mask: 0, fd, pid, range: null });
+  return answered(r, fd);
+}
+
+test("a rule denying a command: its access fails at once with the rule's errno, no fd is sent, nothing is recalled; another reader of the stub gets it recalled", async (t) => {
+  const r = ruledRig(t);
+  const s = stubFile(r, "denied", 100_000);
+  r.recall.onRecall = (req) => {
+    put(s.path, s.data);
+    return recallReply(req.requestId, { fullyPopulated: true });
+  };
+  // Both open at once: an fd number answered and closed would come back for the second.
+  const fd = s.event();
+  const other = s.event();
+  assert.deepEqual(await event(r, fd, 4242), { fd, verdict: "deny", errno: 16 });
+  assert.equal(r.recall.recalls.length, 0);
+  assert.equal(r.channel.sent.length, 0);
+  assert.equal(reasonCount(r.d, "denied-by-rule"), 1);
+  assert.deepEqual(await event(r, other, 4343), { fd: other, verdict: "allow", errno: 0 });
+  assert.equal(r.recall.recalls.length, 1);
+  assert.equal(r.recall.recalls[0].req.accessor?.command, "dd");
+  assert.equal(r.recall.recalls[0].req.accessor?.rule, "default", "the audit record names the rule");
+  assert.deepEqual(r.d.ruleDecisions(), [
+    { rule: "no-cat", action: "deny", count: 1 },
+    { rule: "backup", action: "low", count: 0 },
+    { rule: "default", action: "allow", count: 1 },
+  ]);
+});
+
+test("a low caller's new recall waits until no other recall runs; past its wait it gets EAGAIN", async (t) => {
+  const r = ruledRig(t, 300);
+  const a = stubFile(r, "a", 4096);
+  const b = stubFile(r, "b", 4096);
+  const c = stubFile(r, "c", 4096);
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  t.after(() => release());
+  r.recall.onRecall = async (req) => {
+    const file = [a, b, c].find((f) => f.stub.key === req.object?.key)!;
+    if (file === a) await gate;
+    put(file.path, file.data);
+    return recallReply(req.requestId, { fullyPopulated: true });
+  };
+  const [fdA, fdB, fdC] = [a.event(), b.event(), c.event()];
+  r.d.onEvent({ mask: 0, fd: fdA, pid: 4343, range: null });
+  // Held behind a's recall until its wait (300 ms) runs out: EAGAIN, nothing recalled.
+  assert.deepEqual(await event(r, fdB, 4444), { fd: fdB, verdict: "deny", errno: EAGAIN });
+  r.d.onEvent({ mask: 0, fd: fdC, pid: 4444, range: null });
+  await tick();
+  assert.equal(r.recall.recalls.length, 1, "the low recall waits for its turn");
+  release();
+  assert.equal((await answered(r, fdA)).verdict, "allow");
+  assert.equal((await answered(r, fdC)).verdict, "allow");
+  assert.equal(r.recall.recalls.length, 2);
+  assert.equal(r.recall.recalls[1].req.accessor?.rule, "backup");
+  assert.equal(r.d.ruleDecisions().find((x) => x.rule === "backup")?.count, 2);
 });

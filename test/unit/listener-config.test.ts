@@ -49,6 +49,7 @@ test("defaults, and the holder and admin sockets beneath the run directory", () 
     recallTimeoutMs: 30000,
     maxRecalls: 256,
     callerShare: 0.5,
+    recallRules: [],
     logLevel: "info",
     adminSocket: "/run/fanrecall/listener/admin.sock",
     holderSocket: "/run/fanrecall/holder/holder.sock",
@@ -92,13 +93,15 @@ test("every FANRECALL_* variable of the deploy files, and the same keys from a -
     meshAdmin: true,
     checkRecalledBytes: false,
   };
-  assert.deepEqual(loadListenerConfig([], env), want);
+  // No rules file given: no rules (the rules file has a test of its own below).
+  const loaded = { ...want, recallRules: [] };
+  assert.deepEqual(loadListenerConfig([], env), loaded);
   const dir = mkdtempSync(join(tmpdir(), "fanrecall-listener-config-"));
   try {
     const path = join(dir, "listener.json");
     writeFileSync(path, JSON.stringify(want));
-    assert.deepEqual(loadListenerConfig(["--config", path], {}), want);
-    assert.deepEqual(loadListenerConfig([], { FANRECALL_CONFIG: path }), want);
+    assert.deepEqual(loadListenerConfig(["--config", path], {}), loaded);
+    assert.deepEqual(loadListenerConfig([], { FANRECALL_CONFIG: path }), loaded);
     // Flags still win over the file.
     assert.equal(loadListenerConfig(["--config", path, "--mode", "range"], {}).mode, "range");
   } finally {
@@ -144,4 +147,23 @@ test("namespaces: one per watch, valid and distinct, else derived from the host 
   const derived = load("--watch", "/srv/video", "--watch", "/srv/docs").namespaces;
   assert.equal(new Set(derived).size, 2);
   assert.ok(derived[0].endsWith("-srv-video"));
+});
+
+test("--recall-rules / FANRECALL_RECALL_RULES: read and checked at start; a bad file is one line naming it", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "rules-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const good = join(dir, "good.json");
+  writeFileSync(good, '[{"name":"scanners","match":{"command":"updatedb*"},"action":"deny"}]');
+  const base = ["--watch", "/x", "--recall-uid", "5"];
+  assert.deepEqual(loadListenerConfig([...base, "--recall-rules", good], {}).recallRules, [
+    { name: "scanners", match: { command: "updatedb*" }, action: "deny", errno: 1 },
+  ]);
+  assert.equal(loadListenerConfig(base, { FANRECALL_RECALL_RULES: good }).recallRules.length, 1);
+  const bad = join(dir, "bad.json");
+  writeFileSync(bad, '[{"name":"x","match":{},"action":"deny","errno":"ENOENT"}]');
+  assert.throws(() => loadListenerConfig([...base, "--recall-rules", bad], {}), {
+    message: `--recall-rules ${bad}: rule 1 ("x"): "errno" must be one fanotify can answer with: EPERM, EIO, EAGAIN, EBUSY, ETXTBSY, ENOSPC, EDQUOT`,
+  });
+  assert.throws(() => loadListenerConfig([...base, "--recall-rules", dir], {}), /: not a regular file$/);
+  assert.throws(() => loadListenerConfig([...base, "--recall-rules", join(dir, "none")], {}), /ENOENT/);
 });

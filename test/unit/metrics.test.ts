@@ -4,7 +4,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { RecallMetrics } from "../../recall-service/metrics.js";
+import { MAX_RULES } from "../../proto/accessor.js";
+import { RecallMetrics, listenerRuleCounts } from "../../recall-service/metrics.js";
 
 function rendered(): string {
   const m = new RecallMetrics(() => 1234);
@@ -20,6 +21,10 @@ function rendered(): string {
     ignoreMarkedFiles: 3,
     queueDepth: 1,
     verdicts: [{ verdict: "deny", reason: "overloaded", count: 2 }],
+    rules: [
+      { rule: "scanners", action: "deny", count: 4 },
+      { rule: "default", action: "allow", count: 0 },
+    ],
     receivedMs: Date.now(),
   };
   return m.render();
@@ -40,6 +45,8 @@ test("counters, histogram and listener figures render in the text format", () =>
   assert.match(text, /^fanrecall_listener_up 1$/m);
   assert.match(text, /^fanrecall_listener_events_total 10$/m);
   assert.match(text, /^fanrecall_listener_verdicts_total\{verdict="deny",reason="overloaded"\} 2$/m);
+  assert.match(text, /^fanrecall_recall_rule_decisions_total\{rule="scanners",action="deny"\} 4$/m);
+  assert.match(text, /^fanrecall_recall_rule_decisions_total\{rule="default",action="allow"\} 0$/m);
   for (const line of text.trimEnd().split("\n"))
     assert.match(line, /^(# (HELP|TYPE) fanrecall_\w+ .+|fanrecall_\w+(\{[^}]*\})? [0-9.e+-]+)$/, line);
 });
@@ -53,6 +60,7 @@ test("a listener that stopped reporting is down", () => {
     ignoreMarkedFiles: 0,
     queueDepth: 0,
     verdicts: [],
+    rules: [],
     receivedMs: Date.now() - 60_000,
   };
   assert.match(m.render(), /^fanrecall_listener_up 0$/m);
@@ -74,4 +82,20 @@ test("counters with known labels exist at 0 before anything happened (rate() see
   assert.match(text, /^fanrecall_recalls_total\{verdict="allow",reason="recalled"\} 0$/m);
   assert.match(text, /^fanrecall_recalls_total\{verdict="deny",reason="checksum-mismatch"\} 0$/m);
   assert.match(text, /^fanrecall_admin_requests_total\{op="status",code="OK"\} 0$/m);
+});
+
+test("rule counts the listener reports are bounded label values: rule-name shape, known action, each once, at most MAX_RULES + 1", () => {
+  const rows = listenerRuleCounts([
+    { rule: "backup", action: "low", count: 2 },
+    { rule: "backup", action: "deny", count: 9 },
+    { rule: 'x"}\nfanrecall_evil 1', action: "deny", count: 1 },
+    { rule: "default", action: "allow", count: 5 },
+    { rule: "odd", action: "maybe", count: 1 },
+  ]);
+  assert.deepEqual(rows, [
+    { rule: "backup", action: "low", count: 2 },
+    { rule: "default", action: "allow", count: 5 },
+  ]);
+  const many = Array.from({ length: 1000 }, (_, i) => ({ rule: `r${i}`, action: "allow", count: 1 }));
+  assert.equal(listenerRuleCounts(many).length, MAX_RULES + 1);
 });

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file recall/v1/recall.proto.
  */
 export const file_recall_v1_recall: GenFile = /*@__PURE__*/
-  fileDesc("ChZyZWNhbGwvdjEvcmVjYWxsLnByb3RvEglyZWNhbGwudjEiSAoMRmlsZUlkZW50aXR5EgsKA2RldhgBIAEoBBILCgNpbm8YAiABKAQSDAoEc2l6ZRgDIAEoBBIQCghtdGltZV9ucxgEIAEoAyJZCglPYmplY3RSZWYSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgp2ZXJzaW9uX2lkGAMgASgJEhsKE21hbmlmZXN0X3ZlcnNpb25faWQYBCABKAkiKwoJQnl0ZVJhbmdlEg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiRQoIQWNjZXNzb3ISCwoDcGlkGAEgASgFEgsKA3VpZBgCIAEoDRIPCgdjb21tYW5kGAMgASgJEg4KBmNncm91cBgEIAEoCSJQCglJbnRlZ3JpdHkSFgoOY29udGVudF9zaGEyNTYYASABKAkSFwoPbWFuaWZlc3Rfc2hhMjU2GAIgASgJEhIKCmNodW5rX3NpemUYAyABKAQivAIKDVJlY2FsbFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoBBIlCgRmaWxlGAIgASgLMhcucmVjYWxsLnYxLkZpbGVJZGVudGl0eRIkCgZvYmplY3QYAyABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmEicKCWludGVncml0eRgEIAEoCzIULnJlY2FsbC52MS5JbnRlZ3JpdHkSIwoEbW9kZRgFIAEoDjIVLnJlY2FsbC52MS5SZWNhbGxNb2RlEiQKBnJhbmdlcxgGIAMoCzIULnJlY2FsbC52MS5CeXRlUmFuZ2USGAoQZGVhZGxpbmVfdW5peF9tcxgHIAEoAxIlCghhY2Nlc3NvchgIIAEoCzITLnJlY2FsbC52MS5BY2Nlc3NvchIVCg13YW50X21hbmlmZXN0GAkgASgIIu0BCg5SZWNhbGxSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEiMKB3ZlcmRpY3QYAiABKA4yEi5yZWNhbGwudjEuVmVyZGljdBINCgVlcnJubxgDIAEoDRIhCgZyZWFzb24YBCABKA4yES5yZWNhbGwudjEuUmVhc29uEhUKDWJ5dGVzX2ZldGNoZWQYBSABKAQSFQoNYnl0ZXNfd3JpdHRlbhgGIAEoBBIXCg9wb3B1bGF0ZWRfYnl0ZXMYByABKAQSFwoPZnVsbHlfcG9wdWxhdGVkGAggASgIEhAKCG1hbmlmZXN0GAkgASgMIuYBCg5BcmNoaXZlUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEiUKBGZpbGUYAiABKAsyFy5yZWNhbGwudjEuRmlsZUlkZW50aXR5Eg4KBmJ1Y2tldBgDIAEoCRILCgNrZXkYBCABKAkSEgoKY2h1bmtfc2l6ZRgFIAEoBBIYChBkZWFkbGluZV91bml4X21zGAYgASgDEhEKCW5hbWVzcGFjZRgHIAEoCRIMCgRwYXRoGAggASgJEi0KCmF0dHJpYnV0ZXMYCSABKAsyGS5yZWNhbGwudjEuRmlsZUF0dHJpYnV0ZXMiSgoORmlsZUF0dHJpYnV0ZXMSCwoDdWlkGAEgASgNEgsKA2dpZBgCIAEoDRIMCgRtb2RlGAMgASgNEhAKCGF0aW1lX25zGAQgASgDIrYBCg9BcmNoaXZlUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoBBIhCgZyZWFzb24YAiABKA4yES5yZWNhbGwudjEuUmVhc29uEiQKBm9iamVjdBgDIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYSJwoJaW50ZWdyaXR5GAQgASgLMhQucmVjYWxsLnYxLkludGVncml0eRIMCgRzaXplGAUgASgEEg8KB21lc3NhZ2UYBiABKAkiswEKDVZlcmlmeVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoBBIlCgRmaWxlGAIgASgLMhcucmVjYWxsLnYxLkZpbGVJZGVudGl0eRIkCgZvYmplY3QYAyABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmEicKCWludGVncml0eRgEIAEoCzIULnJlY2FsbC52MS5JbnRlZ3JpdHkSGAoQZGVhZGxpbmVfdW5peF9tcxgFIAEoAyJ5Cg5WZXJpZnlSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEg0KBWVxdWFsGAIgASgIEiEKBnJlYXNvbhgDIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SDwoHbWVzc2FnZRgEIAEoCRIQCghtYW5pZmVzdBgFIAEoDCI5ChFTdGF0T2JqZWN0UmVxdWVzdBIkCgZvYmplY3QYASABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmIlUKElN0YXRPYmplY3RSZXNwb25zZRIOCgZleGlzdHMYASABKAgSDAoEc2l6ZRgCIAEoBBIhCgZyZWFzb24YAyABKA4yES5yZWNhbGwudjEuUmVhc29uIkYKFExpc3RlbmVyVmVyZGljdENvdW50Eg8KB3ZlcmRpY3QYASABKAkSDgoGcmVhc29uGAIgASgJEg0KBWNvdW50GAMgASgEIsYBChpSZXBvcnRMaXN0ZW5lclN0YXRzUmVxdWVzdBIUCgxsaXN0ZW5lcl9waWQYASABKAUSFwoPc3RhcnRlZF91bml4X21zGAIgASgDEhQKDGV2ZW50c190b3RhbBgDIAEoBBIbChNpZ25vcmVfbWFya2VkX2ZpbGVzGAQgASgEEhMKC3F1ZXVlX2RlcHRoGAUgASgEEjEKCHZlcmRpY3RzGAYgAygLMh8ucmVjYWxsLnYxLkxpc3RlbmVyVmVyZGljdENvdW50Ih0KG1JlcG9ydExpc3RlbmVyU3RhdHNSZXNwb25zZSIpChlBZG1pblNlcnZpY2VTdGF0dXNSZXF1ZXN0EgwKBHBhdGgYASABKAkiSAoaQWRtaW5TZXJ2aWNlU3RhdHVzUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoucmVjYWxsLnYxLkFkbWluRmlsZVN0YXR1cyIqChpBZG1pblNlcnZpY2VSZXN0b3JlUmVxdWVzdBIMCgRwYXRoGAEgASgJIkkKG0FkbWluU2VydmljZVJlc3RvcmVSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5yZWNhbGwudjEuQWRtaW5GaWxlU3RhdHVzIioKGkFkbWluU2VydmljZUFyY2hpdmVSZXF1ZXN0EgwKBHBhdGgYASABKAkiSQobQWRtaW5TZXJ2aWNlQXJjaGl2ZVJlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnJlY2FsbC52MS5BZG1pbkZpbGVTdGF0dXMiewoPQWRtaW5GaWxlU3RhdHVzEgwKBHBhdGgYASABKAkSDQoFc3RhdGUYAiABKAkSDAoEc2l6ZRgDIAEoBBIXCg9wb3B1bGF0ZWRfYnl0ZXMYBCABKAQSJAoGb2JqZWN0GAUgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZiJoCg1BZG1pbldvcmtJdGVtEg8KB3dvcmtfaWQYASABKAQSHgoCb3AYAiABKA4yEi5yZWNhbGwudjEuQWRtaW5PcBIMCgRwYXRoGAMgASgJEhgKEGRlYWRsaW5lX3VuaXhfbXMYBCABKAMiOgoUVGFrZUFkbWluV29ya1JlcXVlc3QSDwoHd2FpdF9tcxgBIAEoDRIRCgltYXhfaXRlbXMYAiABKA0iQAoVVGFrZUFkbWluV29ya1Jlc3BvbnNlEicKBWl0ZW1zGAEgAygLMhgucmVjYWxsLnYxLkFkbWluV29ya0l0ZW0iiAEKFkZpbmlzaEFkbWluV29ya1JlcXVlc3QSDwoHd29ya19pZBgBIAEoBBIKCgJvaxgCIAEoCBIqCgZzdGF0dXMYAyABKAsyGi5yZWNhbGwudjEuQWRtaW5GaWxlU3RhdHVzEhQKDGVycm9yX3JlYXNvbhgEIAEoCRIPCgdtZXNzYWdlGAUgASgJIhkKF0ZpbmlzaEFkbWluV29ya1Jlc3BvbnNlIjcKEldyaXRlUmVjb3JkUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDgoGcmVjb3JkGAIgASgJIlcKE1dyaXRlUmVjb3JkUmVzcG9uc2USIQoGcmVhc29uGAEgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIMCgRuYW1lGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiXgoUTGlzdE5hbWVzcGFjZVJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEgwKBGFyZWEYAiABKAkSEwoLc3RhcnRfYWZ0ZXIYAyABKAkSEAoIbWF4X2tleXMYBCABKA0iTAoPTmFtZXNwYWNlT2JqZWN0EgwKBG5hbWUYASABKAkSDAoEc2l6ZRgCIAEoBBIdChVsYXN0X21vZGlmaWVkX3VuaXhfbXMYAyABKAMiiwEKFUxpc3ROYW1lc3BhY2VSZXNwb25zZRIrCgdvYmplY3RzGAEgAygLMhoucmVjYWxsLnYxLk5hbWVzcGFjZU9iamVjdBIRCgl0cnVuY2F0ZWQYAiABKAgSIQoGcmVhc29uGAMgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIlwKGUdldE5hbWVzcGFjZU9iamVjdFJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGb2Zmc2V0GAMgASgEEg4KBmxlbmd0aBgEIAEoDSJsChpHZXROYW1lc3BhY2VPYmplY3RSZXNwb25zZRIMCgRkYXRhGAEgASgMEgwKBHNpemUYAiABKAQSIQoGcmVhc29uGAMgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAQgASgJIkoKGVB1dE5hbWVzcGFjZU9iamVjdFJlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEgwKBG5hbWUYAiABKAkSDAoEZGF0YRgDIAEoDCJQChpQdXROYW1lc3BhY2VPYmplY3RSZXNwb25zZRIhCgZyZWFzb24YASABKA4yES5yZWNhbGwudjEuUmVhc29uEg8KB21lc3NhZ2UYAiABKAkiTgodRGVsZXRlTmFtZXNwYWNlT2JqZWN0c1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEg0KBW5hbWVzGAIgAygJEgsKA3doeRgDIAEoCSJlCh5EZWxldGVOYW1lc3BhY2VPYmplY3RzUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoDRIhCgZyZWFzb24YAiABKA4yES5yZWNhbGwudjEuUmVhc29uEg8KB21lc3NhZ2UYAyABKAkqRwoHVmVyZGljdBIXChNWRVJESUNUX1VOU1BFQ0lGSUVEEAASEQoNVkVSRElDVF9BTExPVxABEhAKDFZFUkRJQ1RfREVOWRACKpAGCgZSZWFzb24SFgoSUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPUkVBU09OX1JFQ0FMTEVEEAESEwoPUkVBU09OX1JFU0lERU5UEAISEgoOUkVBU09OX1RJTUVPVVQQAxIcChhSRUFTT05fU1RPUkVfVU5BVkFJTEFCTEUQBBIZChVSRUFTT05fT0JKRUNUX01JU1NJTkcQBRIcChhSRUFTT05fQ0hFQ0tTVU1fTUlTTUFUQ0gQBhIXChNSRUFTT05fV1JJVEVfRkFJTEVEEAcSEwoPUkVBU09OX05PX1NQQUNFEAgSFQoRUkVBU09OX0ZEX01JU1NJTkcQCRIZChVSRUFTT05fUFJPVE9DT0xfRVJST1IQChIVChFSRUFTT05fT1ZFUkxPQURFRBALEhMKD1JFQVNPTl9TSFVURE9XThAMEhcKE1JFQVNPTl9TVFVCX0NIQU5HRUQQDRITCg9SRUFTT05fQVJDSElWRUQQDhITCg9SRUFTT05fVkVSSUZJRUQQDxITCg9SRUFTT05fTUlTTUFUQ0gQEBIWChJSRUFTT05fUkVBRF9GQUlMRUQQERIPCgtSRUFTT05fU0VMRhASEhQKEFJFQVNPTl9QT1BVTEFURUQQExITCg9SRUFTT05fUkVMRUFTRUQQFBIQCgxSRUFTT05fTk9fRkQQFRIZChVSRUFTT05fSU5URVJOQUxfRVJST1IQFhIXChNSRUFTT05fTk9UX1dSSVRBQkxFEBcSHQoZUkVBU09OX1JFQ0FMTF9VTkFWQUlMQUJMRRAYEhcKE1JFQVNPTl9TVFVCX0NPUlJVUFQQGRIXChNSRUFTT05fSU5WQUxJRF9QQVRIEBoSFAoQUkVBU09OX05PVF9GT1VORBAbEhgKFFJFQVNPTl9OT1RfUEVSTUlUVEVEEBwSDwoLUkVBU09OX0JVU1kQHRIRCg1SRUFTT05fU1RPUkVEEB4SEQoNUkVBU09OX0VYSVNUUxAfEhIKDlJFQVNPTl9ERUxFVEVEECASDwoLUkVBU09OX0dPTkUQISpXCgpSZWNhbGxNb2RlEhsKF1JFQ0FMTF9NT0RFX1VOU1BFQ0lGSUVEEAASFQoRUkVDQUxMX01PREVfUkFOR0UQARIVChFSRUNBTExfTU9ERV9XSE9MRRACKmQKB0FkbWluT3ASGAoUQURNSU5fT1BfVU5TUEVDSUZJRUQQABITCg9BRE1JTl9PUF9TVEFUVVMQARIUChBBRE1JTl9PUF9SRVNUT1JFEAISFAoQQURNSU5fT1BfQVJDSElWRRADMoUICg1SZWNhbGxTZXJ2aWNlEj0KBlJlY2FsbBIYLnJlY2FsbC52MS5SZWNhbGxSZXF1ZXN0GhkucmVjYWxsLnYxLlJlY2FsbFJlc3BvbnNlEkAKB0FyY2hpdmUSGS5yZWNhbGwudjEuQXJjaGl2ZVJlcXVlc3QaGi5yZWNhbGwudjEuQXJjaGl2ZVJlc3BvbnNlEj0KBlZlcmlmeRIYLnJlY2FsbC52MS5WZXJpZnlSZXF1ZXN0GhkucmVjYWxsLnYxLlZlcmlmeVJlc3BvbnNlEkkKClN0YXRPYmplY3QSHC5yZWNhbGwudjEuU3RhdE9iamVjdFJlcXVlc3QaHS5yZWNhbGwudjEuU3RhdE9iamVjdFJlc3BvbnNlEmQKE1JlcG9ydExpc3RlbmVyU3RhdHMSJS5yZWNhbGwudjEuUmVwb3J0TGlzdGVuZXJTdGF0c1JlcXVlc3QaJi5yZWNhbGwudjEuUmVwb3J0TGlzdGVuZXJTdGF0c1Jlc3BvbnNlElIKDVRha2VBZG1pbldvcmsSHy5yZWNhbGwudjEuVGFrZUFkbWluV29ya1JlcXVlc3QaIC5yZWNhbGwudjEuVGFrZUFkbWluV29ya1Jlc3BvbnNlElgKD0ZpbmlzaEFkbWluV29yaxIhLnJlY2FsbC52MS5GaW5pc2hBZG1pbldvcmtSZXF1ZXN0GiIucmVjYWxsLnYxLkZpbmlzaEFkbWluV29ya1Jlc3BvbnNlEkwKC1dyaXRlUmVjb3JkEh0ucmVjYWxsLnYxLldyaXRlUmVjb3JkUmVxdWVzdBoeLnJlY2FsbC52MS5Xcml0ZVJlY29yZFJlc3BvbnNlElIKDUxpc3ROYW1lc3BhY2USHy5yZWNhbGwudjEuTGlzdE5hbWVzcGFjZVJlcXVlc3QaIC5yZWNhbGwudjEuTGlzdE5hbWVzcGFjZVJlc3BvbnNlEmEKEkdldE5hbWVzcGFjZU9iamVjdBIkLnJlY2FsbC52MS5HZXROYW1lc3BhY2VPYmplY3RSZXF1ZXN0GiUucmVjYWxsLnYxLkdldE5hbWVzcGFjZU9iamVjdFJlc3BvbnNlEmEKElB1dE5hbWVzcGFjZU9iamVjdBIkLnJlY2FsbC52MS5QdXROYW1lc3BhY2VPYmplY3RSZXF1ZXN0GiUucmVjYWxsLnYxLlB1dE5hbWVzcGFjZU9iamVjdFJlc3BvbnNlEm0KFkRlbGV0ZU5hbWVzcGFjZU9iamVjdHMSKC5yZWNhbGwudjEuRGVsZXRlTmFtZXNwYWNlT2JqZWN0c1JlcXVlc3QaKS5yZWNhbGwudjEuRGVsZXRlTmFtZXNwYWNlT2JqZWN0c1Jlc3BvbnNlMpkCCgxBZG1pblNlcnZpY2USVQoGU3RhdHVzEiQucmVjYWxsLnYxLkFkbWluU2VydmljZVN0YXR1c1JlcXVlc3QaJS5yZWNhbGwudjEuQWRtaW5TZXJ2aWNlU3RhdHVzUmVzcG9uc2USWAoHUmVzdG9yZRIlLnJlY2FsbC52MS5BZG1pblNlcnZpY2VSZXN0b3JlUmVxdWVzdBomLnJlY2FsbC52MS5BZG1pblNlcnZpY2VSZXN0b3JlUmVzcG9uc2USWAoHQXJjaGl2ZRIlLnJlY2FsbC52MS5BZG1pblNlcnZpY2VBcmNoaXZlUmVxdWVzdBomLnJlY2FsbC52MS5BZG1pblNlcnZpY2VBcmNoaXZlUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChZyZWNhbGwvdjEvcmVjYWxsLnByb3RvEglyZWNhbGwudjEiSAoMRmlsZUlkZW50aXR5EgsKA2RldhgBIAEoBBILCgNpbm8YAiABKAQSDAoEc2l6ZRgDIAEoBBIQCghtdGltZV9ucxgEIAEoAyJZCglPYmplY3RSZWYSDgoGYnVja2V0GAEgASgJEgsKA2tleRgCIAEoCRISCgp2ZXJzaW9uX2lkGAMgASgJEhsKE21hbmlmZXN0X3ZlcnNpb25faWQYBCABKAkiKwoJQnl0ZVJhbmdlEg4KBm9mZnNldBgBIAEoBBIOCgZsZW5ndGgYAiABKAQiUwoIQWNjZXNzb3ISCwoDcGlkGAEgASgFEgsKA3VpZBgCIAEoDRIPCgdjb21tYW5kGAMgASgJEg4KBmNncm91cBgEIAEoCRIMCgRydWxlGAUgASgJIlAKCUludGVncml0eRIWCg5jb250ZW50X3NoYTI1NhgBIAEoCRIXCg9tYW5pZmVzdF9zaGEyNTYYAiABKAkSEgoKY2h1bmtfc2l6ZRgDIAEoBCK8AgoNUmVjYWxsUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEiUKBGZpbGUYAiABKAsyFy5yZWNhbGwudjEuRmlsZUlkZW50aXR5EiQKBm9iamVjdBgDIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYSJwoJaW50ZWdyaXR5GAQgASgLMhQucmVjYWxsLnYxLkludGVncml0eRIjCgRtb2RlGAUgASgOMhUucmVjYWxsLnYxLlJlY2FsbE1vZGUSJAoGcmFuZ2VzGAYgAygLMhQucmVjYWxsLnYxLkJ5dGVSYW5nZRIYChBkZWFkbGluZV91bml4X21zGAcgASgDEiUKCGFjY2Vzc29yGAggASgLMhMucmVjYWxsLnYxLkFjY2Vzc29yEhUKDXdhbnRfbWFuaWZlc3QYCSABKAgi7QEKDlJlY2FsbFJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSIwoHdmVyZGljdBgCIAEoDjISLnJlY2FsbC52MS5WZXJkaWN0Eg0KBWVycm5vGAMgASgNEiEKBnJlYXNvbhgEIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SFQoNYnl0ZXNfZmV0Y2hlZBgFIAEoBBIVCg1ieXRlc193cml0dGVuGAYgASgEEhcKD3BvcHVsYXRlZF9ieXRlcxgHIAEoBBIXCg9mdWxseV9wb3B1bGF0ZWQYCCABKAgSEAoIbWFuaWZlc3QYCSABKAwi5gEKDkFyY2hpdmVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAQSJQoEZmlsZRgCIAEoCzIXLnJlY2FsbC52MS5GaWxlSWRlbnRpdHkSDgoGYnVja2V0GAMgASgJEgsKA2tleRgEIAEoCRISCgpjaHVua19zaXplGAUgASgEEhgKEGRlYWRsaW5lX3VuaXhfbXMYBiABKAMSEQoJbmFtZXNwYWNlGAcgASgJEgwKBHBhdGgYCCABKAkSLQoKYXR0cmlidXRlcxgJIAEoCzIZLnJlY2FsbC52MS5GaWxlQXR0cmlidXRlcyJKCg5GaWxlQXR0cmlidXRlcxILCgN1aWQYASABKA0SCwoDZ2lkGAIgASgNEgwKBG1vZGUYAyABKA0SEAoIYXRpbWVfbnMYBCABKAMitgEKD0FyY2hpdmVSZXNwb25zZRISCgpyZXF1ZXN0X2lkGAEgASgEEiEKBnJlYXNvbhgCIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SJAoGb2JqZWN0GAMgASgLMhQucmVjYWxsLnYxLk9iamVjdFJlZhInCglpbnRlZ3JpdHkYBCABKAsyFC5yZWNhbGwudjEuSW50ZWdyaXR5EgwKBHNpemUYBSABKAQSDwoHbWVzc2FnZRgGIAEoCSKzAQoNVmVyaWZ5UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgEEiUKBGZpbGUYAiABKAsyFy5yZWNhbGwudjEuRmlsZUlkZW50aXR5EiQKBm9iamVjdBgDIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYSJwoJaW50ZWdyaXR5GAQgASgLMhQucmVjYWxsLnYxLkludGVncml0eRIYChBkZWFkbGluZV91bml4X21zGAUgASgDInkKDlZlcmlmeVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAQSDQoFZXF1YWwYAiABKAgSIQoGcmVhc29uGAMgASgOMhEucmVjYWxsLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAQgASgJEhAKCG1hbmlmZXN0GAUgASgMIjkKEVN0YXRPYmplY3RSZXF1ZXN0EiQKBm9iamVjdBgBIAEoCzIULnJlY2FsbC52MS5PYmplY3RSZWYiVQoSU3RhdE9iamVjdFJlc3BvbnNlEg4KBmV4aXN0cxgBIAEoCBIMCgRzaXplGAIgASgEEiEKBnJlYXNvbhgDIAEoDjIRLnJlY2FsbC52MS5SZWFzb24iRgoUTGlzdGVuZXJWZXJkaWN0Q291bnQSDwoHdmVyZGljdBgBIAEoCRIOCgZyZWFzb24YAiABKAkSDQoFY291bnQYAyABKAQi8wEKGlJlcG9ydExpc3RlbmVyU3RhdHNSZXF1ZXN0EhQKDGxpc3RlbmVyX3BpZBgBIAEoBRIXCg9zdGFydGVkX3VuaXhfbXMYAiABKAMSFAoMZXZlbnRzX3RvdGFsGAMgASgEEhsKE2lnbm9yZV9tYXJrZWRfZmlsZXMYBCABKAQSEwoLcXVldWVfZGVwdGgYBSABKAQSMQoIdmVyZGljdHMYBiADKAsyHy5yZWNhbGwudjEuTGlzdGVuZXJWZXJkaWN0Q291bnQSKwoFcnVsZXMYByADKAsyHC5yZWNhbGwudjEuTGlzdGVuZXJSdWxlQ291bnQiQAoRTGlzdGVuZXJSdWxlQ291bnQSDAoEcnVsZRgBIAEoCRIOCgZhY3Rpb24YAiABKAkSDQoFY291bnQYAyABKAQiHQobUmVwb3J0TGlzdGVuZXJTdGF0c1Jlc3BvbnNlIikKGUFkbWluU2VydmljZVN0YXR1c1JlcXVlc3QSDAoEcGF0aBgBIAEoCSJIChpBZG1pblNlcnZpY2VTdGF0dXNSZXNwb25zZRIqCgZzdGF0dXMYASABKAsyGi5yZWNhbGwudjEuQWRtaW5GaWxlU3RhdHVzIioKGkFkbWluU2VydmljZVJlc3RvcmVSZXF1ZXN0EgwKBHBhdGgYASABKAkiSQobQWRtaW5TZXJ2aWNlUmVzdG9yZVJlc3BvbnNlEioKBnN0YXR1cxgBIAEoCzIaLnJlY2FsbC52MS5BZG1pbkZpbGVTdGF0dXMiKgoaQWRtaW5TZXJ2aWNlQXJjaGl2ZVJlcXVlc3QSDAoEcGF0aBgBIAEoCSJJChtBZG1pblNlcnZpY2VBcmNoaXZlUmVzcG9uc2USKgoGc3RhdHVzGAEgASgLMhoucmVjYWxsLnYxLkFkbWluRmlsZVN0YXR1cyJ7Cg9BZG1pbkZpbGVTdGF0dXMSDAoEcGF0aBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIMCgRzaXplGAMgASgEEhcKD3BvcHVsYXRlZF9ieXRlcxgEIAEoBBIkCgZvYmplY3QYBSABKAsyFC5yZWNhbGwudjEuT2JqZWN0UmVmImgKDUFkbWluV29ya0l0ZW0SDwoHd29ya19pZBgBIAEoBBIeCgJvcBgCIAEoDjISLnJlY2FsbC52MS5BZG1pbk9wEgwKBHBhdGgYAyABKAkSGAoQZGVhZGxpbmVfdW5peF9tcxgEIAEoAyI6ChRUYWtlQWRtaW5Xb3JrUmVxdWVzdBIPCgd3YWl0X21zGAEgASgNEhEKCW1heF9pdGVtcxgCIAEoDSJAChVUYWtlQWRtaW5Xb3JrUmVzcG9uc2USJwoFaXRlbXMYASADKAsyGC5yZWNhbGwudjEuQWRtaW5Xb3JrSXRlbSKIAQoWRmluaXNoQWRtaW5Xb3JrUmVxdWVzdBIPCgd3b3JrX2lkGAEgASgEEgoKAm9rGAIgASgIEioKBnN0YXR1cxgDIAEoCzIaLnJlY2FsbC52MS5BZG1pbkZpbGVTdGF0dXMSFAoMZXJyb3JfcmVhc29uGAQgASgJEg8KB21lc3NhZ2UYBSABKAkiGQoXRmluaXNoQWRtaW5Xb3JrUmVzcG9uc2UiNwoSV3JpdGVSZWNvcmRSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIOCgZyZWNvcmQYAiABKAkiVwoTV3JpdGVSZWNvcmRSZXNwb25zZRIhCgZyZWFzb24YASABKA4yES5yZWNhbGwudjEuUmVhc29uEgwKBG5hbWUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCSJeChRMaXN0TmFtZXNwYWNlUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDAoEYXJlYRgCIAEoCRITCgtzdGFydF9hZnRlchgDIAEoCRIQCghtYXhfa2V5cxgEIAEoDSJMCg9OYW1lc3BhY2VPYmplY3QSDAoEbmFtZRgBIAEoCRIMCgRzaXplGAIgASgEEh0KFWxhc3RfbW9kaWZpZWRfdW5peF9tcxgDIAEoAyKLAQoVTGlzdE5hbWVzcGFjZVJlc3BvbnNlEisKB29iamVjdHMYASADKAsyGi5yZWNhbGwudjEuTmFtZXNwYWNlT2JqZWN0EhEKCXRydW5jYXRlZBgCIAEoCBIhCgZyZWFzb24YAyABKA4yES5yZWNhbGwudjEuUmVhc29uEg8KB21lc3NhZ2UYBCABKAkiXAoZR2V0TmFtZXNwYWNlT2JqZWN0UmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZvZmZzZXQYAyABKAQSDgoGbGVuZ3RoGAQgASgNImwKGkdldE5hbWVzcGFjZU9iamVjdFJlc3BvbnNlEgwKBGRhdGEYASABKAwSDAoEc2l6ZRgCIAEoBBIhCgZyZWFzb24YAyABKA4yES5yZWNhbGwudjEuUmVhc29uEg8KB21lc3NhZ2UYBCABKAkiSgoZUHV0TmFtZXNwYWNlT2JqZWN0UmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDAoEbmFtZRgCIAEoCRIMCgRkYXRhGAMgASgMIlAKGlB1dE5hbWVzcGFjZU9iamVjdFJlc3BvbnNlEiEKBnJlYXNvbhgBIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SDwoHbWVzc2FnZRgCIAEoCSJOCh1EZWxldGVOYW1lc3BhY2VPYmplY3RzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDQoFbmFtZXMYAiADKAkSCwoDd2h5GAMgASgJImUKHkRlbGV0ZU5hbWVzcGFjZU9iamVjdHNSZXNwb25zZRIPCgdkZWxldGVkGAEgASgNEiEKBnJlYXNvbhgCIAEoDjIRLnJlY2FsbC52MS5SZWFzb24SDwoHbWVzc2FnZRgDIAEoCSpHCgdWZXJkaWN0EhcKE1ZFUkRJQ1RfVU5TUEVDSUZJRUQQABIRCg1WRVJESUNUX0FMTE9XEAESEAoMVkVSRElDVF9ERU5ZEAIqqwYKBlJlYXNvbhIWChJSRUFTT05fVU5TUEVDSUZJRUQQABITCg9SRUFTT05fUkVDQUxMRUQQARITCg9SRUFTT05fUkVTSURFTlQQAhISCg5SRUFTT05fVElNRU9VVBADEhwKGFJFQVNPTl9TVE9SRV9VTkFWQUlMQUJMRRAEEhkKFVJFQVNPTl9PQkpFQ1RfTUlTU0lORxAFEhwKGFJFQVNPTl9DSEVDS1NVTV9NSVNNQVRDSBAGEhcKE1JFQVNPTl9XUklURV9GQUlMRUQQBxITCg9SRUFTT05fTk9fU1BBQ0UQCBIVChFSRUFTT05fRkRfTUlTU0lORxAJEhkKFVJFQVNPTl9QUk9UT0NPTF9FUlJPUhAKEhUKEVJFQVNPTl9PVkVSTE9BREVEEAsSEwoPUkVBU09OX1NIVVRET1dOEAwSFwoTUkVBU09OX1NUVUJfQ0hBTkdFRBANEhMKD1JFQVNPTl9BUkNISVZFRBAOEhMKD1JFQVNPTl9WRVJJRklFRBAPEhMKD1JFQVNPTl9NSVNNQVRDSBAQEhYKElJFQVNPTl9SRUFEX0ZBSUxFRBAREg8KC1JFQVNPTl9TRUxGEBISFAoQUkVBU09OX1BPUFVMQVRFRBATEhMKD1JFQVNPTl9SRUxFQVNFRBAUEhAKDFJFQVNPTl9OT19GRBAVEhkKFVJFQVNPTl9JTlRFUk5BTF9FUlJPUhAWEhcKE1JFQVNPTl9OT1RfV1JJVEFCTEUQFxIdChlSRUFTT05fUkVDQUxMX1VOQVZBSUxBQkxFEBgSFwoTUkVBU09OX1NUVUJfQ09SUlVQVBAZEhcKE1JFQVNPTl9JTlZBTElEX1BBVEgQGhIUChBSRUFTT05fTk9UX0ZPVU5EEBsSGAoUUkVBU09OX05PVF9QRVJNSVRURUQQHBIPCgtSRUFTT05fQlVTWRAdEhEKDVJFQVNPTl9TVE9SRUQQHhIRCg1SRUFTT05fRVhJU1RTEB8SEgoOUkVBU09OX0RFTEVURUQQIBIPCgtSRUFTT05fR09ORRAhEhkKFVJFQVNPTl9ERU5JRURfQllfUlVMRRAiKlcKClJlY2FsbE1vZGUSGwoXUkVDQUxMX01PREVfVU5TUEVDSUZJRUQQABIVChFSRUNBTExfTU9ERV9SQU5HRRABEhUKEVJFQ0FMTF9NT0RFX1dIT0xFEAIqZAoHQWRtaW5PcBIYChRBRE1JTl9PUF9VTlNQRUNJRklFRBAAEhMKD0FETUlOX09QX1NUQVRVUxABEhQKEEFETUlOX09QX1JFU1RPUkUQAhIUChBBRE1JTl9PUF9BUkNISVZFEAMyhQgKDVJlY2FsbFNlcnZpY2USPQoGUmVjYWxsEhgucmVjYWxsLnYxLlJlY2FsbFJlcXVlc3QaGS5yZWNhbGwudjEuUmVjYWxsUmVzcG9uc2USQAoHQXJjaGl2ZRIZLnJlY2FsbC52MS5BcmNoaXZlUmVxdWVzdBoaLnJlY2FsbC52MS5BcmNoaXZlUmVzcG9uc2USPQoGVmVyaWZ5EhgucmVjYWxsLnYxLlZlcmlmeVJlcXVlc3QaGS5yZWNhbGwudjEuVmVyaWZ5UmVzcG9uc2USSQoKU3RhdE9iamVjdBIcLnJlY2FsbC52MS5TdGF0T2JqZWN0UmVxdWVzdBodLnJlY2FsbC52MS5TdGF0T2JqZWN0UmVzcG9uc2USZAoTUmVwb3J0TGlzdGVuZXJTdGF0cxIlLnJlY2FsbC52MS5SZXBvcnRMaXN0ZW5lclN0YXRzUmVxdWVzdBomLnJlY2FsbC52MS5SZXBvcnRMaXN0ZW5lclN0YXRzUmVzcG9uc2USUgoNVGFrZUFkbWluV29yaxIfLnJlY2FsbC52MS5UYWtlQWRtaW5Xb3JrUmVxdWVzdBogLnJlY2FsbC52MS5UYWtlQWRtaW5Xb3JrUmVzcG9uc2USWAoPRmluaXNoQWRtaW5Xb3JrEiEucmVjYWxsLnYxLkZpbmlzaEFkbWluV29ya1JlcXVlc3QaIi5yZWNhbGwudjEuRmluaXNoQWRtaW5Xb3JrUmVzcG9uc2USTAoLV3JpdGVSZWNvcmQSHS5yZWNhbGwudjEuV3JpdGVSZWNvcmRSZXF1ZXN0Gh4ucmVjYWxsLnYxLldyaXRlUmVjb3JkUmVzcG9uc2USUgoNTGlzdE5hbWVzcGFjZRIfLnJlY2FsbC52MS5MaXN0TmFtZXNwYWNlUmVxdWVzdBogLnJlY2FsbC52MS5MaXN0TmFtZXNwYWNlUmVzcG9uc2USYQoSR2V0TmFtZXNwYWNlT2JqZWN0EiQucmVjYWxsLnYxLkdldE5hbWVzcGFjZU9iamVjdFJlcXVlc3QaJS5yZWNhbGwudjEuR2V0TmFtZXNwYWNlT2JqZWN0UmVzcG9uc2USYQoSUHV0TmFtZXNwYWNlT2JqZWN0EiQucmVjYWxsLnYxLlB1dE5hbWVzcGFjZU9iamVjdFJlcXVlc3QaJS5yZWNhbGwudjEuUHV0TmFtZXNwYWNlT2JqZWN0UmVzcG9uc2USbQoWRGVsZXRlTmFtZXNwYWNlT2JqZWN0cxIoLnJlY2FsbC52MS5EZWxldGVOYW1lc3BhY2VPYmplY3RzUmVxdWVzdBopLnJlY2FsbC52MS5EZWxldGVOYW1lc3BhY2VPYmplY3RzUmVzcG9uc2UymQIKDEFkbWluU2VydmljZRJVCgZTdGF0dXMSJC5yZWNhbGwudjEuQWRtaW5TZXJ2aWNlU3RhdHVzUmVxdWVzdBolLnJlY2FsbC52MS5BZG1pblNlcnZpY2VTdGF0dXNSZXNwb25zZRJYCgdSZXN0b3JlEiUucmVjYWxsLnYxLkFkbWluU2VydmljZVJlc3RvcmVSZXF1ZXN0GiYucmVjYWxsLnYxLkFkbWluU2VydmljZVJlc3RvcmVSZXNwb25zZRJYCgdBcmNoaXZlEiUucmVjYWxsLnYxLkFkbWluU2VydmljZUFyY2hpdmVSZXF1ZXN0GiYucmVjYWxsLnYxLkFkbWluU2VydmljZUFyY2hpdmVSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * FileIdentity names the inode behind the fd, as the listener saw it.
@@ -140,6 +140,14 @@ export type Accessor = Message<"recall.v1.Accessor"> & {
    * @generated from field: string cgroup = 4;
    */
   cgroup: string;
+
+  /**
+   * rule is the name of the recall rule that admitted the access ("default" when none
+   * matched; empty when the listener has no rules).
+   *
+   * @generated from field: string rule = 5;
+   */
+  rule: string;
 };
 
 /**
@@ -665,6 +673,13 @@ export type ReportListenerStatsRequest = Message<"recall.v1.ReportListenerStatsR
    * @generated from field: repeated recall.v1.ListenerVerdictCount verdicts = 6;
    */
   verdicts: ListenerVerdictCount[];
+
+  /**
+   * rules counts the decisions of each configured recall rule (and "default"), zeros included.
+   *
+   * @generated from field: repeated recall.v1.ListenerRuleCount rules = 7;
+   */
+  rules: ListenerRuleCount[];
 };
 
 /**
@@ -673,6 +688,39 @@ export type ReportListenerStatsRequest = Message<"recall.v1.ReportListenerStatsR
  */
 export const ReportListenerStatsRequestSchema: GenMessage<ReportListenerStatsRequest> = /*@__PURE__*/
   messageDesc(file_recall_v1_recall, 15);
+
+/**
+ * ListenerRuleCount is how many accesses one recall rule decided.
+ *
+ * @generated from message recall.v1.ListenerRuleCount
+ */
+export type ListenerRuleCount = Message<"recall.v1.ListenerRuleCount"> & {
+  /**
+   * rule is the rule's name from the listener's rules file, or "default".
+   *
+   * @generated from field: string rule = 1;
+   */
+  rule: string;
+
+  /**
+   * action is "allow", "deny" or "low".
+   *
+   * @generated from field: string action = 2;
+   */
+  action: string;
+
+  /**
+   * @generated from field: uint64 count = 3;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message recall.v1.ListenerRuleCount.
+ * Use `create(ListenerRuleCountSchema)` to create a new message.
+ */
+export const ListenerRuleCountSchema: GenMessage<ListenerRuleCount> = /*@__PURE__*/
+  messageDesc(file_recall_v1_recall, 16);
 
 /**
  * ReportListenerStatsResponse is empty.
@@ -687,7 +735,7 @@ export type ReportListenerStatsResponse = Message<"recall.v1.ReportListenerStats
  * Use `create(ReportListenerStatsResponseSchema)` to create a new message.
  */
 export const ReportListenerStatsResponseSchema: GenMessage<ReportListenerStatsResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 16);
+  messageDesc(file_recall_v1_recall, 17);
 
 /**
  * AdminServiceStatusRequest names one regular file by its absolute path as the listener sees it.
@@ -706,7 +754,7 @@ export type AdminServiceStatusRequest = Message<"recall.v1.AdminServiceStatusReq
  * Use `create(AdminServiceStatusRequestSchema)` to create a new message.
  */
 export const AdminServiceStatusRequestSchema: GenMessage<AdminServiceStatusRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 17);
+  messageDesc(file_recall_v1_recall, 18);
 
 /**
  * AdminServiceStatusResponse is the file's state.
@@ -725,7 +773,7 @@ export type AdminServiceStatusResponse = Message<"recall.v1.AdminServiceStatusRe
  * Use `create(AdminServiceStatusResponseSchema)` to create a new message.
  */
 export const AdminServiceStatusResponseSchema: GenMessage<AdminServiceStatusResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 18);
+  messageDesc(file_recall_v1_recall, 19);
 
 /**
  * AdminServiceRestoreRequest names one regular file by its absolute path as the listener sees it.
@@ -744,7 +792,7 @@ export type AdminServiceRestoreRequest = Message<"recall.v1.AdminServiceRestoreR
  * Use `create(AdminServiceRestoreRequestSchema)` to create a new message.
  */
 export const AdminServiceRestoreRequestSchema: GenMessage<AdminServiceRestoreRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 19);
+  messageDesc(file_recall_v1_recall, 20);
 
 /**
  * AdminServiceRestoreResponse is the file's state after the restore.
@@ -763,7 +811,7 @@ export type AdminServiceRestoreResponse = Message<"recall.v1.AdminServiceRestore
  * Use `create(AdminServiceRestoreResponseSchema)` to create a new message.
  */
 export const AdminServiceRestoreResponseSchema: GenMessage<AdminServiceRestoreResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 20);
+  messageDesc(file_recall_v1_recall, 21);
 
 /**
  * AdminServiceArchiveRequest names one regular file by its absolute path as the listener sees it.
@@ -782,7 +830,7 @@ export type AdminServiceArchiveRequest = Message<"recall.v1.AdminServiceArchiveR
  * Use `create(AdminServiceArchiveRequestSchema)` to create a new message.
  */
 export const AdminServiceArchiveRequestSchema: GenMessage<AdminServiceArchiveRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 21);
+  messageDesc(file_recall_v1_recall, 22);
 
 /**
  * AdminServiceArchiveResponse is the file's state after the archive.
@@ -801,7 +849,7 @@ export type AdminServiceArchiveResponse = Message<"recall.v1.AdminServiceArchive
  * Use `create(AdminServiceArchiveResponseSchema)` to create a new message.
  */
 export const AdminServiceArchiveResponseSchema: GenMessage<AdminServiceArchiveResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 22);
+  messageDesc(file_recall_v1_recall, 23);
 
 /**
  * AdminFileStatus is the state of one file, as `fanrecall status --json` prints it.
@@ -844,7 +892,7 @@ export type AdminFileStatus = Message<"recall.v1.AdminFileStatus"> & {
  * Use `create(AdminFileStatusSchema)` to create a new message.
  */
 export const AdminFileStatusSchema: GenMessage<AdminFileStatus> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 23);
+  messageDesc(file_recall_v1_recall, 24);
 
 /**
  * AdminWorkItem is one mesh request waiting for the listener.
@@ -880,7 +928,7 @@ export type AdminWorkItem = Message<"recall.v1.AdminWorkItem"> & {
  * Use `create(AdminWorkItemSchema)` to create a new message.
  */
 export const AdminWorkItemSchema: GenMessage<AdminWorkItem> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 24);
+  messageDesc(file_recall_v1_recall, 25);
 
 /**
  * TakeAdminWorkRequest is one long poll.
@@ -907,7 +955,7 @@ export type TakeAdminWorkRequest = Message<"recall.v1.TakeAdminWorkRequest"> & {
  * Use `create(TakeAdminWorkRequestSchema)` to create a new message.
  */
 export const TakeAdminWorkRequestSchema: GenMessage<TakeAdminWorkRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 25);
+  messageDesc(file_recall_v1_recall, 26);
 
 /**
  * TakeAdminWorkResponse holds the requests queued since the last poll (maybe none).
@@ -926,7 +974,7 @@ export type TakeAdminWorkResponse = Message<"recall.v1.TakeAdminWorkResponse"> &
  * Use `create(TakeAdminWorkResponseSchema)` to create a new message.
  */
 export const TakeAdminWorkResponseSchema: GenMessage<TakeAdminWorkResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 26);
+  messageDesc(file_recall_v1_recall, 27);
 
 /**
  * FinishAdminWorkRequest is the listener's result for one work item.
@@ -968,7 +1016,7 @@ export type FinishAdminWorkRequest = Message<"recall.v1.FinishAdminWorkRequest">
  * Use `create(FinishAdminWorkRequestSchema)` to create a new message.
  */
 export const FinishAdminWorkRequestSchema: GenMessage<FinishAdminWorkRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 27);
+  messageDesc(file_recall_v1_recall, 28);
 
 /**
  * FinishAdminWorkResponse is empty.
@@ -983,7 +1031,7 @@ export type FinishAdminWorkResponse = Message<"recall.v1.FinishAdminWorkResponse
  * Use `create(FinishAdminWorkResponseSchema)` to create a new message.
  */
 export const FinishAdminWorkResponseSchema: GenMessage<FinishAdminWorkResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 28);
+  messageDesc(file_recall_v1_recall, 29);
 
 /**
  * WriteRecordRequest carries one encoded file record.
@@ -1007,7 +1055,7 @@ export type WriteRecordRequest = Message<"recall.v1.WriteRecordRequest"> & {
  * Use `create(WriteRecordRequestSchema)` to create a new message.
  */
 export const WriteRecordRequestSchema: GenMessage<WriteRecordRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 29);
+  messageDesc(file_recall_v1_recall, 30);
 
 /**
  * WriteRecordResponse says where the record went (REASON_STORED) or why not.
@@ -1036,7 +1084,7 @@ export type WriteRecordResponse = Message<"recall.v1.WriteRecordResponse"> & {
  * Use `create(WriteRecordResponseSchema)` to create a new message.
  */
 export const WriteRecordResponseSchema: GenMessage<WriteRecordResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 30);
+  messageDesc(file_recall_v1_recall, 31);
 
 /**
  * ListNamespaceRequest asks for up to max_keys names of one area after start_after.
@@ -1076,7 +1124,7 @@ export type ListNamespaceRequest = Message<"recall.v1.ListNamespaceRequest"> & {
  * Use `create(ListNamespaceRequestSchema)` to create a new message.
  */
 export const ListNamespaceRequestSchema: GenMessage<ListNamespaceRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 31);
+  messageDesc(file_recall_v1_recall, 32);
 
 /**
  * NamespaceObject is one object of a namespace, named relative to PREFIX/NAMESPACE/.
@@ -1105,7 +1153,7 @@ export type NamespaceObject = Message<"recall.v1.NamespaceObject"> & {
  * Use `create(NamespaceObjectSchema)` to create a new message.
  */
 export const NamespaceObjectSchema: GenMessage<NamespaceObject> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 32);
+  messageDesc(file_recall_v1_recall, 33);
 
 /**
  * ListNamespaceResponse holds one page; truncated says more follow.
@@ -1139,7 +1187,7 @@ export type ListNamespaceResponse = Message<"recall.v1.ListNamespaceResponse"> &
  * Use `create(ListNamespaceResponseSchema)` to create a new message.
  */
 export const ListNamespaceResponseSchema: GenMessage<ListNamespaceResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 33);
+  messageDesc(file_recall_v1_recall, 34);
 
 /**
  * GetNamespaceObjectRequest reads [offset, offset + length) of a records/ or snapshots/ object.
@@ -1175,7 +1223,7 @@ export type GetNamespaceObjectRequest = Message<"recall.v1.GetNamespaceObjectReq
  * Use `create(GetNamespaceObjectRequestSchema)` to create a new message.
  */
 export const GetNamespaceObjectRequestSchema: GenMessage<GetNamespaceObjectRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 34);
+  messageDesc(file_recall_v1_recall, 35);
 
 /**
  * GetNamespaceObjectResponse holds the bytes read and the object's size.
@@ -1209,7 +1257,7 @@ export type GetNamespaceObjectResponse = Message<"recall.v1.GetNamespaceObjectRe
  * Use `create(GetNamespaceObjectResponseSchema)` to create a new message.
  */
 export const GetNamespaceObjectResponseSchema: GenMessage<GetNamespaceObjectResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 35);
+  messageDesc(file_recall_v1_recall, 36);
 
 /**
  * PutNamespaceObjectRequest stores a snapshots/ object of at most 4 MiB.
@@ -1238,7 +1286,7 @@ export type PutNamespaceObjectRequest = Message<"recall.v1.PutNamespaceObjectReq
  * Use `create(PutNamespaceObjectRequestSchema)` to create a new message.
  */
 export const PutNamespaceObjectRequestSchema: GenMessage<PutNamespaceObjectRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 36);
+  messageDesc(file_recall_v1_recall, 37);
 
 /**
  * PutNamespaceObjectResponse says REASON_STORED, or why not.
@@ -1262,7 +1310,7 @@ export type PutNamespaceObjectResponse = Message<"recall.v1.PutNamespaceObjectRe
  * Use `create(PutNamespaceObjectResponseSchema)` to create a new message.
  */
 export const PutNamespaceObjectResponseSchema: GenMessage<PutNamespaceObjectResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 37);
+  messageDesc(file_recall_v1_recall, 38);
 
 /**
  * DeleteNamespaceObjectsRequest deletes up to 1000 objects of a namespace.
@@ -1293,7 +1341,7 @@ export type DeleteNamespaceObjectsRequest = Message<"recall.v1.DeleteNamespaceOb
  * Use `create(DeleteNamespaceObjectsRequestSchema)` to create a new message.
  */
 export const DeleteNamespaceObjectsRequestSchema: GenMessage<DeleteNamespaceObjectsRequest> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 38);
+  messageDesc(file_recall_v1_recall, 39);
 
 /**
  * DeleteNamespaceObjectsResponse says how many went (REASON_DELETED), or why none did.
@@ -1322,7 +1370,7 @@ export type DeleteNamespaceObjectsResponse = Message<"recall.v1.DeleteNamespaceO
  * Use `create(DeleteNamespaceObjectsResponseSchema)` to create a new message.
  */
 export const DeleteNamespaceObjectsResponseSchema: GenMessage<DeleteNamespaceObjectsResponse> = /*@__PURE__*/
-  messageDesc(file_recall_v1_recall, 39);
+  messageDesc(file_recall_v1_recall, 40);
 
 /**
  * Verdict is the answer given to the kernel for the held access.
@@ -1529,6 +1577,11 @@ export enum Reason {
    * @generated from enum value: REASON_GONE = 33;
    */
   GONE = 33,
+
+  /**
+   * @generated from enum value: REASON_DENIED_BY_RULE = 34;
+   */
+  DENIED_BY_RULE = 34,
 }
 
 /**
