@@ -39,6 +39,8 @@ export default tseslint.config(
   {
     files: ["recall-service/**/*.ts"],
     rules: {
+      // One concern a function: no function over 60 lines here either.
+      "max-lines-per-function": ["error", { max: 60 }],
       "no-restricted-imports": [
         "error",
         { patterns: [{ group: ["**/listener/**"], message: "recall-service/ never imports listener/." }] },
