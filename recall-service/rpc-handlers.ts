@@ -11,15 +11,10 @@ import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { RecallService, reasonToProto, toHandlers } from "../proto/index.js";
 import type {
-  CallContext,
-  FinishAdminWorkRequest,
-  FinishAdminWorkResponseSchema,
   ReportListenerStatsRequest,
   ReportListenerStatsResponseSchema,
   StatObjectRequest,
   StatObjectResponseSchema,
-  TakeAdminWorkRequest,
-  TakeAdminWorkResponseSchema,
 } from "../proto/index.js";
 import type { ArchiveHandler } from "./archive-handler.js";
 import { errorMessage, storeErrorReason } from "./errors.js";
@@ -54,8 +49,9 @@ export function recallServiceHandlers(p: RecallRpcParts): UntypedServiceImplemen
     getNamespaceObject: (req, ctx) => p.namespaces.get(req, namespaceSignal(ctx.signal)),
     putNamespaceObject: (req) => p.namespaces.put(req),
     deleteNamespaceObjects: (req) => p.namespaces.delete(req),
-    takeAdminWork: (req, ctx) => takeAdminWork(p.relay, req, ctx),
-    finishAdminWork: (req) => finishAdminWork(p.relay, req),
+    // The listener's long poll for mesh requests, and its answer to one it took.
+    takeAdminWork: async (req, ctx) => ({ items: await p.relay.take(req.waitMs, ctx.signal, req.maxItems) }),
+    finishAdminWork: async (req) => (p.relay.finish(req), {}),
     statObject: (req) => statObject(p.store, p.log, req),
   });
 }
@@ -75,24 +71,6 @@ async function reportListenerStats(
     receivedMs: Date.now(),
   };
   metrics.listener = snapshot;
-  return {};
-}
-
-/** TakeAdminWork: the listener's long poll for mesh requests. */
-async function takeAdminWork(
-  relay: MeshRelay,
-  req: TakeAdminWorkRequest,
-  ctx: CallContext,
-): Promise<MessageInitShape<typeof TakeAdminWorkResponseSchema>> {
-  return { items: await relay.take(req.waitMs, ctx.signal, req.maxItems) };
-}
-
-/** FinishAdminWork: the listener's answer to a mesh request it took. */
-async function finishAdminWork(
-  relay: MeshRelay,
-  req: FinishAdminWorkRequest,
-): Promise<MessageInitShape<typeof FinishAdminWorkResponseSchema>> {
-  relay.finish(req);
   return {};
 }
 
