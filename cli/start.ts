@@ -33,7 +33,7 @@ import { ensureS3Credentials } from "./s3-credentials.js";
 import { PeriodicReconcile } from "./periodic-reconcile.js";
 import { SupervisedChild } from "./supervised-child.js";
 import { START_HELP, parseStartArgs } from "./start-settings.js";
-import { RECALL_USER_NAME, ensureSystemUser } from "./system-user.js";
+import { RECALL_USER_NAME, ensureSystemUser, unprivilegedArgs } from "./system-user.js";
 import type { EmbeddedS3 } from "./embedded-s3.js";
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "fanrecall.js");
@@ -48,16 +48,7 @@ function binPath(): string {
 export const DIE_WITH_PARENT = ["--pdeathsig=SIGKILL"];
 
 function setprivArgs(uid: number, gid: number): string[] {
-  // No capabilities at all, no way to gain any, no supplementary groups.
-  return [
-    ...DIE_WITH_PARENT,
-    `--reuid=${uid}`,
-    `--regid=${gid}`,
-    "--clear-groups",
-    "--no-new-privs",
-    "--inh-caps=-all",
-    "--bounding-set=-all",
-  ];
+  return [...DIE_WITH_PARENT, ...unprivilegedArgs(uid, gid)];
 }
 
 function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {

@@ -72,3 +72,15 @@ export function ensureSystemUser(name: string = RECALL_USER_NAME): SystemUser {
   checkRecallUid(user.uid, `the user '${name}'`);
   return user;
 }
+
+/** setpriv options that run a child as uid:gid with no capabilities, no way to gain any and no supplementary groups. */
+export function unprivilegedArgs(uid: number, gid: number): string[] {
+  return [
+    `--reuid=${uid}`,
+    `--regid=${gid}`,
+    "--clear-groups",
+    "--no-new-privs",
+    "--inh-caps=-all",
+    "--bounding-set=-all",
+  ];
+}

@@ -7,19 +7,12 @@
 // SIGKILLed if the test process ends (or is killed) first (teardown.ts).
 // Fds: only the child's stdio pipes, closed when the child exits.
 import { spawn, type ChildProcess } from "node:child_process";
+import { unprivilegedArgs } from "../../cli/system-user.js";
 import { undoOnExit } from "./teardown.js";
 
 export const NOBODY = 65534;
 
-export const SETPRIV_NOBODY = [
-  "setpriv",
-  `--reuid=${NOBODY}`,
-  `--regid=${NOBODY}`,
-  "--clear-groups",
-  "--inh-caps=-all",
-  "--bounding-set=-all",
-  "--no-new-privs",
-] as const;
+export const SETPRIV_NOBODY = ["setpriv", ...unprivilegedArgs(NOBODY, NOBODY)] as const;
 
 export type ChildResult = { code: number | null; signal: NodeJS.Signals | null; stdout: Buffer; stderr: string };
 
@@ -86,15 +79,7 @@ export const OTHER_UID = 1234;
 
 /** The setpriv prefix of SETPRIV_NOBODY for any uid/gid. */
 export function setprivAs(uid: number, gid = uid): string[] {
-  return [
-    "setpriv",
-    `--reuid=${uid}`,
-    `--regid=${gid}`,
-    "--clear-groups",
-    "--inh-caps=-all",
-    "--bounding-set=-all",
-    "--no-new-privs",
-  ];
+  return ["setpriv", ...unprivilegedArgs(uid, gid)];
 }
 
 /** Runs argv as uid/gid `uid` (same hardening as runAsNobody). */
