@@ -8,12 +8,13 @@
 // are known in advance start at 0 (every reason with its table verdict, every admin op with
 // OK, the listener's counters before its first report): a series that first appears at N
 // hides those N from rate() and increase(), so the first recall, or a rare failure, would
-// never show on a dashboard. Must not own: the HTTP server (metrics-server.ts) or deciding
+// never show on a dashboard. The policy's figures are policy-metrics.ts's. Must not own: the HTTP server (metrics-server.ts) or deciding
 // what a recall's outcome was. Holds no fds.
 import { DEFAULT_RULE, MAX_RULES, RULE_NAME, isRuleAction } from "../proto/accessor.js";
 import type { RuleAction } from "../proto/accessor.js";
 import { REASON_NAMES, accessOutcome, isReasonName } from "../proto/index.js";
 import type { ReasonName } from "../proto/index.js";
+import { PolicyMetrics } from "./policy-metrics.js";
 
 /** The mesh admin API's operations (the `op` label). */
 export const ADMIN_OPS = ["status", "restore", "archive"] as const;
@@ -96,6 +97,8 @@ export class RecallMetrics {
   storeUp = 1;
   /** The latest report of the listener, or null before the first one. */
   listener: ListenerSnapshot | null = null;
+  /** What `fanrecall policy` reported (ReportPolicyStats). */
+  readonly policy = new PolicyMetrics();
 
   constructor(private readonly storeBytesFetched: () => number) {
     for (const reason of REASON_NAMES) {
@@ -162,6 +165,7 @@ export class RecallMetrics {
     for (const a of this.admin.values())
       out.push(`fanrecall_admin_requests_total${labels({ op: a.op, code: a.code })} ${a.n}`);
     this.renderListener(out, family);
+    this.policy.render(out, family, labels);
     return `${out.join("\n")}\n`;
   }
 

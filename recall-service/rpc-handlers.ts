@@ -1,6 +1,7 @@
 // rpc-handlers: the RecallService handlers served on the recall socket, one function per RPC.
 // Recall, Archive and Verify hand over to their handlers (recall-handler.ts,
 // archive-handler.ts), the namespace RPCs to namespace-handler.ts; ReportListenerStats stores the listener's figures for /metrics;
+// ReportPolicyStats adds what `fanrecall policy` did to them (policy-metrics.ts checks it);
 // TakeAdminWork and FinishAdminWork are the two halves of the mesh relay's long poll;
 // StatObject asks the store whether an object exists.
 //
@@ -53,6 +54,15 @@ export function recallServiceHandlers(p: RecallRpcParts): UntypedServiceImplemen
     takeAdminWork: async (req, ctx) => ({ items: await p.relay.take(req.waitMs, ctx.signal, req.maxItems) }),
     finishAdminWork: async (req) => (p.relay.finish(req), {}),
     statObject: (req) => statObject(p.store, p.log, req),
+    reportPolicyStats: async (req) => {
+      p.metrics.policy.record({
+        passes: Number(req.passes),
+        lastPassSeconds: req.lastPassSeconds,
+        actions: req.actions.map((a) => ({ action: a.action, count: Number(a.count), bytes: Number(a.bytes) })),
+        filesystems: req.filesystems.map((f) => ({ dir: f.dir, usedRatio: f.usedRatio })),
+      });
+      return {};
+    },
   });
 }
 

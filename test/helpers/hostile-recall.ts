@@ -295,6 +295,7 @@ export function hostileRecallMain(args: readonly string[]): void {
     statObject: (req, ctx) => svc.passThrough("stat", ctx, () => real.client.statObject(req, left(ctx))),
     reportListenerStats: (req, ctx) =>
       svc.passThrough("stats", ctx, () => real.client.reportListenerStats(req, left(ctx))),
+    reportPolicyStats: (req, ctx) => svc.passThrough("stats", ctx, () => real.client.reportPolicyStats(req, left(ctx))),
     takeAdminWork: (req, ctx) => svc.passThrough("admin-work", ctx, () => real.client.takeAdminWork(req, left(ctx))),
     finishAdminWork: (req, ctx) =>
       svc.passThrough("admin-work", ctx, () => real.client.finishAdminWork(req, left(ctx))),

@@ -51,6 +51,7 @@ describe("grpc adapter over a unix socket", () => {
     verify: async (req) => ({ requestId: req.requestId, equal: true, reason: Reason.VERIFIED }),
     statObject: async () => ({ exists: false, reason: Reason.OBJECT_MISSING }),
     reportListenerStats: async () => ({}),
+    reportPolicyStats: async () => ({}),
     takeAdminWork: async () => ({ items: [] }),
     finishAdminWork: async () => ({}),
     writeRecord: async () => ({ reason: Reason.STORED }),
