@@ -5,7 +5,8 @@
 // seconds). Every action is printed (a JSON object a line with --json) and, unless a dry
 // run, is an audit record on stderr (a JSON line: audit "policy", action, path, size,
 // lastUsed, reason, and the error if any). `fanrecall start --policy-file FILE` runs it as
-// a supervised child with `--config FILE`.
+// a supervised child with `--config FILE`. After each pass (not in a dry run) what it did is
+// reported to the recall service's metrics (policy-stats.ts), best effort.
 //
 // Owns: its settings table, the admin connection and the watched directories' fds during a
 // pass (closed after it), output and exit code. Must not own: the rules (policy-select.ts)
@@ -22,6 +23,7 @@ import { requireRunDir } from "./instance-registry.js";
 import { PolicyPass } from "./policy-pass.js";
 import type { PassSummary, PolicyAction } from "./policy-pass.js";
 import { excluder, usedPct } from "./policy-select.js";
+import { PolicyStats } from "./policy-stats.js";
 import { WatchRoots } from "./watch-roots.js";
 
 const MIB = 1024 * 1024;
@@ -120,7 +122,18 @@ export async function policyCommand(argv: readonly string[]): Promise<number> {
   if (process.getuid?.() !== 0) throw new Error("'fanrecall policy' must run as root");
   if (args.releaseTo >= args.releaseAbove) throw new Error("--release-to must be below --release-above");
   const dirs = args.positionals.map((d) => resolve(d));
-  if (args.once) return (await onePass(args, dirs, () => false)) ? 0 : 1;
+  const warn = (line: string) => process.stderr.write(`fanrecall policy: ${line}\n`);
+  const stats = args.dryRun ? null : new PolicyStats(() => args.runDir ?? requireRunDir(dirs), warn);
+  try {
+    return await passes(args, dirs, stats);
+  } finally {
+    stats?.close();
+  }
+}
+
+/** One pass (--once: 0 when every watermark holds, else 1), or passes until SIGTERM (0). */
+async function passes(args: PolicySettings, dirs: readonly string[], stats: PolicyStats | null): Promise<number> {
+  if (args.once) return (await onePass(args, dirs, stats, () => false)) ? 0 : 1;
   let stopping = false;
   let wake: () => void = () => undefined;
   const stop = () => {
@@ -131,7 +144,7 @@ export async function policyCommand(argv: readonly string[]): Promise<number> {
   process.once("SIGINT", stop);
   if (args.readyFile !== undefined) writeFileSync(args.readyFile, `${process.pid}\n`);
   while (!stopping) {
-    await onePass(args, dirs, () => stopping);
+    await onePass(args, dirs, stats, () => stopping);
     const until = Date.now() + args.interval;
     while (!stopping && Date.now() < until && !dirs.some((d) => overHigh(d, args.releaseAbove))) {
       await new Promise<void>((r) => {
@@ -153,7 +166,13 @@ function overHigh(dir: string, releaseAbove: number): boolean {
 }
 
 /** One pass over every DIR; true when every watermark holds afterwards. */
-async function onePass(args: PolicySettings, dirs: readonly string[], stopping: () => boolean): Promise<boolean> {
+async function onePass(
+  args: PolicySettings,
+  dirs: readonly string[],
+  stats: PolicyStats | null,
+  stopping: () => boolean,
+): Promise<boolean> {
+  const startedMs = Date.now();
   const client = new AdminClient(adminSocketPath(args.runDir ?? requireRunDir(dirs)));
   let ok = true;
   try {
@@ -173,16 +192,21 @@ async function onePass(args: PolicySettings, dirs: readonly string[], stopping: 
             excluded: excluder(args.exclude),
           },
           dryRun: args.dryRun,
-          report: (a) => report(a, args),
+          report: (a) => {
+            stats?.action(a);
+            report(a, args);
+          },
           problem: (p) => process.stderr.write(`fanrecall policy: ${p.path}: ${p.error} (${p.reason})\n`),
           stopping,
         }).run();
         printSummary(summary, args.json);
+        stats?.dirDone(summary);
         ok &&= summary.failure === null;
       }
     } finally {
       roots.close();
     }
+    await stats?.passDone((Date.now() - startedMs) / 1000);
   } catch (err: unknown) {
     process.stderr.write(`fanrecall policy: ${err instanceof Error ? err.message : String(err)}\n`);
     ok = false;
