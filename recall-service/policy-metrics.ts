@@ -79,7 +79,8 @@ export class PolicyMetrics {
     for (const [action, row] of this.actions)
       out.push(`fanrecall_policy_actions_total${labels({ action })} ${row.count}`);
     family("fanrecall_policy_bytes_total", "counter", "Bytes of the files fanrecall policy archived or released.");
-    for (const [action, row] of this.actions) out.push(`fanrecall_policy_bytes_total${labels({ action })} ${row.bytes}`);
+    for (const [action, row] of this.actions)
+      out.push(`fanrecall_policy_bytes_total${labels({ action })} ${row.bytes}`);
     family("fanrecall_policy_passes_total", "counter", "Passes fanrecall policy finished.");
     out.push(`fanrecall_policy_passes_total ${this.passes}`);
     if (this.lastPassSeconds !== null) {
@@ -92,8 +93,7 @@ export class PolicyMetrics {
         "gauge",
         "Use of each policy DIR's filesystem after the latest pass (used / (used + available)).",
       );
-      for (const [dir, ratio] of this.usedRatio)
-        out.push(`fanrecall_filesystem_used_ratio${labels({ dir })} ${ratio}`);
+      for (const [dir, ratio] of this.usedRatio) out.push(`fanrecall_filesystem_used_ratio${labels({ dir })} ${ratio}`);
     }
   }
 }

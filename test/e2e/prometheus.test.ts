@@ -1,7 +1,7 @@
 // The Grafana dashboard against a real Prometheus: Debian's `prometheus` (scripts/setup-system.sh)
 // runs on 127.0.0.1 with its own config, data directory and port, scraping a real
 // `fanrecall start`'s /metrics every second. After recalls, one denied recall (its object
-// deleted) and one mesh admin call, every query of deploy/grafana/fanrecall-dashboard.json
+// deleted), one mesh admin call and one `fanrecall policy` pass, every query of deploy/grafana/fanrecall-dashboard.json
 // (Grafana's variables substituted as Grafana would for a 1 s scrape interval) must parse and
 // return numbers over the test's time range (some above 0, but for gauges of the moment), both
 // for "All" instances and for the one instance the $instance variable offers (which it must
@@ -244,7 +244,7 @@ describe("the Grafana dashboard on a real Prometheus", () => {
   );
 
   rootTest(
-    "every dashboard query parses and returns data after a recall, a denied recall and a mesh admin call",
+    "every dashboard query parses and returns data after a recall, a denied recall, a mesh admin call and a policy pass",
     async () => {
       const dashboard = JSON.parse(readFileSync(DASHBOARD, "utf8")) as Dashboard;
       const startS = Date.now() / 1000 - 2;
@@ -279,6 +279,13 @@ describe("the Grafana dashboard on a real Prometheus", () => {
         ...["--cert", pki.clientCert, "--key", pki.clientKey, ...files.keys()],
       ]);
       assert.equal(mesh.code, 0, mesh.stderr);
+      // One policy pass: it archives the new file ahead (watermarks hold: nothing to release)
+      // and reports its actions, bytes, pass duration and filesystem use.
+      writeRandomFiles(fs.dir, "prom-policy", 1, MiB);
+      const pass = await fr.cli(["policy", "--once", "--json", "--archive-after", "0", "--min-size", "0", fs.dir]);
+      assert.equal(pass.code, 0, pass.stderr);
+      assert.match(pass.stdout, /"action":"archive"/);
+      assert.doesNotMatch(pass.stderr, /cannot report/);
 
       // The listener reports every 5 s; Prometheus scrapes every second.
       const queries = dashboardQueries(dashboard);

@@ -105,8 +105,18 @@ test("the policy's reports add up and are bounded label values: known actions, c
   const report = (over: object) =>
     m.policy.record({ passes: 1, lastPassSeconds: 2, actions: [], filesystems: [], ...over });
   report({ actions: [{ action: "archive", count: 3, bytes: 30 }] });
-  report({ actions: [{ action: "archive", count: 1, bytes: 5 }, { action: "delete", count: 9, bytes: 9 }] });
-  report({ actions: [{ action: "release", count: -1, bytes: 1 }, { action: "release", count: 2 ** 60, bytes: 1 }] });
+  report({
+    actions: [
+      { action: "archive", count: 1, bytes: 5 },
+      { action: "delete", count: 9, bytes: 9 },
+    ],
+  });
+  report({
+    actions: [
+      { action: "release", count: -1, bytes: 1 },
+      { action: "release", count: 2 ** 60, bytes: 1 },
+    ],
+  });
   report({
     filesystems: [
       { dir: "/a", usedRatio: 0.5 },
@@ -121,7 +131,10 @@ test("the policy's reports add up and are bounded label values: known actions, c
   assert.match(text, /^fanrecall_policy_bytes_total\{action="archive"\} 35$/m);
   assert.match(text, /^fanrecall_policy_actions_total\{action="release"\} 0$/m);
   assert.match(text, /^fanrecall_policy_passes_total 4$/m);
-  assert.deepEqual([...text.matchAll(/^fanrecall_filesystem_used_ratio\{dir="([^"]*)"\}/gm)].map((x) => x[1]), ["/a"]);
+  assert.deepEqual(
+    [...text.matchAll(/^fanrecall_filesystem_used_ratio\{dir="([^"]*)"\}/gm)].map((x) => x[1]),
+    ["/a"],
+  );
   assert.doesNotMatch(text, /action="delete"|evil/);
   const many = Array.from({ length: 3 * MAX_POLICY_DIRS }, (_, i) => ({ dir: `/d${i}`, usedRatio: 0.1 }));
   report({ filesystems: many.slice(0, MAX_POLICY_DIRS) });
