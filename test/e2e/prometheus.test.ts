@@ -284,7 +284,7 @@ describe("the Grafana dashboard on a real Prometheus", () => {
       writeRandomFiles(fs.dir, "prom-policy", 1, MiB);
       const pass = await fr.cli(["policy", "--once", "--json", "--archive-after", "0", "--min-size", "0", fs.dir]);
       assert.equal(pass.code, 0, pass.stderr);
-      assert.match(pass.stdout, /"action":"archive"/);
+      assert.match(pass.stdout.toString(), /"action":"archive"/);
       assert.doesNotMatch(pass.stderr, /cannot report/);
 
       // The listener reports every 5 s; Prometheus scrapes every second.
