@@ -9,14 +9,18 @@ usage() {
 usage: deploy/systemd/install.sh [--root DIR] [--help]
 
 Installs (as root):
-  /etc/systemd/system/fanrecall-listener.service, fanrecall-recall.service, fanrecall-holder.service
+  /etc/systemd/system/fanrecall-listener.service, fanrecall-recall.service, fanrecall-holder.service,
+    fanrecall-policy.service
   /etc/sysusers.d/fanrecall.conf, and creates the user/group fanrecall (systemd-sysusers)
   /etc/fanrecall/listener.env        (0644, from listener.env.example, if missing;
                                       FANRECALL_RECALL_UID set to fanrecall's uid)
   /etc/fanrecall/recall-service.env  (0600 root:root, from recall-service.env.example,
                                       if missing: put the S3 keys there)
+  /etc/fanrecall/policy.env, policy.json (0644, from the examples, if missing)
 then runs `systemctl daemon-reload`. It enables nothing; afterwards:
   systemctl enable --now fanrecall-holder.service fanrecall-recall.service fanrecall-listener.service
+and, for space management (archive ahead, release past a high watermark),
+  systemctl enable --now fanrecall-policy.service
 
   --root DIR   install into DIR as an alternate root (for images and tests): no systemctl
 EOF
@@ -39,7 +43,7 @@ command -v systemd-sysusers >/dev/null || die "systemd-sysusers is missing (Debi
 
 install -d -m 0755 "$root/etc/systemd/system" "$root/etc/sysusers.d" "$root/etc/fanrecall"
 install -m 0644 "$src/fanrecall-listener.service" "$src/fanrecall-recall.service" "$src/fanrecall-holder.service" \
-  "$root/etc/systemd/system/"
+  "$src/fanrecall-policy.service" "$root/etc/systemd/system/"
 install -m 0644 "$src/sysusers.d/fanrecall.conf" "$root/etc/sysusers.d/fanrecall.conf"
 if [[ -n "$root" ]]; then
   systemd-sysusers --root="$root" "$root/etc/sysusers.d/fanrecall.conf"
@@ -60,6 +64,11 @@ fi
 if [[ ! -e "$root/etc/fanrecall/recall-service.env" ]]; then
   install "${owner[@]}" -m 0600 "$src/recall-service.env.example" "$root/etc/fanrecall/recall-service.env"
 fi
+for settings in policy.env policy.json; do
+  if [[ ! -e "$root/etc/fanrecall/$settings" ]]; then
+    install "${owner[@]}" -m 0644 "$src/$settings.example" "$root/etc/fanrecall/$settings"
+  fi
+done
 # The S3 secret key alone (LoadCredential= in fanrecall-recall.service); empty until set.
 if [[ ! -e "$root/etc/fanrecall/s3-secret-key" ]]; then
   install "${owner[@]}" -m 0600 /dev/null "$root/etc/fanrecall/s3-secret-key"

@@ -1,11 +1,12 @@
-// The systemd deployment (deploy/systemd): fanrecall-listener.service and
-// fanrecall-recall.service, checked two ways. `systemd-analyze verify` loads copies of both
+// The systemd deployment (deploy/systemd): fanrecall-listener.service,
+// fanrecall-recall.service, fanrecall-holder.service and fanrecall-policy.service, checked two ways. `systemd-analyze verify` loads copies of both
 // units offline (no systemd as PID 1, no daemon-reload) and must report nothing; a negative
 // control with a misspelled directive shows the check can fail. The units are also read as
 // text for the privilege split: the recall service is an unprivileged user with no
 // capabilities, no way to gain any, and only unix and IP sockets; the listener is root with a
 // bounding set, Type=notify and an fd store; the recall service starts before the listener,
-// and the listener before the services that read watched data. Cross-checks against
+// and the listener before the services that read watched data; the policy is root with only
+// the walk's capabilities, after and bound to the listener. Cross-checks against
 // sysusers.d/fanrecall.conf and install.sh keep the names they share in step.
 //
 // Owns: these checks only. Writes nothing outside its temporary directory and never edits
@@ -23,7 +24,8 @@ const SYSTEMD_DIR = join(DEPLOY_DIR, "systemd");
 const LISTENER = "fanrecall-listener.service";
 const RECALL = "fanrecall-recall.service";
 const HOLDER = "fanrecall-holder.service";
-const UNITS = [LISTENER, RECALL, HOLDER] as const;
+const POLICY = "fanrecall-policy.service";
+const UNITS = [LISTENER, RECALL, HOLDER, POLICY] as const;
 const VERIFY_WHY = "systemd-analyze verify checks deploy/systemd's units (Debian package systemd)";
 
 // --man=no: the units name no man pages to look up. --generators=no: generators would need a
@@ -47,6 +49,8 @@ const LISTENER_CAPS = [
   "CAP_SYS_PTRACE",
 ];
 const RECALL_FAMILIES = ["AF_INET", "AF_INET6", "AF_UNIX"];
+/** The policy's walk: list every directory, read the trusted.* stub state and pin. */
+const POLICY_CAPS = ["CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN"];
 /** The readers of watched data the listener orders itself before. */
 const READERS = ["nfs-server.service", "smbd.service"];
 
@@ -179,7 +183,7 @@ function verifyProblems(r: RunResult): string[] {
 }
 
 describe("deploy/systemd: systemd-analyze verify", () => {
-  test("both units verify offline: exit status 0 and nothing on stderr", (t) => {
+  test("every unit verifies offline: exit status 0 and nothing on stderr", (t) => {
     const tool = requireTool(t, ["systemd-analyze"], VERIFY_WHY);
     if (!tool) return;
     const paths = writeCopies("good", new Map(UNITS.map((u) => [u, sourceText(u)])));
@@ -231,6 +235,24 @@ describe("deploy/systemd: the privilege split in the unit files", () => {
     assert.equal(single(u, "Service", "NoNewPrivileges"), "yes");
     assert.deepEqual(list(u, "Service", "RestrictAddressFamilies"), ["AF_UNIX"]);
     assert.ok(isTrue(single(u, "Service", "PrivateNetwork")), "PrivateNetwork=yes");
+  });
+
+  test(`${POLICY}: root, a bounding set of the walk's capabilities only, read-only, no network`, () => {
+    const u = parsed(POLICY);
+    assert.equal(single(u, "Service", "User"), undefined, "no User=: the policy runs as root");
+    assert.deepEqual([...list(u, "Service", "CapabilityBoundingSet")].sort(), POLICY_CAPS);
+    assert.deepEqual(list(u, "Service", "AmbientCapabilities"), []);
+    assert.equal(single(u, "Service", "NoNewPrivileges"), "yes");
+    assert.equal(single(u, "Service", "ProtectSystem"), "strict");
+    assert.deepEqual(assignments(u, "Service", "ReadWritePaths"), [], "it writes nothing");
+    assert.deepEqual(list(u, "Service", "RestrictAddressFamilies"), ["AF_UNIX"]);
+    assert.ok(isTrue(single(u, "Service", "PrivateNetwork")), "PrivateNetwork=yes");
+    assert.deepEqual(list(u, "Service", "SystemCallFilter"), ["@system-service"]);
+    assert.ok(list(u, "Service", "SupplementaryGroups").includes("fanrecall"), "it reaches recall.sock (metrics)");
+    assert.match(single(u, "Service", "ExecStart") ?? "", / policy \$FANRECALL_POLICY_DIRS$/);
+    for (const dep of ["Requires", "After"])
+      assert.ok(list(u, "Unit", dep).includes(LISTENER), `${POLICY} has ${dep}=${LISTENER}`);
+    assert.ok(!list(parsed(LISTENER), "Unit", "After").includes(POLICY), "the listener never waits for the policy");
   });
 
   test("start order: the recall service, then the listener, then the readers of watched data", () => {
