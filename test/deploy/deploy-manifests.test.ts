@@ -3,7 +3,8 @@
 // schemas (strict: unknown fields are errors), carry the app.kubernetes.io labels, and keep
 // the privilege split: only the recall service sees the S3 Secret; the listener has no port,
 // no host network and exactly its listed capabilities; the recall service is non-root with
-// nothing to escalate to; the holder is its own container; all of them share one emptyDir.
+// nothing to escalate to; the holder is its own container; the policy is its own root
+// container with the walk's capabilities only; all of them share one emptyDir.
 // The exec probes are run for real against a seqpacket socket and a gRPC health server.
 //
 // Renderer: `kubectl kustomize` (or `kustomize build`). Missing: skipped on a workstation,
@@ -14,7 +15,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import type { IContainer, IDaemonSet, IPodSpec } from "../helpers/deploy-k8s.js";
 import {
@@ -46,6 +47,7 @@ import {
   recallGrpcSocketPath,
   recallSocketDir,
 } from "../../ipc/run-dir.js";
+import { POLICY_SPEC } from "../../cli/policy-command.js";
 import * as native from "../../native/index.js";
 import {
   Health,
@@ -62,6 +64,8 @@ const RENDERERS = ["kubectl", "kustomize"];
 const RENDERER_WHY = "kubectl (with its built-in kustomize) renders deploy/kubernetes";
 
 const RECALL_UID = 10001;
+/** The policy's walk: list every directory, read the trusted.* stub state and pin. */
+const POLICY_CAPS = ["DAC_READ_SEARCH", "SYS_ADMIN"];
 const BASE_LISTENER_CAPS = ["DAC_READ_SEARCH", "FOWNER", "LEASE", "SYS_ADMIN"];
 const CLASSIFYING_LISTENER_CAPS = ["DAC_READ_SEARCH", "FOWNER", "LEASE", "SYS_ADMIN", "SYS_PTRACE"];
 /** Mesh admin: paths are resolved with the recall service's credentials (setfsuid/setfsgid/setgroups). */
@@ -256,6 +260,39 @@ for (const variant of VARIANTS) {
       assert.equal(pod.automountServiceAccountToken, false);
     });
 
+    test("policy: its own root container of the listener image running `policy`, the walk's capabilities, read-only mounts", (t) => {
+      const objects = objectsOf(t, variant);
+      if (!objects) return;
+      const { pod } = node(objects);
+      const p = container(pod, "policy");
+      assert.ok(pod.containers.includes(p), "the policy is a regular container");
+      assert.equal(p.image?.split(":")[0], container(pod, "listener").image?.split(":")[0], "the listener's image");
+      assert.deepEqual(p.command?.slice(0, 3), ["node", "/app/bin/fanrecall.js", "policy"]);
+      assert.ok(!p.command?.includes("--once") && !p.command?.includes("--dry-run"), "it runs until SIGTERM");
+      assert.equal(p.ports, undefined, "the policy declares no port");
+      const sc = p.securityContext!;
+      assert.equal(sc.runAsUser, 0);
+      assert.notEqual(sc.privileged, true);
+      assert.equal(sc.readOnlyRootFilesystem, true);
+      assert.deepEqual(sc.capabilities?.drop, ["ALL"]);
+      assert.deepEqual(capsAdded(p), POLICY_CAPS);
+      assert.equal(p.envFrom, undefined, "no ConfigMap of another container's settings");
+      const mounts = new Map((p.volumeMounts ?? []).map((m) => [m.name, m]));
+      assert.equal(mounts.get("watch")?.readOnly, true, "the listener reopens its fds through its own view");
+      assert.equal(mounts.get("watch")?.mountPropagation, "HostToContainer");
+      const settings = mounts.get("policy-settings");
+      assert.ok(settings?.readOnly, "its settings are mounted read-only");
+      const config = p.command?.[p.command.indexOf("--config") + 1] ?? "";
+      assert.equal(dirname(config), settings.mountPath, "--config names the mounted policy.json");
+      const volume = (pod.volumes ?? []).find((v) => v.name === "policy-settings");
+      const cm = ofKind(objects, "ConfigMap").find((c) => nameOf(c) === volume?.configMap?.name);
+      assert.ok(cm && nameOf(cm).startsWith("fanrecall-policy-"), "the volume is the generated ConfigMap");
+      const file = jsonText(objectAt(cm.data, "policy data")[basename(config)]);
+      const keys = Object.keys(JSON.parse(file) as object);
+      for (const k of keys) assert.ok(POLICY_SPEC.settings.some((s) => s.key === k), `policy.json: ${k} is a setting`);
+      assert.equal(p.command?.at(-1), configData(objects, "fanrecall-listener").FANRECALL_WATCH, "the watched path");
+    });
+
     test("recall-service: non-root 10001, drop ALL, read-only root, no privilege escalation, RuntimeDefault seccomp", (t) => {
       const objects = objectsOf(t, variant);
       if (!objects) return;
@@ -346,7 +383,7 @@ for (const variant of VARIANTS) {
       );
       assert.deepEqual(
         pod.containers.map((c) => c.name),
-        ["listener"],
+        ["listener", "policy"],
       );
     });
 
@@ -357,7 +394,7 @@ for (const variant of VARIANTS) {
       const run = (pod.volumes ?? []).find((v) => v.name === "run");
       assert.ok(run?.emptyDir, "volume run is an emptyDir");
       const names = allContainers(pod).map((c) => c.name);
-      assert.deepEqual(names.sort(), ["holder", "listener", "prepare", "recall-service"]);
+      assert.deepEqual(names.sort(), ["holder", "listener", "policy", "prepare", "recall-service"]);
       for (const c of allContainers(pod)) {
         const m = (c.volumeMounts ?? []).filter((v) => v.name === "run");
         assert.deepEqual(
