@@ -2,8 +2,10 @@
  * min-listener.c: the kernel floor for fanrecall's per-event cost. A minimal fanotify
  * pre-content listener: one FAN_CLASS_PRE_CONTENT group, a filesystem mark for
  * FAN_PRE_ACCESS on the filesystem holding DIR, and FAN_ALLOW for every event at once
- * (no stat, no xattr, no ignore marks), so each event costs only what the kernel and one
- * read/write/close round trip cost.
+ * (no stat, no xattr), so each event costs only what the kernel and one read/write/close
+ * round trip cost. With --ignore it also puts the ignore mark fanrecall puts on a file that
+ * is not a stub (evictable, surviving modification) on every file it answers: then it holds
+ * the same marks as fanrecall, and a warm pass costs only what those marks cost the kernel.
  *
  * Owns: the group fd and every event fd (closed right after the answer).
  * Prints "ready" once the mark is in place, and "events N" on SIGTERM/SIGINT, then exits.
@@ -25,6 +27,12 @@
 #ifndef FAN_MARK_FILESYSTEM
 #define FAN_MARK_FILESYSTEM 0x00000100
 #endif
+#ifndef FAN_MARK_EVICTABLE
+#define FAN_MARK_EVICTABLE 0x00000200
+#endif
+#ifndef FAN_MARK_IGNORE
+#define FAN_MARK_IGNORE 0x00000400
+#endif
 
 static volatile sig_atomic_t stop_requested = 0;
 
@@ -34,10 +42,12 @@ static void on_signal(int sig) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: min-listener DIR\n");
+  int ignore = argc == 3 && strcmp(argv[1], "--ignore") == 0;
+  if (argc != 2 + ignore) {
+    fprintf(stderr, "usage: min-listener [--ignore] DIR\n");
     return 2;
   }
+  const char *dir = argv[argc - 1];
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal; /* no SA_RESTART: read() returns EINTR */
@@ -48,7 +58,7 @@ int main(int argc, char **argv) {
     perror("fanotify_init");
     return 1;
   }
-  if (fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_PRE_ACCESS, AT_FDCWD, argv[1]) < 0) {
+  if (fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_PRE_ACCESS, AT_FDCWD, dir) < 0) {
     perror("fanotify_mark");
     return 1;
   }
@@ -68,6 +78,10 @@ int main(int argc, char **argv) {
       if (m->fd < 0) continue;
       struct fanotify_response r = {.fd = m->fd, .response = FAN_ALLOW};
       if (write(fan, &r, sizeof r) != sizeof r) perror("write response");
+      if (ignore &&
+          fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_IGNORE | FAN_MARK_IGNORED_SURV_MODIFY | FAN_MARK_EVICTABLE,
+                        FAN_PRE_ACCESS, m->fd, NULL) < 0)
+        perror("ignore mark");
       close(m->fd);
       events++;
     }
