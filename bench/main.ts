@@ -27,6 +27,7 @@ import { scenario7 } from "./scenario-7-scale.js";
 import { scenario8 } from "./scenario-8-check-cost.js";
 import { scenario9 } from "./scenario-9-rebuild.js";
 import { scenario10 } from "./scenario-10-policy.js";
+import { scenario11 } from "./scenario-11-cpu.js";
 
 const SCENARIOS: readonly Scenario[] = [
   scenario1,
@@ -39,6 +40,7 @@ const SCENARIOS: readonly Scenario[] = [
   scenario8,
   scenario9,
   scenario10,
+  scenario11,
 ];
 
 const DEFAULT_OUT = fileURLToPath(new URL("./results/latest.json", import.meta.url));
