@@ -16,13 +16,13 @@ import { Reason, RecallService, createClient } from "../proto/index.js";
 import { DEFAULT_RUN_DIR, adminSocketPath, recallGrpcSocketPath } from "../ipc/run-dir.js";
 import { helpText } from "../settings/help-text.js";
 import { loadSettings } from "../settings/settings.js";
-import { RUN_DIR_SETTING } from "../settings/shared-settings.js";
 import type { CommandSpec, FlagSetting, PathSetting } from "../settings/setting-types.js";
 import { needsRecall } from "../listener/stub-state.js";
 import { StubStore, fileStatus } from "../listener/stub-store.js";
 import type { FileStatus } from "../listener/stub-store.js";
 import { AdminClient, transferTimeoutMs } from "./admin-client.js";
 import { findRunDir, requireRunDir } from "./instance-registry.js";
+import { ADMIN_RUN_DIR as NAMESPACE_ADMIN_RUN_DIR } from "./namespace-settings.js";
 import { walkFiles } from "./safe-walk.js";
 import type { WalkProblem } from "./safe-walk.js";
 import { WatchRoots } from "./watch-roots.js";
@@ -45,11 +45,7 @@ const PATHS = { name: "PATH", min: 1 } as const;
 
 /** --run-dir without a default: the instance watching the paths is found (instance-registry.ts). */
 const ADMIN_RUN_DIR = {
-  name: RUN_DIR_SETTING.name,
-  key: RUN_DIR_SETTING.key,
-  env: RUN_DIR_SETTING.env,
-  type: RUN_DIR_SETTING.type,
-  arg: RUN_DIR_SETTING.arg,
+  ...NAMESPACE_ADMIN_RUN_DIR,
   help: `the run dir of the fanrecall instance to ask (default: FANRECALL_RUN_DIR, else the running 'fanrecall start' that watches PATH, whatever --state-dir or --run-dir it was given, else ${DEFAULT_RUN_DIR})`,
 } as const satisfies PathSetting;
 

@@ -11,7 +11,8 @@ const JSON_OUTPUT = {
   help: "one JSON object a line, then a summary line",
 } as const satisfies FlagSetting;
 
-const RUN_DIR = {
+/** --run-dir without a default: the instance watching the path is found (instance-registry.ts). */
+export const ADMIN_RUN_DIR = {
   name: RUN_DIR_SETTING.name,
   key: RUN_DIR_SETTING.key,
   env: RUN_DIR_SETTING.env,
@@ -20,7 +21,7 @@ const RUN_DIR = {
   help: "the run dir of the fanrecall instance to ask (default: the running instance that watches DIR)",
 } as const satisfies PathSetting;
 
-export const NAMESPACE_ADMIN_SETTINGS = [JSON_OUTPUT, RUN_DIR] as const;
+export const NAMESPACE_ADMIN_SETTINGS = [JSON_OUTPUT, ADMIN_RUN_DIR] as const;
 
 const DAY_MS = 86_400_000;
 

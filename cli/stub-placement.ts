@@ -39,6 +39,22 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Whether `name` in `dirFd` is (still) the inode of `fd`. */
+function sameInode(fd: number, dirFd: number, name: string): boolean {
+  let now: number;
+  try {
+    now = native.openBeneath(dirFd, name);
+  } catch {
+    return false;
+  }
+  try {
+    const [a, b] = [native.fstat(fd), native.fstat(now)];
+    return a.dev === b.dev && a.ino === b.ino;
+  } finally {
+    native.close(now);
+  }
+}
+
 /** A reason the listener replied with, if it is one of the set. */
 function asReason(r: string | undefined): ReasonName {
   return REASON_NAMES.find((n) => n === r) ?? "protocol-error";
@@ -156,9 +172,11 @@ export class StubPlacer {
     } catch (err: unknown) {
       return { action: "failed", reason: "internal-error", error: message(err) };
     } finally {
+      // A file that did not become a stub goes again: it was ours, new and empty. Only if the
+      // name still holds that very inode: in a directory others may write, someone could have
+      // renamed ours away and put a file of theirs there.
+      if (!made && sameInode(opath, dirFd, name)) unlinkSync(`/proc/self/fd/${dirFd}/${name}`);
       native.close(opath);
-      // A file that did not become a stub goes again: it was ours, new and empty.
-      if (!made) unlinkSync(`/proc/self/fd/${dirFd}/${name}`);
     }
   }
 
