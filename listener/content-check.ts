@@ -106,11 +106,15 @@ export class ContentCheck {
     const bad: Array<[number, number]> = [];
     let hole = false;
     const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, blockSize));
+    // Bytes below this hold data (the last SEEK_HOLE said so): one lseek covers a run of
+    // blocks, not one per block (ext4 takes the inode lock for it, behind any running write).
+    let dataUntil = -1;
     for (let i = Math.floor(from / blockSize); i * blockSize < end; i++) {
       if (bits[i >> 3] & (1 << (i & 7))) continue;
       const start = i * blockSize;
       const stop = Math.min(stub.size, start + blockSize);
-      const nextHole = native.seekHole(fd, start);
+      const nextHole = stop <= dataUntil ? dataUntil : native.seekHole(fd, start);
+      if (nextHole !== -1) dataUntil = nextHole;
       if (nextHole !== -1 && nextHole < stop) {
         hole = true;
         // Jump over the hole (one lseek, not one per block): the next block that can be whole

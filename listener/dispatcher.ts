@@ -38,7 +38,7 @@ const S_IFREG = 0o100000;
 
 export interface DispatcherOptions {
   readonly source: Pick<FanotifySource, "respond" | "ignore">;
-  readonly runner: Pick<RecallRunner, "forEvent" | "stop">;
+  readonly runner: Pick<RecallRunner, "forEvent" | "stop" | "settle">;
   readonly stubs: Pick<StubStore, "read">;
   readonly log: Logger;
   /** Distinct files recalled at once. */
@@ -91,9 +91,15 @@ export class Dispatcher {
     return [...this.ruleCounts].map(([rule, { action, count }]) => ({ rule, action, count }));
   }
 
-  /** Runs `work` for inode `key` alone: after every access queued before it, before any after. */
+  /**
+   * Runs `work` for inode `key` alone: after every access queued before it, before any after,
+   * and after the inode's read-ahead stream (if one runs) has ended.
+   */
   exclusive<T>(key: string, work: () => Promise<T> | T): Promise<T> {
-    return this.queue.run(key, async () => work());
+    return this.queue.run(key, async () => {
+      await this.opts.runner.settle(key);
+      return work();
+    });
   }
 
   onEvent(ev: FanEvent): void {

@@ -27,6 +27,7 @@ import { fromProtoReason } from "./failure-policy.js";
 import type { ListenerReason } from "./failure-policy.js";
 import type { FanotifySource, WatchMode } from "./fanotify-source.js";
 import { inodeKey } from "./inode-queue.js";
+import { ReadAhead } from "./read-ahead.js";
 import type { FdRequests, RecallClient } from "./recall-client.js";
 import { needsRecall, withRecallTime, withState } from "./stub-state.js";
 import type { StubState } from "./stub-state.js";
@@ -54,14 +55,42 @@ export interface ByteRange {
   readonly count: number;
 }
 
+/** How one recall is run: its deadline, and whether it is a read-ahead window. */
+export interface RecallHow {
+  /** When the reader stops waiting (default: now + the recall timeout). */
+  readonly deadline?: number;
+  /**
+   * A read-ahead window (read-ahead.ts): exactly the range is written (range_only), it is
+   * checked after the reply only, and the stream records the file's state when it ends.
+   */
+  readonly window?: boolean;
+}
+
 export class RecallRunner {
   private stopping = false;
+  private readonly ahead: ReadAhead;
 
-  constructor(private readonly opts: RecallRunnerOptions) {}
+  constructor(private readonly opts: RecallRunnerOptions) {
+    this.ahead = new ReadAhead({
+      log: opts.log,
+      content: opts.content,
+      recallWindow: (rw, st, stub, range, who) => this.recall(rw, st, stub, range, who, { window: true }),
+      finish: (rw, st, stub) => this.record(rw, st, withRecallTime(stub, Date.now()), true),
+    });
+  }
 
-  /** Shutdown: no recall is retried from now on. */
+  /** Shutdown: no recall is retried and no read-ahead window started from now on. */
   stop(): void {
     this.stopping = true;
+    this.ahead.stopAll();
+  }
+
+  /**
+   * Ends the read-ahead stream of inode `key`, if any, once its windows in flight are answered:
+   * whatever may change the file or its state (a write, a release, a restore) runs after it.
+   */
+  async settle(key: string): Promise<void> {
+    await this.ahead.settle(key);
   }
 
   /** The work for an event on a stub, admitted and queued by the dispatcher: the reason it is answered with. */
@@ -87,11 +116,21 @@ export class RecallRunner {
     const classify = this.opts.classify ?? classifyAccess;
     const whole = mode === "whole" || ev.range === null || ev.range.count === 0 || classify(ev.pid) === "modify";
     const range = whole ? null : ev.range;
+    const who = ev.pid > 0 ? accessor() : null;
+    const key = inodeKey(st);
+    const deadline = Date.now() + this.opts.recallTimeoutMs;
+    if (range !== null) {
+      const openWritable = () => this.opts.views.reopen(ev.fd, st, "write");
+      this.ahead.observe(range, { key, st, stub, who, openWritable });
+      if (await this.ahead.waitFor(key, ev.fd, range.offset, range.offset + range.count, deadline)) return "populated";
+    }
+    // From here on nothing else writes the file: a stream still running ends first (or the
+    // access fails at its deadline, as a recall of its own would).
+    if (!(await this.ahead.settle(key, deadline))) return "timeout";
     if (range !== null && !this.opts.content.needsManifest(stub) && (await this.alreadyThere(ev.fd, st, stub, range))) {
       return "populated";
     }
-    const who = ev.pid > 0 ? accessor() : null;
-    return this.withWritable(ev.fd, st, (rw) => this.recall(rw, st, stub, range, who));
+    return this.withWritable(ev.fd, st, (rw) => this.recall(rw, st, stub, range, who, { deadline }));
   }
 
   /**
@@ -139,10 +178,12 @@ export class RecallRunner {
     stub: StubState,
     range: ByteRange | null,
     who: AccessorInfo | null,
+    how: RecallHow = {},
   ): Promise<ListenerReason> {
-    const deadline = Date.now() + this.opts.recallTimeoutMs;
+    const deadline = how.deadline ?? Date.now() + this.opts.recallTimeoutMs;
+    const window = how.window === true;
     for (let attempt = 0; ; attempt++) {
-      const reason = await this.recallOnce({ fd, st, stub, range, who, deadline });
+      const reason = await this.recallOnce({ fd, st, stub, range, who, deadline, window });
       // A recall service that is restarting gets the event again, inside the same deadline;
       // bytes refused by the check (punched since) get one more recall.
       const retry =
@@ -159,9 +200,10 @@ export class RecallRunner {
     const reply = await this.opts.requests.call("recall", fd, async (requestId) => {
       const call = this.opts.recall.recall(this.request(requestId, a), Math.max(1, a.deadline - Date.now()));
       // Hash what arrives while the recall runs (the asked range and what the recall service
-      // writes ahead of it): the check after the reply then has little left to do.
+      // writes ahead of it): the check after the reply then has little left to do. Not for a
+      // window: other windows are being written beside it, and it is checked after its reply.
       const early = range === null ? [0, st.size] : [range.offset, range.offset + range.count + CHECK_AHEAD_BYTES];
-      await this.opts.content.checkWhile(fd, inodeKey(st), stub, early[0], early[1], call);
+      if (!a.window) await this.opts.content.checkWhile(fd, inodeKey(st), stub, early[0], early[1], call);
       return call;
     });
     if (!reply.ok) return reply.reason;
@@ -190,6 +232,7 @@ export class RecallRunner {
       deadlineUnixMs: BigInt(a.deadline),
       accessor: a.who ?? { pid: 0 },
       wantManifest: this.opts.content.needsManifest(stub),
+      rangeOnly: a.window,
     };
   }
 
@@ -206,20 +249,30 @@ export class RecallRunner {
     const checked = await content.check(fd, key, stub, asked[0], asked[1]);
     if (!checked.ok) return this.refuse(fd, st, checked);
     native.futimens(fd, stub.atimeNs, stub.mtimeNs);
+    // A window's stream records the state once, when it ends (its other windows are being
+    // written now, and a full check would hash them mid-write).
+    if (a.window) return "recalled";
     // The times are the archived ones again: the state keeps when the file was last recalled.
-    const recalled = withRecallTime(stub, Date.now());
-    // "Fully populated" is believed only when the file has no hole left (SEEK_HOLE at EOF)
-    // and every byte is checked: a false claim must never make a stub look resident (and get
-    // an ignore mark, after which no access is checked).
-    const full = reply.fullyPopulated && !hasHole(fd, st.size) ? await content.check(fd, key, stub, 0, st.size) : null;
+    await this.record(fd, st, withRecallTime(stub, Date.now()), reply.fullyPopulated);
+    return "recalled";
+  }
+
+  /**
+   * Writes the stub state after a recall through `fd`: archived (and an ignore mark) when the
+   * file is complete, else partial. Completeness is believed only when the file has no hole
+   * left (SEEK_HOLE at EOF) and every byte is checked: a false claim must never make a stub
+   * look resident (and get an ignore mark, after which no access is checked).
+   */
+  private async record(fd: number, st: FdStat, stub: StubState, claimedFull: boolean): Promise<void> {
+    const full =
+      claimedFull && !hasHole(fd, st.size) ? await this.opts.content.check(fd, inodeKey(st), stub, 0, st.size) : null;
     if (full?.ok) {
-      this.opts.stubs.write(fd, withState(recalled, "archived"));
+      this.opts.stubs.write(fd, withState(stub, "archived"));
       this.opts.source.ignore(fd, this.opts.modeOf(st.dev));
     } else {
       if (full && !full.ok) this.refuse(fd, st, full);
-      this.opts.stubs.write(fd, withState(recalled, "partial"));
+      this.opts.stubs.write(fd, withState(stub, "partial"));
     }
-    return "recalled";
   }
 
   /**
@@ -250,6 +303,8 @@ interface Attempt {
   readonly range: ByteRange | null;
   readonly who: AccessorInfo | null;
   readonly deadline: number;
+  /** A read-ahead window (RecallHow.window). */
+  readonly window: boolean;
 }
 
 /** Past a ranged recall's end, bytes the recall service may write ahead (and the listener hashes meanwhile). */

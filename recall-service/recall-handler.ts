@@ -199,7 +199,8 @@ export class RecallHandler {
     if (!whole && ranges.length > 0) {
       const end = ranges[ranges.length - 1][1];
       this.readahead(job, end);
-      if (needed.length > 0) await this.writeAhead(job, end);
+      // range_only: the listener's read-ahead windows, written and checked each on its own.
+      if (needed.length > 0 && !req.rangeOnly) await this.writeAhead(job, end);
     }
     return this.reply(job);
   }

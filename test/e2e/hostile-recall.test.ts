@@ -95,6 +95,8 @@ describe("a hostile recall service", () => {
     "wrong-small": 3 * MiB + 123,
     "wrong-large": 12 * MiB,
     sigterm: 2 * MiB,
+    "ahead-wrong": 40 * MiB,
+    "ahead-stall": 40 * MiB,
   };
   const stubs = new Map<string, TestFile>();
   let canaries = 0;
@@ -161,7 +163,7 @@ describe("a hostile recall service", () => {
         recallTimeoutMs: DEADLINE_MS,
       });
       for (const [name, size] of Object.entries(STUBS)) stubs.set(name, writeFile(`${name}.bin`, size));
-      for (let i = 0; i < 10; i++) stubs.set(`canary-${i}`, writeFile(`canary-${i}.bin`, MiB + i));
+      for (let i = 0; i < 12; i++) stubs.set(`canary-${i}`, writeFile(`canary-${i}.bin`, MiB + i));
       await releaseAll([...stubs.values()]);
     },
     { timeout: 180_000 },
@@ -209,6 +211,36 @@ describe("a hostile recall service", () => {
       }
       assert.ok(stack.acts("silent").length > 0, "the hostile service never went silent");
       await honestAfter("stop-accepting", ...stopStubs);
+    },
+    { timeout: 60_000 },
+  );
+
+  rootTest(
+    "read-ahead windows filled with wrong bytes: the reader still gets exactly the file, from its own recalls",
+    async () => {
+      const f = stub("ahead-wrong");
+      await stack.setMode("wrong-bytes-ahead");
+      const r = await stack.read(f.path);
+      assert.equal(rightOrError(r, f.data, "wrong bytes in read-ahead windows"), "right");
+      assert.ok(stack.acts("wrong-bytes").length > 0, "no read-ahead window was asked for (no stream started)");
+      assert.match(stack.listenerOutput(), /read-ahead window failed/);
+      stateIn(f, ["released", "partial", "archived"], "wrong-bytes-ahead");
+      await honestAfter("wrong-bytes-ahead", f);
+    },
+    { timeout: 60_000 },
+  );
+
+  rootTest(
+    "read-ahead windows never answered: the reader gets an error by the deadline, never waits on",
+    async () => {
+      const f = stub("ahead-stall");
+      await stack.setMode("stall-ahead");
+      const r = await stack.read(f.path);
+      mustFail(r, f.data, "read-ahead windows never answered");
+      assert.ok(r.ms < DEADLINE_MS + SLACK_MS, `answered after ${r.ms} ms`);
+      assert.ok(stack.acts("silent").length > 0, "no read-ahead window was asked for (no stream started)");
+      stateIn(f, ["released", "partial"], "stall-ahead");
+      await honestAfter("stall-ahead", f);
     },
     { timeout: 60_000 },
   );

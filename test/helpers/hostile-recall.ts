@@ -60,6 +60,10 @@ export const HOSTILE_MODES = [
   "wrong-bytes",
   "bogus-archive",
   "verify-equal",
+  // Only for the listener's read-ahead windows (range_only): wrong bytes written and allowed,
+  // or no answer at all; every other recall is relayed honestly.
+  "wrong-bytes-ahead",
+  "stall-ahead",
 ] as const;
 export type HostileMode = (typeof HOSTILE_MODES)[number];
 
@@ -108,6 +112,28 @@ function writeWrongBytes(fd: number, req: RecallRequest): { written: number; who
     }
   }
   return { written, whole: spans.some(([s, e]) => s === 0 && e === size) };
+}
+
+/**
+ * Wrong bytes into the holes of the asked ranges only (what a read-ahead window asks for), as a
+ * liar would fill in what is missing; the bytes already there are left as they are.
+ */
+function writeWrongIntoHoles(fd: number, req: RecallRequest): { written: number; whole: boolean } {
+  const size = Number(req.file?.size ?? 0n);
+  const junk = Buffer.alloc(MiB, WRONG_BYTE);
+  let written = 0;
+  for (const r of req.ranges) {
+    const end = Math.min(size, Number(r.offset) + Number(r.length));
+    for (let pos = Number(r.offset); pos < end;) {
+      const hole = native.seekHole(fd, pos);
+      if (hole === -1 || hole >= end) break;
+      const data = native.seekData(fd, hole);
+      const stop = data === -1 || data > end ? end : data;
+      for (let at = hole; at < stop; at += MiB) written += writeSync(fd, junk, 0, Math.min(MiB, stop - at), at);
+      pos = stop;
+    }
+  }
+  return { written, whole: false };
 }
 
 /**
@@ -181,8 +207,10 @@ class HostileService {
   }
 
   async recall(req: RecallRequest, ctx: CallContext): Promise<MessageInitShape<typeof RecallResponseSchema>> {
-    if (this.mode === "stop-accepting") return this.silence(ctx, "recall");
-    if (this.mode === "unknown-ids" || this.mode === "allow-unwritten" || this.mode === "wrong-bytes") {
+    const ahead = req.rangeOnly ? this.mode : "";
+    if (this.mode === "stop-accepting" || ahead === "stall-ahead") return this.silence(ctx, "recall");
+    const forged = ["unknown-ids", "allow-unwritten", "wrong-bytes"].includes(this.mode);
+    if (forged || ahead === "wrong-bytes-ahead") {
       const fd = await this.fds.take(req.requestId, 5_000);
       if (fd === null) throw new RpcError(status.FAILED_PRECONDITION, "no fd");
       try {
@@ -213,7 +241,8 @@ class HostileService {
       act({ act: "allow-unwritten", id: req.requestId });
       return allow(req, req.requestId, true, 0);
     }
-    const { written, whole } = writeWrongBytes(fd, req);
+    const { written, whole } =
+      this.mode === "wrong-bytes-ahead" ? writeWrongIntoHoles(fd, req) : writeWrongBytes(fd, req);
     act({ act: "wrong-bytes", id: req.requestId, written, whole });
     return allow(req, req.requestId, whole, written);
   }
