@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { chmodSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { runChild } from "../helpers/child.js";
 import type { ChildResult } from "../helpers/child.js";
 import { BOGUS_ARCHIVE_VARIANTS } from "../helpers/hostile-recall.js";
 import type { HostileMode } from "../helpers/hostile-recall.js";
@@ -97,6 +98,7 @@ describe("a hostile recall service", () => {
     sigterm: 2 * MiB,
     "ahead-wrong": 40 * MiB,
     "ahead-stall": 40 * MiB,
+    "ahead-late": 40 * MiB,
   };
   const stubs = new Map<string, TestFile>();
   let canaries = 0;
@@ -231,16 +233,46 @@ describe("a hostile recall service", () => {
   );
 
   rootTest(
-    "read-ahead windows never answered: the reader gets an error by the deadline, never waits on",
+    "read-ahead windows never answered: the reader gets the file or an error by the deadline, never waits on",
     async () => {
       const f = stub("ahead-stall");
       await stack.setMode("stall-ahead");
       const r = await stack.read(f.path);
-      mustFail(r, f.data, "read-ahead windows never answered");
+      // Either the wait for the window ends at the reader's deadline (EIO), or the windows fail
+      // first and the reader's own recall (relayed honestly) brings the bytes.
+      rightOrError(r, f.data, "read-ahead windows never answered");
       assert.ok(r.ms < DEADLINE_MS + SLACK_MS, `answered after ${r.ms} ms`);
       assert.ok(stack.acts("silent").length > 0, "no read-ahead window was asked for (no stream started)");
       stateIn(f, ["released", "partial"], "stall-ahead");
       await honestAfter("stall-ahead", f);
+    },
+    { timeout: 60_000 },
+  );
+
+  rootTest(
+    "a truncate while read-ahead windows are written late waits for them: nothing lands past the new size",
+    async () => {
+      const f = stub("ahead-late");
+      await stack.setMode("late-ahead");
+      const reader = stack.read(f.path);
+      const deadline = Date.now() + 10_000;
+      while (!/read-ahead stream started/.test(stack.listenerOutput())) {
+        assert.ok(Date.now() < deadline, "no read-ahead stream started");
+        await sleep(20);
+      }
+      await sleep(200);
+      const t = await runChild(["truncate", "-s", String(MiB), f.path], { timeoutMs: 30_000 });
+      assert.equal(t.code, 0, t.stderr);
+      // Truncated under it, the reader gets a prefix of the file (or an error), never other bytes.
+      const got = await reader;
+      rightOrError(got, f.data.subarray(0, got.stdout.length), "a reader while the windows were late");
+      assert.ok(stack.acts("late-window").length > 0, "no late window was written");
+      await sleep(2000);
+      assert.equal(statSync(f.path).size, MiB, "a late window wrote past the truncated size");
+      await stack.setMode("honest");
+      const r = await stack.read(f.path);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stdout.equals(f.data.subarray(0, MiB)), `after the truncate: ${describeWrong(r.stdout, f.data)}`);
     },
     { timeout: 60_000 },
   );

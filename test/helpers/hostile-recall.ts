@@ -64,6 +64,9 @@ export const HOSTILE_MODES = [
   // or no answer at all; every other recall is relayed honestly.
   "wrong-bytes-ahead",
   "stall-ahead",
+  // Read-ahead windows written late: 1.5 s after the request, wrong bytes into the window's
+  // holes, then an ALLOW (whatever waits for the window must wait for that write).
+  "late-ahead",
 ] as const;
 export type HostileMode = (typeof HOSTILE_MODES)[number];
 
@@ -210,6 +213,7 @@ class HostileService {
     const ahead = req.rangeOnly ? this.mode : "";
     if (this.mode === "stop-accepting" || ahead === "stall-ahead") return this.silence(ctx, "recall");
     const forged = ["unknown-ids", "allow-unwritten", "wrong-bytes"].includes(this.mode);
+    if (ahead === "late-ahead") return this.lateWindow(req);
     if (forged || ahead === "wrong-bytes-ahead") {
       const fd = await this.fds.take(req.requestId, 5_000);
       if (fd === null) throw new RpcError(status.FAILED_PRECONDITION, "no fd");
@@ -229,6 +233,20 @@ class HostileService {
       act({ act: "false-fully-populated", id: req.requestId, ranges: req.ranges.length });
     } else act({ act: "relayed", op: "recall", id: req.requestId, verdict: reply.verdict });
     return reply;
+  }
+
+  /** A window written 1.5 s late (wrong bytes into its holes), then allowed. */
+  private async lateWindow(req: RecallRequest): Promise<MessageInitShape<typeof RecallResponseSchema>> {
+    const fd = await this.fds.take(req.requestId, 5_000);
+    if (fd === null) throw new RpcError(status.FAILED_PRECONDITION, "no fd");
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      const { written } = writeWrongIntoHoles(fd, req);
+      act({ act: "late-window", id: req.requestId, written });
+      return allow(req, req.requestId, false, written);
+    } finally {
+      native.close(fd);
+    }
   }
 
   /** An ALLOW that the real service never gave, through the listener's fd. */
