@@ -4,6 +4,7 @@
 //
 // Owns: the process: logger, privilege drop, signals. Holds no fds itself.
 import { mkdirSync } from "node:fs";
+import { setFlagsFromString } from "node:v8";
 import { pino } from "pino";
 import * as native from "../native/index.js";
 import { RECALL_SERVICE_HELP, checkOwnUid, loadRecallServiceConfig, recallSocketPaths } from "./config.js";
@@ -22,11 +23,23 @@ function dropPrivileges(config: RecallServiceConfig): void {
   native.setNonDumpable(); // a uid change resets it to fs.suid_dumpable: set it again, whatever that is
 }
 
+/**
+ * Every socket read of a GET allocates a fresh 64 KiB buffer, and V8 counts that external
+ * memory against its old generation: with incremental marking it started a full GC every few
+ * MiB recalled (about 60 per GiB, a third of the service's CPU per GiB recalled, measured).
+ * Without it V8 runs a full GC only at the old generation's limit (about 20 per GiB, each a
+ * pause of a few ms on this small heap). Set before the server allocates anything.
+ */
+function tuneGc(): void {
+  setFlagsFromString("--no-incremental-marking");
+}
+
 export async function recallServiceMain(argv: readonly string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(RECALL_SERVICE_HELP);
     return 0;
   }
+  tuneGc();
   let config: RecallServiceConfig;
   try {
     // Before the secret is read: /proc/PID/{environ,mem,...} become root's alone, so no other
