@@ -28,6 +28,7 @@ import { scenario8 } from "./scenario-8-check-cost.js";
 import { scenario9 } from "./scenario-9-rebuild.js";
 import { scenario10 } from "./scenario-10-policy.js";
 import { scenario11 } from "./scenario-11-cpu.js";
+import { scenario12 } from "./scenario-12-real-workload.js";
 
 const SCENARIOS: readonly Scenario[] = [
   scenario1,
@@ -41,6 +42,7 @@ const SCENARIOS: readonly Scenario[] = [
   scenario9,
   scenario10,
   scenario11,
+  scenario12,
 ];
 
 const DEFAULT_OUT = fileURLToPath(new URL("./results/latest.json", import.meta.url));
@@ -148,7 +150,7 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
   const selected = SCENARIOS.filter((s) => opts.only === null || opts.only.has(s.id));
   const ctx = new BenchContext(opts, await buildCTools());
   ctx.defer("C helpers", () => ctx.tools.cleanup());
-  const watchdogMs = (opts.quick ? 15 : 45) * 60_000;
+  const watchdogMs = (opts.quick ? 40 : 90) * 60_000;
   let stopping = false;
   const abort = (why: string, code: number) => {
     if (stopping) return;
