@@ -34,6 +34,8 @@ export interface Contest {
   readonly against: readonly Contender[];
   /** Every other rep in reverse order, so that neither of two contenders always goes first. */
   readonly alternate?: boolean;
+  /** Reps (default 5, --quick 2). */
+  readonly reps?: { readonly full: number; readonly quick: number };
 }
 
 /** One cold read of a file, `who` naming the reader in errors: a figure in the contest's unit. */
@@ -46,7 +48,7 @@ const PREAD_TIMEOUT_MS = 120_000;
 export async function runContest(ctx: BenchContext, c: Contest): Promise<ScenarioOutcome> {
   const all: readonly Contender[] = [{ label: "fanrecall", measure: c.fanrecall }, ...c.against];
   const values = all.map((): number[] => []);
-  const reps = ctx.reps(REPS.full, REPS.quick);
+  const reps = ctx.reps((c.reps ?? REPS).full, (c.reps ?? REPS).quick);
   for (let rep = 0; rep < reps; rep++) {
     const order = [...all.keys()];
     if (c.alternate && rep % 2 === 1) order.reverse();

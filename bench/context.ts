@@ -1,8 +1,9 @@
 // bench/context.ts: what one bench run shares between scenarios: the options, the C helpers,
-// one Swift all-in-one (started on first use), the released 256 MiB stub of scenarios 1-4,
-// fanrecall instances, and the cleanup stack that undoes all of it.
+// one Swift all-in-one and one s3rver (each started on first use), the released 256 MiB stub
+// of scenarios 1-4 (one per store), fanrecall instances, and the cleanup stack that undoes all
+// of it.
 //
-// Owns: every resource a scenario registers with defer(): Swift, loop filesystems, fanrecall
+// Owns: every resource a scenario registers with defer(): Swift, s3rver, loop filesystems, fanrecall
 // instances, FUSE mounts, temp dirs. cleanup() runs them last-in first-out, each bounded, and
 // is called in main's finally and on SIGINT/SIGTERM.
 // Must not: measure anything (scenarios do) or change fanrecall's code or config files.
@@ -13,7 +14,7 @@ import { join } from "node:path";
 import type { Ext4 } from "../test/helpers/loop-fs.js";
 import { makeExt4 } from "../test/helpers/loop-fs.js";
 import type { ObjectServer } from "../test/helpers/object-server.js";
-import { makeBucket, startSwift } from "../test/helpers/object-server.js";
+import { makeBucket, startS3rver, startSwift } from "../test/helpers/object-server.js";
 import type { FanrecallInstance } from "../test/helpers/fanrecall-instance.js";
 import { startFanrecall } from "../test/helpers/fanrecall-instance.js";
 import type { CTools } from "./measure.js";
@@ -35,7 +36,7 @@ export interface BigStub {
   readonly path: string;
   readonly plainPath: string;
   readonly size: number;
-  /** The run's Swift, which holds the object. */
+  /** The store that holds the object (the run's Swift, or its s3rver). */
   readonly server: ObjectServer;
   readonly bucket: string;
   readonly key: string;
@@ -45,6 +46,9 @@ export interface BigStub {
   /** reader.c hashes of the original content: whole file, 4 KiB at 0, 4 KiB at RANDOM_OFFSET. */
   readonly hashes: { readonly full: string; readonly first: string; readonly random: string };
 }
+
+/** The object stores a run can start: Swift all-in-one (every scenario) and s3rver (scenario 1). */
+export type StoreKind = "swift" | "s3rver";
 
 /** Where scenario 3 reads 4 KiB of the big stub. */
 export const RANDOM_OFFSET = 200 * MiB;
@@ -81,8 +85,8 @@ export function writeRandomFile(path: string, size: number): string {
 
 export class BenchContext {
   private readonly cleanups: Array<{ what: string; fn: () => Promise<void> }> = [];
-  private swiftP: Promise<ObjectServer> | undefined;
-  private bigP: Promise<BigStub> | undefined;
+  private readonly servers = new Map<StoreKind, Promise<ObjectServer>>();
+  private readonly bigs = new Map<StoreKind, Promise<BigStub>>();
   private buckets = 0;
   private readonly t0 = nowMs();
 
@@ -139,20 +143,29 @@ export class BenchContext {
   }
 
   swift(): Promise<ObjectServer> {
-    this.swiftP ??= (async () => {
-      const t = nowMs();
-      const server = await startSwift();
-      this.defer("swift", () => server.stop());
-      this.log(`swift up on ${server.endpoint} in ${((nowMs() - t) / 1000).toFixed(1)} s`);
-      return server;
-    })();
-    return this.swiftP;
+    return this.store("swift");
   }
 
-  /** A new bucket on the run's Swift. */
-  async bucket(label: string): Promise<string> {
+  /** The run's store of that kind, started on first use and stopped at cleanup. */
+  store(kind: StoreKind): Promise<ObjectServer> {
+    let p = this.servers.get(kind);
+    if (p === undefined) {
+      p = (async () => {
+        const t = nowMs();
+        const server = kind === "swift" ? await startSwift() : await startS3rver();
+        this.defer(kind, () => server.stop());
+        this.log(`${kind} up on ${server.endpoint} in ${((nowMs() - t) / 1000).toFixed(1)} s`);
+        return server;
+      })();
+      this.servers.set(kind, p);
+    }
+    return p;
+  }
+
+  /** A new bucket on the run's Swift (or on `server`). */
+  async bucket(label: string, server?: ObjectServer): Promise<string> {
     const name = `bench-${label}-${++this.buckets}`;
-    await makeBucket(await this.swift(), name);
+    await makeBucket(server ?? (await this.swift()), name);
     return name;
   }
 
@@ -163,9 +176,14 @@ export class BenchContext {
     return fs;
   }
 
-  /** Starts fanrecall against the run's Swift; stopped at cleanup or by the returned stop(). */
-  async fanrecall(watch: string, bucket: string, extraArgs: readonly string[] = []): Promise<FanrecallInstance> {
-    const server = await this.swift();
+  /** Starts fanrecall against the run's Swift (or `store`); stopped at cleanup or by the returned stop(). */
+  async fanrecall(
+    watch: string,
+    bucket: string,
+    extraArgs: readonly string[] = [],
+    store?: ObjectServer,
+  ): Promise<FanrecallInstance> {
+    const server = store ?? (await this.swift());
     const fr = await startFanrecall({ watch: [watch], server, bucket, extraArgs });
     const stop = this.defer(`fanrecall on ${watch}`, async () => {
       const code = await fr.stop();
@@ -180,8 +198,9 @@ export class BenchContext {
     bucket: string,
     extraArgs: readonly string[],
     fn: (fr: FanrecallInstance) => Promise<T>,
+    store?: ObjectServer,
   ): Promise<T> {
-    const fr = await this.fanrecall(watch, bucket, extraArgs);
+    const fr = await this.fanrecall(watch, bucket, extraArgs, store);
     try {
       return await fn(fr);
     } finally {
@@ -189,17 +208,21 @@ export class BenchContext {
     }
   }
 
-  /** The released 256 MiB stub (and its never-archived twin) shared by scenarios 1-4. */
-  bigStub(): Promise<BigStub> {
-    this.bigP ??= this.makeBigStub();
-    return this.bigP;
+  /** The released 256 MiB stub (and its never-archived twin) shared by scenarios 1-4, archived to `kind`. */
+  bigStub(kind: StoreKind = "swift"): Promise<BigStub> {
+    let p = this.bigs.get(kind);
+    if (p === undefined) {
+      p = this.makeBigStub(kind);
+      this.bigs.set(kind, p);
+    }
+    return p;
   }
 
-  private async makeBigStub(): Promise<BigStub> {
+  private async makeBigStub(kind: StoreKind): Promise<BigStub> {
     const size = 256 * MiB;
     const fs = await this.ext4(1024);
-    const server = await this.swift();
-    const bucket = await this.bucket("big");
+    const server = await this.store(kind);
+    const bucket = await this.bucket("big", server);
     const path = join(fs.dir, "big.bin");
     const plainPath = join(fs.dir, "plain.bin");
     const warmPath = join(fs.dir, "warm.bin");
@@ -213,12 +236,16 @@ export class BenchContext {
       random: (await readAt(reader, path, RANDOM_OFFSET, 4096, 10_000)).hash,
     };
     const t = nowMs();
-    const status = await this.withFanrecall(fs.dir, bucket, [], (fr) =>
-      archiveAndRelease(fr, [path, warmPath], 300_000),
+    const status = await this.withFanrecall(
+      fs.dir,
+      bucket,
+      [],
+      (fr) => archiveAndRelease(fr, [path, warmPath], 300_000),
+      server,
     );
     const key = status.find((s) => s.path === path)?.object?.key;
     if (!key) throw new Error("no object key after release");
-    this.log(`256 MiB stub archived and released in ${((nowMs() - t) / 1000).toFixed(1)} s (key ${key})`);
+    this.log(`256 MiB stub archived to ${kind} and released in ${((nowMs() - t) / 1000).toFixed(1)} s (key ${key})`);
     return { fs, path, plainPath, size, server, bucket, key, saved: saveStub(path), warm: saveStub(warmPath), hashes };
   }
 
@@ -233,11 +260,34 @@ export class BenchContext {
     extraArgs: readonly string[],
     fn: (fr: FanrecallInstance) => Promise<T>,
   ): Promise<T> {
-    restub(big.saved);
-    restub(big.warm);
-    return this.withFanrecall(big.fs.dir, big.bucket, extraArgs, async (fr) => {
-      await readSeq(this.tools.reader, big.warm.path, { bs: MiB, timeoutMs: 60_000 });
-      return fn(fr);
-    });
+    return this.withStubs(big.fs.dir, big.bucket, [big.saved], big.warm, extraArgs, fn, big.server);
+  }
+
+  /**
+   * withBigStub for any released files: makes `saved` and `warm` released stubs again, starts
+   * a fresh instance watching `watch` against `bucket` (on the run's Swift, or `store`),
+   * recalls `warm` through it, runs fn, and stops the instance.
+   */
+  async withStubs<T>(
+    watch: string,
+    bucket: string,
+    saved: readonly SavedStub[],
+    warm: SavedStub,
+    extraArgs: readonly string[],
+    fn: (fr: FanrecallInstance) => Promise<T>,
+    store?: ObjectServer,
+  ): Promise<T> {
+    for (const s of saved) restub(s);
+    restub(warm);
+    return this.withFanrecall(
+      watch,
+      bucket,
+      extraArgs,
+      async (fr) => {
+        await readSeq(this.tools.reader, warm.path, { bs: MiB, timeoutMs: 60_000 });
+        return fn(fr);
+      },
+      store,
+    );
   }
 }

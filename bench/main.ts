@@ -1,6 +1,7 @@
 // bench/main.ts: `npm run bench` (via bench/run.sh): runs the selected scenarios of issue #5
-// one after another against one Swift all-in-one, prints a table of medians (min-max) and
-// ratios with their targets, and writes the same as JSON (bench/results/latest.json).
+// one after another against one Swift all-in-one (and, for scenario 1, one s3rver), prints a
+// table of medians (min-max) and ratios with their targets, and writes the same as JSON
+// (bench/results/latest.json).
 //
 // Owns: the run: argument parsing, the C helpers' build, the BenchContext and its cleanup
 // (in finally, on SIGINT/SIGTERM, and when the run-wide watchdog fires), the exit code.
@@ -28,6 +29,7 @@ import { scenario8 } from "./scenario-8-check-cost.js";
 import { scenario9 } from "./scenario-9-rebuild.js";
 import { scenario10 } from "./scenario-10-policy.js";
 import { scenario11 } from "./scenario-11-cpu.js";
+import { scenario12 } from "./scenario-12-real-workload.js";
 
 const SCENARIOS: readonly Scenario[] = [
   scenario1,
@@ -41,6 +43,7 @@ const SCENARIOS: readonly Scenario[] = [
   scenario9,
   scenario10,
   scenario11,
+  scenario12,
 ];
 
 const DEFAULT_OUT = fileURLToPath(new URL("./results/latest.json", import.meta.url));
@@ -49,22 +52,33 @@ const DIST_MAIN = fileURLToPath(new URL("../dist/cli/main.js", import.meta.url))
 export const BENCH_HELP = `Usage: npm run bench -- [--quick] [--only N[,M...]] [--out FILE] [--verbose]
 
 Benchmarks fanrecall (issue #5) as root on this machine: installs s3fs, rclone and fuse3
-from Debian when missing, builds dist/, starts a Swift all-in-one on 127.0.0.1, and runs:
+from Debian when missing, builds dist/, and runs the selected scenarios. Every scenario uses a
+Swift all-in-one on 127.0.0.1 (S3 API), started once; scenario 1 also starts an s3rver on
+127.0.0.1 (the project's embedded store) and repeats its fanrecall and minio-js rows there.
 
-  1  full first read of a released 256 MiB file, caches dropped (vs minio-js GET, s3fs, rclone)
-  2  time to the first 4 KiB of a released file (vs rclone, s3fs, whole-file recall)
-  3  4 KiB at offset 200 MiB of an untouched released file (vs rclone, s3fs)
-  4  second read after recall (vs a never-archived file)
-  5  non-stub files on a watched filesystem (vs no listener; first touch vs a minimal C listener)
-  6  100 readers of one stub (store bytes fetched), 64 stubs at once (vs single-stream GET)
-  7  listener memory and start time with 100,000 stubs (vs none)
-  8  full first read with the listener's check of recalled bytes (vs the same without it)
+  1   full first read of a released 256 MiB file, caches dropped (vs minio-js GET on Swift and
+      on s3rver; s3fs and rclone on Swift)
+  2   time to the first 4 KiB of a released file (vs rclone, s3fs, whole-file recall)
+  3   4 KiB at offset 200 MiB of an untouched released file (vs rclone, s3fs)
+  4   second read after recall (vs a never-archived file)
+  5   non-stub files on a watched filesystem (vs no listener; first touch vs a minimal C listener)
+  6   100 readers of one stub (store bytes fetched), 64 stubs at once (vs single-stream GET)
+  7   listener memory and start time with 100,000 stubs (vs none)
+  8   full first read with the listener's check of recalled bytes (vs the same without it)
+  9   rebuild of 100,000 released stubs from the namespace in the store (vs a 120 s limit;
+      making the same tree directly for information)
+  10  one dry-run policy pass over 1,000,000 files: wall time and peak RSS (vs 120 s, 256 MiB)
+  11  CPU seconds per GiB of a cold full read, all fanrecall processes (vs a minio-js download)
+  12  a real workload: tar cf - | cat of a released tree of 5,000+ small files (node_modules
+      packages), cold (vs rclone mount's first read of the same tree uploaded to Swift; the
+      resident tree for information)
 
 Each scenario runs several reps (3-5; --quick: 1-2, and smaller counts in 5-7) and reports
 median (min-max). Every ratio compares figures measured in the same run.
 
 Options:
-  --quick          fewer reps and smaller counts (about 6 minutes instead of about 20)
+  --quick          fewer reps and smaller counts (scenario 12 still archives and uploads its
+                   whole tree once: minutes, depending on how fast the store takes small objects)
   --only N[,M...]  run only these scenarios
   --out FILE       JSON output (default bench/results/latest.json)
   --verbose        print fanrecall's output when an instance exits badly
@@ -148,7 +162,7 @@ export async function benchMain(argv: readonly string[]): Promise<number> {
   const selected = SCENARIOS.filter((s) => opts.only === null || opts.only.has(s.id));
   const ctx = new BenchContext(opts, await buildCTools());
   ctx.defer("C helpers", () => ctx.tools.cleanup());
-  const watchdogMs = (opts.quick ? 15 : 45) * 60_000;
+  const watchdogMs = (opts.quick ? 40 : 90) * 60_000;
   let stopping = false;
   const abort = (why: string, code: number) => {
     if (stopping) return;

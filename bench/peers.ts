@@ -1,6 +1,7 @@
 // bench/peers.ts: the baselines fanrecall is compared with, against the same Swift and bucket:
 // the tools a user would pick instead (s3fs-fuse, plain, no local cache; rclone mount with
-// --vfs-cache-mode full) and a single-stream minio-js GET of the object to a local file.
+// --vfs-cache-mode full) and a single-stream minio-js GET of the object to a local file; and
+// the upload of a local tree as objects (rclone copy), for peers to read it from the store.
 //
 // Owns: per mount, a temp dir (mount point, rclone's cache and empty config) and the FUSE
 // daemon child process, started in the foreground (-f / rclone mount), with a hard timeout.
@@ -186,5 +187,35 @@ export async function minioGet(server: ObjectServer, bucket: string, key: string
   } finally {
     clearTimeout(timer);
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const UPLOAD_TIMEOUT_MS = 20 * 60_000;
+
+/** `rclone copy` of local `dir` into `bucket` (keys: paths relative to dir), 16 transfers at once. */
+export async function uploadTree(server: ObjectServer, bucket: string, dir: string): Promise<void> {
+  const base = await mkdtemp(join(tmpdir(), "fanrecall-bench-upload-"));
+  try {
+    const config = join(base, "rclone.conf");
+    await writeFile(config, "");
+    const argv = [
+      "rclone",
+      "copy",
+      dir,
+      `bench:${bucket}`,
+      "--config",
+      config,
+      "--transfers",
+      "16",
+      "--checkers",
+      "16",
+      // no HEAD of each object after its PUT (rclone checks the PUT's answer instead)
+      "--s3-no-head",
+    ];
+    const r = await runChild(argv, { timeoutMs: UPLOAD_TIMEOUT_MS, env: envFor("rclone", server) });
+    if (r.code !== 0)
+      throw new Error(`rclone copy to ${bucket} failed (${r.code ?? r.signal}): ${r.stderr.slice(-2000)}`);
+  } finally {
+    await rm(base, { recursive: true, force: true });
   }
 }

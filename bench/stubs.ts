@@ -24,12 +24,32 @@ export interface SavedStub {
   readonly state: StubState;
 }
 
+/**
+ * `fanrecall OP` of paths (files or dirs), split into `workers` groups run as concurrent
+ * commands (each command handles its files one at a time; the store's writes overlap across
+ * commands); throws when one fails.
+ */
+export async function adminOp(
+  fr: FanrecallInstance,
+  op: "archive" | "release",
+  paths: readonly string[],
+  timeoutMs: number,
+  workers = 1,
+): Promise<void> {
+  const groups = Array.from({ length: Math.min(workers, paths.length) }, (_, g) =>
+    paths.filter((_p, i) => i % workers === g),
+  );
+  await Promise.all(
+    groups.map(async (group) => {
+      const r = await fr.cli([op, ...group], timeoutMs);
+      if (r.code !== 0) throw new Error(`fanrecall ${op} failed (${r.code}): ${r.stderr}\n${fr.output().slice(-3000)}`);
+    }),
+  );
+}
+
 /** `fanrecall archive` then `fanrecall release` of paths (files or dirs); throws on failure. */
 export async function archiveAndRelease(fr: FanrecallInstance, paths: readonly string[], timeoutMs: number) {
-  for (const op of ["archive", "release"]) {
-    const r = await fr.cli([op, ...paths], timeoutMs);
-    if (r.code !== 0) throw new Error(`fanrecall ${op} failed (${r.code}): ${r.stderr}\n${fr.output().slice(-3000)}`);
-  }
+  for (const op of ["archive", "release"] as const) await adminOp(fr, op, paths, timeoutMs);
   const status = await fr.status(paths);
   const notReleased = status.filter((s) => s.state !== "released");
   if (notReleased.length > 0) throw new Error(`not released: ${JSON.stringify(notReleased.slice(0, 3))}`);
