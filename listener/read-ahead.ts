@@ -10,9 +10,10 @@
 // come for IDLE_MS, or when it is settled.
 //
 // A stream writes outside the inode queue, so whatever in the queue could change the file or
-// its state (a write, a whole-file recall, a release, a restore) settles the inode's stream
-// first: no new window starts, and settle resolves once every window in flight has been
-// answered (the recall service writes nothing for a call after answering it).
+// its state (a write, a whole-file recall, a release, a restore, a read's own recall of bytes
+// at or past the stream's start) settles the inode's stream first: no new window starts, and
+// settle resolves once every window in flight has been answered (the recall service writes
+// nothing for a call after answering it).
 //
 // Owns: each stream's writable fd (from the private view; closed when the stream ends) and the
 // bounded table of where each inode's last read ended. Must not own: event fds or verdicts
@@ -144,6 +145,16 @@ export class ReadAhead {
     } finally {
       s.waiters--;
     }
+  }
+
+  /**
+   * Whether a recall of `range` (null: the whole file) could meet the inode's stream: its
+   * writes start at the stream's first window. A read wholly below it (a second reader behind
+   * the first) recalls for itself beside the stream, which goes on.
+   */
+  overlaps(key: string, range: ByteRange | null): boolean {
+    const s = this.streams.get(key);
+    return s !== undefined && (range === null || range.offset + range.count > s.start);
   }
 
   /**

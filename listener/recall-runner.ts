@@ -124,9 +124,9 @@ export class RecallRunner {
       this.ahead.observe(range, { key, st, stub, who, openWritable });
       if (await this.ahead.waitFor(key, ev.fd, range.offset, range.offset + range.count, deadline)) return "populated";
     }
-    // From here on nothing else writes the file: a stream still running ends first (or the
-    // access fails at its deadline, as a recall of its own would).
-    if (!(await this.ahead.settle(key, deadline))) return "timeout";
+    // From here on nothing else writes these bytes: a stream still running there ends first
+    // (or the access fails at its deadline, as a recall of its own would).
+    if (this.ahead.overlaps(key, range) && !(await this.ahead.settle(key, deadline))) return "timeout";
     if (range !== null && !this.opts.content.needsManifest(stub) && (await this.alreadyThere(ev.fd, st, stub, range))) {
       return "populated";
     }
