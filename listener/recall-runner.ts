@@ -9,9 +9,12 @@
 // bytes the listener has hashed itself and found equal to the trusted stub state
 // (content-check.ts); a block found different is punched back to a hole (the stub stays
 // retryable); "fully populated" is checked against holes. After a recall it restores the
-// file's times and writes the stub state (partial, or archived plus an ignore mark).
+// file's times and writes the stub state (partial, or archived plus an ignore mark). Reads
+// that follow each other get a read-ahead stream (read-ahead.ts, owned here): its windows are
+// recalls of this runner, and a read it brings waits for its window instead.
 //
-// Owns: the writable fd of each recall it runs (closed when that recall ends). Must not own:
+// Owns: the writable fd of each recall it runs (closed when that recall ends) and the read-ahead
+// streams (each holds a writable fd until it ends). Must not own:
 // event fds or answers (the dispatcher), the queue, the wire (fd-channel, recall-client) or
 // S3 anything. Never opens a watched file by path.
 import type { Logger } from "pino";
