@@ -44,8 +44,6 @@ const MAX_TRACKED = 4096;
 export interface ReadAheadOptions {
   readonly log: Logger;
   readonly content: Pick<ContentCheck, "check">;
-  /** Whether every byte of `range` of the file behind `fd` is in it (no hole). */
-  readonly present: (fd: number, size: number, range: ByteRange) => boolean;
   /** One window's recall through the writable fd `rw` (the runner's recall, checks included). */
   readonly recallWindow: (
     rw: number,
@@ -135,9 +133,9 @@ export class ReadAhead {
       for (;;) {
         if (s.stopped || from < s.start || from >= s.next + WINDOW_BYTES * WINDOWS_IN_FLIGHT) return false;
         const changed = s.changed;
-        // Only hashed, never refused here: a block may be in the middle of being written.
-        const checked = (await this.opts.content.check(fd, key, s.stub, from, to)).ok;
-        if (checked && this.opts.present(fd, s.st.size, { offset: from, count: to - from })) return true;
+        // Only hashed, never refused here: a block may be in the middle of being written. (A
+        // block found equal was data when hashed: check never hashes a hole.)
+        if ((await this.opts.content.check(fd, key, s.stub, from, to)).ok) return true;
         if (this.streams.get(key) !== s) return false;
         const left = deadline - Date.now();
         if (left <= 0) return false;

@@ -77,7 +77,6 @@ export class RecallRunner {
     this.ahead = new ReadAhead({
       log: opts.log,
       content: opts.content,
-      present: rangePresent,
       recallWindow: (rw, st, stub, range, who) => this.recall(rw, st, stub, range, who, { window: true }),
       finish: (rw, st, stub) => this.record(rw, st, withRecallTime(stub, Date.now()), true),
     });

@@ -96,6 +96,8 @@ export class Chunk {
   private hashed = 0;
   private nextPart = 0;
   private waiters: Waiter[] = [];
+  /** The rest of the hashing waits for a later turn (advance). */
+  private deferred = false;
 
   constructor(
     readonly ref: ChunkRef,
@@ -150,11 +152,24 @@ export class Chunk {
     return new Promise((resolve, reject) => this.waiters.push({ upTo: target, resolve, reject }));
   }
 
-  /** Hashes what arrived, block by block; marks complete matching blocks verified and wakes waiters. */
+  /**
+   * Hashes what arrived, block by block; marks complete matching blocks verified and wakes
+   * waiters. Once a block wakes one, the rest is hashed on a later turn of the event loop: the
+   * woken recall writes and answers first (a cold small read does not wait for the hashing of
+   * the whole chunk that arrived meanwhile, with the manifest).
+   */
   private advance(): void {
     const v = this.verifier;
-    if (!v || this.failure) return;
+    if (!v || this.failure || this.deferred) return;
     while (this.nextPart < this.parts.length) {
+      if (this.waiters.some((w) => w.upTo <= this.verified)) {
+        this.deferred = true;
+        setImmediate(() => {
+          this.deferred = false;
+          this.advance();
+        });
+        break;
+      }
       const part = this.parts[this.nextPart];
       const partStart = this.starts[this.nextPart];
       const blockEnd = Math.min(this.length, this.verified + v.blockSize);

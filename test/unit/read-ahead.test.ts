@@ -37,7 +37,6 @@ function harness() {
         return { ok: true };
       },
     },
-    present: () => true,
     recallWindow: (_rw, _st, _stub, range) =>
       new Promise<ListenerReason>((answer) => {
         open++;
