@@ -121,6 +121,16 @@ test("blocks found equal are remembered per inode until forgotten; disabled, eve
   });
 });
 
+test("unchecked (bench only): a range passes when its bytes are there, never over a hole", async () => {
+  const data = randomBytes(2 * CHUNK);
+  const stub = stubFor(data, manifestOf(data));
+  await withFile(data.subarray(0, CHUNK), data.length, async (fd) => {
+    const unchecked = new ContentCheck(false);
+    assert.deepEqual(await unchecked.check(fd, "4:1", stub, 0, CHUNK), { ok: true });
+    assert.equal((await unchecked.check(fd, "4:1", stub, CHUNK - 10, CHUNK + 10)).ok, false, "a hole passed");
+  });
+});
+
 test("vouch: the file hashed here must be the archive's content and the manifest's blocks", async () => {
   const data = randomBytes(2 * CHUNK + 7);
   const manifest = manifestOf(data);
