@@ -38,6 +38,8 @@ const AHEAD_BYTES = 64 * 1024 * 1024;
 const IDLE_MS = 5_000;
 /** Streams running at once, over all files (beyond it readers recall for themselves). */
 const MAX_STREAMS = 8;
+/** After a window of an inode's stream failed, how long that inode gets no new stream (a stalling or lying service is not asked again at once; a passing fault does not end read-ahead for good). */
+const FAILED_PAUSE_MS = 60_000;
 /** Inodes whose last read end is remembered. */
 const MAX_TRACKED = 4096;
 
@@ -94,8 +96,8 @@ interface Stream {
 export class ReadAhead {
   private readonly streams = new Map<string, Stream>();
   private readonly lastEnd = new Map<string, number>();
-  /** Inodes whose stream had a window fail: they get no stream again (bounded like lastEnd). */
-  private readonly failed = new Set<string>();
+  /** When an inode's stream last had a window fail: no new stream for it until FAILED_PAUSE_MS later (bounded like lastEnd). */
+  private readonly failed = new Map<string, number>();
 
   constructor(private readonly opts: ReadAheadOptions) {}
 
@@ -117,7 +119,9 @@ export class ReadAhead {
     this.lastEnd.delete(start.key);
     this.lastEnd.set(start.key, end);
     if (this.lastEnd.size > MAX_TRACKED) this.lastEnd.delete(this.lastEnd.keys().next().value as string);
-    if (!sequential || this.failed.has(start.key) || this.streams.size >= MAX_STREAMS) return;
+    const failedAt = this.failed.get(start.key);
+    if (failedAt !== undefined && Date.now() - failedAt < FAILED_PAUSE_MS) return;
+    if (!sequential || this.streams.size >= MAX_STREAMS) return;
     if (start.st.size - end > WINDOW_BYTES) this.begin(start, end);
   }
 
@@ -291,8 +295,9 @@ export class ReadAhead {
       if (!s.stopped) {
         this.opts.log.warn({ ino: s.st.ino, offset: range.offset, reason }, "read-ahead window failed");
         s.why = "window-failed";
-        this.failed.add(s.key);
-        if (this.failed.size > MAX_TRACKED) this.failed.delete(this.failed.values().next().value as string);
+        this.failed.delete(s.key);
+        this.failed.set(s.key, Date.now());
+        if (this.failed.size > MAX_TRACKED) this.failed.delete(this.failed.keys().next().value as string);
       }
       s.stopped = true;
     }

@@ -142,7 +142,7 @@ test("settle with a deadline gives up at the deadline, and the stream starts no 
   assert.equal(h.windows.length, asked);
 });
 
-test("a failed window ends the stream, a waiting reader is let go, and the inode gets no stream again", async () => {
+test("a failed window ends the stream, a waiting reader is let go, and the inode gets no new stream for a while", async () => {
   const h = harness();
   h.read(0);
   h.read(MiB);
