@@ -28,6 +28,9 @@ import { MAX_MANIFEST_BYTES } from "../proto/manifest-format.js";
 import type { ListenerReason } from "./failure-policy.js";
 import type { FdChannel } from "./fd-channel.js";
 
+/** HTTP/2 flow-control window of the channel: a manifest of a file up to 16 GiB arrives in one go. */
+const REPLY_WINDOW_BYTES = 4 * 1024 * 1024;
+
 export type RpcResult<T> = { ok: true; value: T } | { ok: false; reason: ListenerReason; message: string };
 
 function failure(err: unknown): { ok: false; reason: ListenerReason; message: string } {
@@ -53,6 +56,9 @@ export class RecallClient {
       "grpc.initial_reconnect_backoff_ms": 100,
       "grpc.max_reconnect_backoff_ms": 1_000,
       "grpc.max_receive_message_length": MAX_MANIFEST_BYTES + 64 * 1024,
+      // A reply carrying a manifest (64 KiB for 256 MiB of file) would otherwise stop at
+      // HTTP/2's 64 KiB start window and wait a round trip for the window update.
+      "grpc-node.flow_control_window": REPLY_WINDOW_BYTES,
     });
   }
 
