@@ -1,8 +1,10 @@
 // recall-handler: serves one Recall RPC. It takes the fd the listener sent for the request,
 // works out which chunks the access needs and which are missing, fetches them (verified per
-// block, shared, with readahead), writes the verified blocks through the fd (the asked ones
-// as soon as they are verified, then any verified bytes right after them that are already in
-// memory) and answers the verdict. Only blocks with a hole are written; nothing is written
+// block, shared, with readahead: the next chunk after a reader's read, more after a window of
+// the listener's read-ahead stream), writes the verified blocks of those chunks through the fd
+// (the asked ones as soon as they are verified, with any verified bytes of the same chunk
+// already in memory; nothing past them: a reader's next read is the stream's to bring) and
+// answers the verdict. Only blocks with a hole are written; nothing is written
 // after the call returns. Writes run on libuv's thread pool (never blocking other recalls). fdatasync runs only when the file is
 // complete, before the reply that lets the listener clear the stub state: a partial recall
 // lost in a crash leaves holes that SEEK_DATA reports, so the stub stays valid and retryable.
@@ -29,9 +31,6 @@ import type { ObjectLocation } from "./object-store.js";
 import { auditRecord } from "./audit.js";
 import type { RecallMetrics } from "./metrics.js";
 import { holeRuns, isPopulated } from "./populated.js";
-
-/** Verified bytes past the asked range that one recall writes when they are in memory. */
-const WRITE_AHEAD_BYTES = 16 * 1024 * 1024;
 
 export interface RecallHandlerOptions {
   readonly inbox: FdInbox;
@@ -197,10 +196,11 @@ export class RecallHandler {
     const whole = req.mode !== RecallMode.RANGE;
     await forEachLimited(needed, Math.max(1, this.opts.parallelFetches), (n) => this.fetchAndWrite(job, n, whole));
     if (!whole && ranges.length > 0) {
-      const end = ranges[ranges.length - 1][1];
-      this.readahead(job, end);
-      // range_only: the listener's read-ahead windows, written and checked each on its own.
-      if (needed.length > 0 && !req.rangeOnly) await this.writeAhead(job, end);
+      // A window of the listener's read-ahead stream (range_only) gets the chunks after it
+      // fetched into memory for the windows to come; a reader's own read, only the next chunk
+      // (its next read, if it reads on; the listener's stream takes over from there).
+      const depth = req.rangeOnly ? this.opts.readaheadChunks : Math.min(1, this.opts.readaheadChunks);
+      this.readahead(job, ranges[ranges.length - 1][1], depth);
     }
     return this.reply(job);
   }
@@ -335,35 +335,14 @@ export class RecallHandler {
   }
 
   /** Starts GETs of the chunks after `end` that the file still lacks (they wait in memory). */
-  private readahead(job: RecallJob, end: number): void {
+  private readahead(job: RecallJob, end: number, depth: number): void {
     const { fd, size, chunkSize } = job;
     const total = Math.ceil(size / chunkSize);
     const first = Math.ceil(end / chunkSize);
-    const depth = this.opts.readaheadChunks;
     const ahead: ChunkRef[] = [];
     for (let i = first; i < Math.min(total, first + depth); i++) {
       if (!isPopulated(fd, i * chunkSize, Math.min(chunkSize, size - i * chunkSize))) ahead.push(job.refOf(i));
     }
     this.opts.chunks.prefetch(ahead, job.io.fetched);
-  }
-
-  /**
-   * Writes, inside this call, the verified bytes already in memory right after `end`, up to
-   * WRITE_AHEAD_BYTES (never waiting for a fetch): a sequential reader's next reads then find
-   * data and need no recall round trip.
-   */
-  private async writeAhead(job: RecallJob, end: number): Promise<void> {
-    const { size, chunkSize, signal } = job;
-    const limit = Math.min(size, end + WRITE_AHEAD_BYTES);
-    for (let pos = end; pos < limit && !signal.aborted;) {
-      const chunk = this.opts.chunks.peek(job.refOf(Math.floor(pos / chunkSize)));
-      if (!chunk || chunk.failure) return;
-      const from = pos - chunk.offset;
-      const to = Math.min(chunk.verified, limit - chunk.offset);
-      if (to <= from) return;
-      await this.writeVerified(job, chunk, from, to, (await chunk.ref.verifier).blockSize);
-      if (to < chunk.length) return;
-      pos = chunk.offset + chunk.length;
-    }
   }
 }

@@ -71,7 +71,7 @@ interface Setup {
 }
 
 /** Parts of 100 KiB, as a network delivers them: never aligned with the 256 KiB blocks. */
-async function setup(opts: { size?: number; cacheBytes?: number } = {}): Promise<Setup> {
+async function setup(opts: { size?: number; cacheBytes?: number; readaheadChunks?: number } = {}): Promise<Setup> {
   const size = opts.size ?? SIZE;
   const store = new MemoryStore({ versioned: true, partBytes: 100 * KiB });
   const data = randomBytes(size);
@@ -82,7 +82,7 @@ async function setup(opts: { size?: number; cacheBytes?: number } = {}): Promise
     chunks,
     manifests: new ManifestLoader(store),
     log,
-    readaheadChunks: 0,
+    readaheadChunks: opts.readaheadChunks ?? 0,
     parallelFetches: 1,
     fdWaitMs: 1000,
     metrics: new RecallMetrics(() => chunks.bytesFetched),
@@ -110,7 +110,13 @@ function offer(fd: number): bigint {
 function request(
   s: Setup,
   fd: number,
-  opts: { mode: RecallMode; ranges?: Array<[number, number]>; wantManifest?: boolean; requestId?: bigint },
+  opts: {
+    mode: RecallMode;
+    ranges?: Array<[number, number]>;
+    wantManifest?: boolean;
+    requestId?: bigint;
+    rangeOnly?: boolean;
+  },
 ) {
   const st = native.fstat(fd);
   return create(RecallRequestSchema, {
@@ -121,6 +127,7 @@ function request(
     mode: opts.mode,
     ranges: (opts.ranges ?? []).map(([offset, length]) => ({ offset: BigInt(offset), length: BigInt(length) })),
     wantManifest: opts.wantManifest ?? false,
+    rangeOnly: opts.rangeOnly ?? false,
   });
 }
 
@@ -174,6 +181,45 @@ describe("recall handler", () => {
       dataGets.map((g) => [g.offset, g.length]),
       [[CHUNK, CHUNK]],
     );
+  });
+
+  test("a reader's ranged recall fetches one chunk ahead; a read-ahead window, the configured depth", async () => {
+    const s = await setup({ readaheadChunks: 3 });
+    const end = async (fd: number, ranges: Array<[number, number]>, rangeOnly: boolean): Promise<number> => {
+      const before = s.store.gets.length;
+      await s.handler.handle(request(s, fd, { mode: RecallMode.RANGE, ranges, rangeOnly }), never);
+      const gets = s.store.gets.slice(before).filter((g) => g.key === "files/one");
+      return Math.max(...gets.map((g) => g.offset + g.length));
+    };
+    // A reader's own 4 KiB: its chunk and the next one, not three (a random read of a big file
+    // would otherwise cost the store readaheadChunks chunks each time).
+    assert.equal(await end(stub(SIZE), [[10, 4096]], false), 2 * CHUNK);
+    // A window of the listener's stream (range_only): the chunks after it, for the windows to come.
+    const s2 = await setup({ readaheadChunks: 3 });
+    const before = s2.store.gets.length;
+    await s2.handler.handle(
+      request(s2, stub(SIZE), { mode: RecallMode.RANGE, ranges: [[0, CHUNK]], rangeOnly: true }),
+      never,
+    );
+    const gets = s2.store.gets.slice(before).filter((g) => g.key === "files/one");
+    assert.equal(Math.max(...gets.map((g) => g.offset + g.length)), 4 * CHUNK);
+  });
+
+  test("a ranged recall writes nothing past its chunk, even with the next chunk verified in memory", async () => {
+    const s = await setup({ readaheadChunks: 1 });
+    const first = stub(SIZE);
+    await s.handler.handle(request(s, first, { mode: RecallMode.RANGE, ranges: [[0, 4096]] }), never);
+    // Chunk 1 came in as readahead: a second stub of the same object finds both chunks in memory.
+    for (let i = 0; i < 200 && !s.store.gets.some((g) => g.offset + g.length >= 2 * CHUNK); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    const fd = stub(SIZE);
+    const reply = await s.handler.handle(request(s, fd, { mode: RecallMode.RANGE, ranges: [[0, 4096]] }), never);
+    assert.equal(reply.verdict, Verdict.ALLOW);
+    const runs = dataRuns(fd, SIZE);
+    assert.ok(runs.length > 0 && runs[runs.length - 1][1] <= CHUNK, `written: ${JSON.stringify(runs)}`);
+    assertNoWrongByte(fd, s.data);
   });
 
   test("blocks that already hold data are neither fetched nor rewritten", async () => {

@@ -247,10 +247,11 @@ export type RecallRequest = Message<"recall.v1.RecallRequest"> & {
   wantManifest: boolean;
 
   /**
-   * range_only asks for exactly the ranges (RECALL_MODE_RANGE): no verified bytes past them
-   * are written. The listener's read-ahead stream recalls disjoint windows at once and checks
-   * each one after its reply; bytes written past a window would land in another window that
-   * may be hashed at that moment.
+   * range_only marks a window of the listener's read-ahead stream (RECALL_MODE_RANGE): exactly
+   * the ranges are written, no verified bytes past them (the stream recalls disjoint windows at
+   * once and checks each one after its reply; bytes written past a window would land in another
+   * window that may be hashed at that moment), and the chunks after it are fetched ahead into
+   * memory for the windows to come. Without it (a reader's own read) only the next chunk is.
    *
    * @generated from field: bool range_only = 10;
    */
