@@ -26,6 +26,8 @@ const READ_BYTES = 1024 * 1024;
 const MAX_MANIFEST_CACHE_BYTES = 64 * 1024 * 1024;
 /** Inodes whose checked blocks are remembered (older ones are hashed again when read). */
 const MAX_TRACKED_INODES = 4096;
+/** Read buffers kept between checks (checks of different inodes run at once). */
+const MAX_SPARE_BUFFERS = 4;
 /** How often blocks are looked for while a recall runs (checkWhile). */
 const EARLY_CHECK_POLL_MS = 3;
 
@@ -56,6 +58,8 @@ export class ContentCheck {
   private readonly manifests = new Map<string, BlockHashes>();
   private manifestBytes = 0;
   private readonly checked = new Map<string, Checked>();
+  /** Read buffers of finished checks, kept for the next ones (no fresh 1 MiB per check). */
+  private readonly spare: Buffer[] = [];
 
   /** `enabled` false only to measure what the check costs (bench): a range passes when its bytes are there. */
   constructor(private readonly enabled = true) {}
@@ -107,30 +111,47 @@ export class ContentCheck {
     if (hashes === null) return { ok: false, why: "no-manifest", bad: [] };
     const { blockSize } = hashes;
     const bits = this.bitsOf(key, stub, hashes);
+    const isChecked = (i: number) => (bits[i >> 3] & (1 << (i & 7))) !== 0;
     const bad: Array<[number, number]> = [];
     let hole = false;
-    const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, blockSize));
     // Bytes below this hold data (the last SEEK_HOLE said so): one lseek covers a run of
     // blocks, not one per block (ext4 takes the inode lock for it, behind any running write).
     let dataUntil = -1;
-    for (let i = Math.floor(from / blockSize); i * blockSize < end; i++) {
-      if (bits[i >> 3] & (1 << (i & 7))) continue;
-      const start = i * blockSize;
-      const stop = Math.min(stub.size, start + blockSize);
-      const nextHole = stop <= dataUntil ? dataUntil : native.seekHole(fd, start);
-      if (nextHole !== -1) dataUntil = nextHole;
-      if (nextHole !== -1 && nextHole < stop) {
-        hole = true;
-        // Jump over the hole (one lseek, not one per block): the next block that can be whole
-        // is the one holding the next data; none when the rest is a hole.
-        const nextData = native.seekData(fd, nextHole);
-        if (nextData === -1) break;
-        i = Math.max(i, Math.floor(nextData / blockSize) - 1);
-        continue;
+    const buf = this.takeBuffer();
+    try {
+      for (let i = Math.floor(from / blockSize); i * blockSize < end;) {
+        if (isChecked(i)) {
+          i++;
+          continue;
+        }
+        const start = i * blockSize;
+        const stop = Math.min(stub.size, start + blockSize);
+        const nextHole = stop <= dataUntil ? dataUntil : native.seekHole(fd, start);
+        if (nextHole !== -1) dataUntil = nextHole;
+        if (nextHole !== -1 && nextHole < stop) {
+          hole = true;
+          // Jump over the hole (one lseek, not one per block): the next block that can be whole
+          // is the one holding the next data; none when the rest is a hole.
+          const nextData = native.seekData(fd, nextHole);
+          if (nextData === -1) break;
+          i = Math.max(i + 1, Math.floor(nextData / blockSize));
+          continue;
+        }
+        // This block and the unchecked present ones after it, read together (one read of the
+        // thread pool per READ_BYTES, not one per block).
+        let j = i + 1;
+        while (
+          j * blockSize < end &&
+          (j + 1 - i) * blockSize <= READ_BYTES &&
+          !isChecked(j) &&
+          Math.min(stub.size, (j + 1) * blockSize) <= dataUntil
+        )
+          j++;
+        bad.push(...(await judge(fd, stub.size, hashes, bits, i, j, buf)));
+        i = j;
       }
-      const digest = await hashRange(fd, start, stop, buf);
-      if (digest.equals(hashes.hashes.subarray(i * 32, i * 32 + 32))) bits[i >> 3] |= 1 << (i & 7);
-      else bad.push([start, stop]);
+    } finally {
+      if (this.spare.length < MAX_SPARE_BUFFERS) this.spare.push(buf);
     }
     if (bad.length > 0) return { ok: false, why: "mismatch", bad };
     if (hole) return { ok: false, why: "hole", bad };
@@ -193,6 +214,10 @@ export class ContentCheck {
     return { ok: true };
   }
 
+  private takeBuffer(): Buffer {
+    return this.spare.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES);
+  }
+
   /** Forgets what was checked of an inode (its blocks are punched, or it is a new file). */
   forget(key: string): void {
     this.checked.delete(key);
@@ -239,15 +264,50 @@ function decodeFor(stub: StubState, raw: Uint8Array): Manifest | ManifestFormatE
   }
 }
 
-/** sha256 of [start, stop) of `fd`, read on the thread pool in pieces of `buf`. */
-async function hashRange(fd: number, start: number, stop: number, buf: Buffer): Promise<Buffer> {
-  const h = createHash("sha256");
+/**
+ * Hashes blocks [i, j) of the file behind `fd` (of `size` bytes) and compares each with its
+ * hash: equal ones are marked in `bits`, the others returned as [start, end) ranges.
+ */
+async function judge(
+  fd: number,
+  size: number,
+  { blockSize, hashes }: BlockHashes,
+  bits: Uint8Array,
+  i: number,
+  j: number,
+  buf: Buffer,
+): Promise<Array<[number, number]>> {
+  const digests = await hashBlocks(fd, i * blockSize, Math.min(size, j * blockSize), blockSize, buf);
+  const bad: Array<[number, number]> = [];
+  for (let k = i; k < j; k++) {
+    if (digests[k - i]?.equals(hashes.subarray(k * 32, k * 32 + 32))) bits[k >> 3] |= 1 << (k & 7);
+    else bad.push([k * blockSize, Math.min(size, (k + 1) * blockSize)]);
+  }
+  return bad;
+}
+
+/**
+ * The sha256 of each `blockSize` block of [start, stop) of `fd` (the last may be shorter),
+ * read on the thread pool in pieces of `buf`. A block the file ends inside is left out.
+ */
+async function hashBlocks(fd: number, start: number, stop: number, blockSize: number, buf: Buffer): Promise<Buffer[]> {
+  const digests: Buffer[] = [];
+  let h = createHash("sha256");
+  let blockEnd = Math.min(stop, start + blockSize);
   for (let pos = start; pos < stop;) {
-    const want = Math.min(buf.length, stop - pos);
-    const { bytesRead } = await readAsync(fd, buf, 0, want, pos);
+    const { bytesRead } = await readAsync(fd, buf, 0, Math.min(buf.length, stop - pos), pos);
     if (bytesRead <= 0) break;
-    h.update(buf.subarray(0, bytesRead));
+    for (let at = 0; at < bytesRead;) {
+      const take = Math.min(bytesRead - at, blockEnd - (pos + at));
+      h.update(buf.subarray(at, at + take));
+      at += take;
+      if (pos + at === blockEnd) {
+        digests.push(h.digest());
+        h = createHash("sha256");
+        blockEnd = Math.min(stop, blockEnd + blockSize);
+      }
+    }
     pos += bytesRead;
   }
-  return h.digest();
+  return digests;
 }

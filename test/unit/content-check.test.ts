@@ -168,3 +168,27 @@ test("blocks after a hole are still checked (the hole is jumped over, not the da
     assert.equal((await c.check(fd, "4:1", stub, 3 * CHUNK, 4 * CHUNK)).ok, false);
   });
 });
+
+test("blocks read together are judged one by one: each changed block is named, the ones between pass", async () => {
+  const data = randomBytes(3 * CHUNK + 100);
+  const manifest = manifestOf(data);
+  const stub = stubFor(data, manifest);
+  const block = 256 * 1024;
+  const c = new ContentCheck();
+  c.accept(stub, manifest);
+  const changed = Buffer.from(data);
+  // Blocks 1 and 3 (in the same 1 MiB read) and the file's short last block.
+  for (const at of [block + 1, 3 * block + 7, data.length - 1]) changed[at] ^= 0x55;
+  await withFile(changed, data.length, async (fd) => {
+    const r = await c.check(fd, "5:1", stub, 0, data.length);
+    assert.ok(!r.ok && r.why === "mismatch", JSON.stringify(r));
+    assert.deepEqual(r.bad, [
+      [block, 2 * block],
+      [3 * block, 4 * block],
+      [12 * block, data.length],
+    ]);
+    // The others were found equal and are remembered: a range over them alone passes.
+    assert.deepEqual(await c.check(fd, "5:1", stub, 2 * block, 3 * block), { ok: true });
+    assert.deepEqual(await c.check(fd, "5:1", stub, 4 * block, 12 * block), { ok: true });
+  });
+});
