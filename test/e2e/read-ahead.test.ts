@@ -2,8 +2,11 @@
 // real s3rver, real readers as another uid. A sequential reader gets exactly the file and the
 // stream completes it; a reader that stops leaves the stream at most its reach ahead; a
 // user's write and a user's truncate while a stream runs are never overwritten by archived
-// bytes; a reader SIGKILLed mid-stream leaves a valid stub that reads back exactly.
+// bytes; a reader SIGKILLed mid-stream leaves a valid stub that reads back exactly; a reader
+// through its own read-only bind mount in a user namespace gets exactly the file; the recall
+// service or the listener SIGKILLed mid-stream never make a reader get a wrong byte.
 import { after, before, describe } from "node:test";
+import type { TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -17,6 +20,7 @@ import type { Ext4 } from "../helpers/loop-fs.js";
 import { startS3rver } from "../helpers/object-server.js";
 import type { ObjectServer } from "../helpers/object-server.js";
 import { isRoot, rootTest } from "../helpers/root.js";
+import { fanrecallPids, signalPid, waitFor as waitForValue } from "../helpers/procs.js";
 
 const MiB = 1024 * 1024;
 /** The stream's reach past the furthest byte asked, plus its windows in flight (read-ahead.ts). */
@@ -51,6 +55,9 @@ describe("read-ahead streams", () => {
     written: 96 * MiB,
     truncated: 96 * MiB,
     killed: 96 * MiB,
+    userns: 48 * MiB + 3,
+    "service-killed": 128 * MiB,
+    "listener-killed": 128 * MiB,
   };
 
   function file(name: string): TestFile {
@@ -92,7 +99,7 @@ describe("read-ahead streams", () => {
   before(
     async () => {
       if (!isRoot()) return;
-      fs = await makeExt4(768);
+      fs = await makeExt4(1024);
       s3 = await startS3rver();
       fr = await startFanrecall({ watch: [fs.dir], server: s3, bucket: "fanrecall-read-ahead" });
       for (const [name, size] of Object.entries(SIZES)) {
@@ -217,4 +224,63 @@ describe("read-ahead streams", () => {
     },
     { timeout: 180_000 },
   );
+
+  rootTest(
+    "a sequential reader through its own read-only bind mount in a user namespace gets exactly the file",
+    async () => {
+      const f = file("userns");
+      // The kernel gives no writable event fd for an access through a read-only mount: the
+      // stream's windows are recalled through the listener's own view, as a reader's recall is.
+      const r = await runAsUid(
+        OTHER_UID,
+        [
+          "unshare",
+          "-Urm",
+          "sh",
+          "-c",
+          'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && dd if="$2" bs=1M status=none',
+          "sh",
+          fs.dir,
+          f.path,
+        ],
+        { timeoutMs: 120_000 },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(sha(r.stdout), sha(f.data), "the reader got wrong bytes");
+      assert.equal(streamLines(f, "read-ahead stream started").length, 1, "no read-ahead stream started");
+    },
+    { timeout: 180_000 },
+  );
+
+  for (const victim of ["recall-service", "listener"] as const) {
+    rootTest(
+      `the ${victim} SIGKILLed mid-stream: the reader gets only the file's bytes; the file reads back exactly`,
+      async (t: TestContext) => {
+        const f = file(victim === "listener" ? "listener-killed" : "service-killed");
+        const [pid] = fanrecallPids(fr.runDir, victim);
+        assert.ok(pid, `no ${victim} running`);
+        const reader = slowReader(f, 0.03);
+        await waitFor("the stream's start", () => streamLines(f, "read-ahead stream started").length > 0);
+        await sleep(100);
+        assert.deepEqual(streamLines(f, "read-ahead stream ended"), [], "the stream ended before the kill");
+        assert.ok(signalPid(pid, "SIGKILL"), `the ${victim} could not be killed`);
+        const r = await reader.result;
+        // Read to the end, or failed (EIO) part way: never a byte that is not the file's.
+        assert.ok(f.data.subarray(0, r.stdout.length).equals(r.stdout), "the reader got wrong bytes");
+        if (r.code === 0) assert.equal(r.stdout.length, f.data.length, "the reader got a short file");
+        t.diagnostic(`reader: exit ${r.code}, ${r.stdout.length} of ${f.data.length} bytes, all the file's`);
+        await waitForValue(`a new ${victim}`, () => fanrecallPids(fr.runDir, victim).find((p) => p !== pid), 60_000);
+        // Once it is back (its first reads may still be refused), a whole read is exactly the file.
+        let all = await runAsUid(OTHER_UID, ["cat", f.path], { timeoutMs: 120_000 });
+        for (let i = 0; i < 20 && all.code !== 0; i++) {
+          await sleep(500);
+          all = await runAsUid(OTHER_UID, ["cat", f.path], { timeoutMs: 120_000 });
+        }
+        assert.equal(all.code, 0, all.stderr);
+        assert.equal(sha(all.stdout), sha(f.data), `read back wrong after the ${victim} died`);
+        assert.ok(["partial", "archived"].includes((await populated(f)).state));
+      },
+      { timeout: 240_000 },
+    );
+  }
 });
