@@ -7,7 +7,8 @@
 // brings them instead of sending a recall of their own. The stream stays at most AHEAD_BYTES
 // past the furthest byte a reader has asked for, and ends when the file is complete, when a
 // window fails (readers then recall for themselves, as without a stream), when no reader has
-// come for IDLE_MS, or when it is settled.
+// come for IDLE_MS, or when it is settled. At most MAX_STREAMS run at once, half of them for
+// one uid: one user reading many big files never takes every stream from the others.
 //
 // A stream writes outside the inode queue, so whatever in the queue could change the file or
 // its state (a write, a whole-file recall, a release, a restore, a read's own recall of bytes
@@ -38,6 +39,8 @@ const AHEAD_BYTES = 64 * 1024 * 1024;
 const IDLE_MS = 5_000;
 /** Streams running at once, over all files (beyond it readers recall for themselves). */
 const MAX_STREAMS = 8;
+/** Streams one uid may hold at once: one user reading many big files leaves the rest to others. */
+const MAX_STREAMS_PER_UID = MAX_STREAMS / 2;
 /** After a window of an inode's stream failed, how long that inode gets no new stream (a stalling or lying service is not asked again at once; a passing fault does not end read-ahead for good). */
 const FAILED_PAUSE_MS = 60_000;
 /** Inodes whose last read end is remembered. */
@@ -121,8 +124,15 @@ export class ReadAhead {
     if (this.lastEnd.size > MAX_TRACKED) this.lastEnd.delete(this.lastEnd.keys().next().value as string);
     const failedAt = this.failed.get(start.key);
     if (failedAt !== undefined && Date.now() - failedAt < FAILED_PAUSE_MS) return;
-    if (!sequential || this.streams.size >= MAX_STREAMS) return;
+    if (!sequential || this.streams.size >= MAX_STREAMS || this.heldBy(start.who) >= MAX_STREAMS_PER_UID) return;
     if (start.st.size - end > WINDOW_BYTES) this.begin(start, end);
+  }
+
+  /** Streams started for reads of `who`'s uid (of no process: one share for all such reads). */
+  private heldBy(who: AccessorInfo | null): number {
+    let n = 0;
+    for (const s of this.streams.values()) if ((s.who?.uid ?? -1) === (who?.uid ?? -1)) n++;
+    return n;
   }
 
   /**

@@ -174,3 +174,22 @@ test("a reader waits for the window that brings its bytes", async () => {
   assert.equal(done, true);
   await h.end();
 });
+
+test("one uid holds at most half the streams: another user's sequential reader still gets one", () => {
+  const h = harness();
+  const as = (uid: number, ino: number) => ({
+    key: `1:${ino}`,
+    st: { dev: 1, ino, size: SIZE } as FdStat,
+    stub: { chunkSize: CHUNK, size: SIZE } as StubState,
+    who: { pid: 100 + ino, uid, command: "dd", cgroup: "/" },
+    openWritable: () => openSync("/dev/null", "r"),
+  });
+  const sequential = (uid: number, ino: number) => {
+    h.ahead.observe({ offset: 0, count: MiB }, as(uid, ino));
+    h.ahead.observe({ offset: MiB, count: MiB }, as(uid, ino));
+  };
+  for (let ino = 10; ino < 20; ino++) sequential(1000, ino);
+  assert.equal(h.ahead.size, 4, "one user's ten sequential readers");
+  sequential(2000, 30);
+  assert.equal(h.ahead.size, 5, "another user's reader got no stream");
+});
