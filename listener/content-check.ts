@@ -18,6 +18,7 @@ import { promisify } from "node:util";
 import * as native from "../native/index.js";
 import { ManifestFormatError, checkedByContentHash, decodeManifest } from "../proto/manifest-format.js";
 import type { Manifest } from "../proto/manifest-format.js";
+import { RecentMap } from "./recent-map.js";
 import type { StubState } from "./stub-state.js";
 
 const readAsync = promisify(read);
@@ -57,7 +58,7 @@ interface Checked {
 export class ContentCheck {
   private readonly manifests = new Map<string, BlockHashes>();
   private manifestBytes = 0;
-  private readonly checked = new Map<string, Checked>();
+  private readonly checked = new RecentMap<string, Checked>(MAX_TRACKED_INODES);
   /** Read buffers of finished checks, kept for the next ones (no fresh 1 MiB per check). */
   private readonly spare: Buffer[] = [];
 
@@ -238,14 +239,12 @@ export class ContentCheck {
 
   private bitsOf(key: string, stub: StubState, hashes: BlockHashes): Uint8Array {
     const have = this.checked.get(key);
-    this.checked.delete(key);
     const blocks = hashes.hashes.length / 32;
     const entry =
       have && have.manifestSha256 === stub.manifestSha256 && have.bits.length * 8 >= blocks
         ? have
         : { manifestSha256: stub.manifestSha256, bits: new Uint8Array(Math.ceil(blocks / 8)) };
     this.checked.set(key, entry);
-    if (this.checked.size > MAX_TRACKED_INODES) this.checked.delete(this.checked.keys().next().value as string);
     return entry.bits;
   }
 }

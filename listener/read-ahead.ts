@@ -26,6 +26,7 @@ import type { AccessorInfo } from "./classify-access.js";
 import type { ContentCheck } from "./content-check.js";
 import type { ListenerReason } from "./failure-policy.js";
 import type { ByteRange } from "./recall-runner.js";
+import { RecentMap } from "./recent-map.js";
 import type { StubState } from "./stub-state.js";
 import type { FdStat } from "../native/index.js";
 
@@ -98,9 +99,9 @@ interface Stream {
 
 export class ReadAhead {
   private readonly streams = new Map<string, Stream>();
-  private readonly lastEnd = new Map<string, number>();
+  private readonly lastEnd = new RecentMap<string, number>(MAX_TRACKED);
   /** When an inode's stream last had a window fail: no new stream for it until FAILED_PAUSE_MS later (bounded like lastEnd). */
-  private readonly failed = new Map<string, number>();
+  private readonly failed = new RecentMap<string, number>(MAX_TRACKED);
 
   constructor(private readonly opts: ReadAheadOptions) {}
 
@@ -119,9 +120,7 @@ export class ReadAhead {
       return;
     }
     const sequential = this.lastEnd.get(start.key) === range.offset;
-    this.lastEnd.delete(start.key);
     this.lastEnd.set(start.key, end);
-    if (this.lastEnd.size > MAX_TRACKED) this.lastEnd.delete(this.lastEnd.keys().next().value as string);
     const failedAt = this.failed.get(start.key);
     if (failedAt !== undefined && Date.now() - failedAt < FAILED_PAUSE_MS) return;
     if (!sequential || this.streams.size >= MAX_STREAMS || this.heldBy(start.who) >= MAX_STREAMS_PER_UID) return;
@@ -305,9 +304,7 @@ export class ReadAhead {
       if (!s.stopped) {
         this.opts.log.warn({ ino: s.st.ino, offset: range.offset, reason }, "read-ahead window failed");
         s.why = "window-failed";
-        this.failed.delete(s.key);
         this.failed.set(s.key, Date.now());
-        if (this.failed.size > MAX_TRACKED) this.failed.delete(this.failed.keys().next().value as string);
       }
       s.stopped = true;
     }
