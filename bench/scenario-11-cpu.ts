@@ -13,40 +13,31 @@
 // Owns: nothing beyond one rep (the instance is stopped in finally; the download's temp file
 // is removed).
 import { mkdtemp, rm } from "node:fs/promises";
-import { readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnChild } from "../test/helpers/child.js";
 import type { BigStub, Scenario } from "./context.js";
 import { MiB, dropCaches, readSeq } from "./measure.js";
+import { processCpu } from "./process-cpu.js";
 import { compare, figure } from "./report.js";
 
-const CLK_TCK = 100;
 const GiB = 1024 * MiB;
 
-/** utime + stime (seconds, 10 ms resolution) of `root` and every process below it, by role. */
+/** utime + stime (seconds) of `root` and every process below it, by role. */
 function treeCpuSeconds(root: number): Map<string, number> {
-  const parentOf = new Map<number, number>();
-  const procs: Array<{ pid: number; seconds: number; role: string }> = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      parentOf.set(Number(name), Number(f[1]));
-      const argv = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0");
-      const role = ["listener", "recall-service", "holder", "start"].find((r) => argv.includes(r)) ?? "other";
-      procs.push({ pid: Number(name), seconds: (Number(f[11]) + Number(f[12])) / CLK_TCK, role });
-    } catch {
-      // gone while we looked
-    }
-  }
+  const procs = processCpu();
+  const parentOf = new Map(procs.map((p) => [p.pid, p.ppid]));
   const inTree = (pid: number): boolean => {
     for (let p: number | undefined = pid; p !== undefined && p > 1; p = parentOf.get(p)) if (p === root) return true;
     return false;
   };
   const byRole = new Map<string, number>();
-  for (const p of procs) if (inTree(p.pid)) byRole.set(p.role, (byRole.get(p.role) ?? 0) + p.seconds);
+  for (const p of procs) {
+    if (!inTree(p.pid)) continue;
+    const argv = p.cmdline.split(" ");
+    const role = ["listener", "recall-service", "holder", "start"].find((r) => argv.includes(r)) ?? "other";
+    byRole.set(role, (byRole.get(role) ?? 0) + p.seconds);
+  }
   return byRole;
 }
 
