@@ -108,23 +108,27 @@ export class ReadAhead {
   /**
    * A read of `range` of a stub (inside the inode queue). Advances the inode's stream, or
    * starts one when this read begins where the previous one ended and more than a window is
-   * left to read.
+   * left to read. True when the read follows the previous one (or a stream runs): a reader
+   * going from start to end.
    */
-  observe(range: ByteRange, start: StreamStart): void {
+  observe(range: ByteRange, start: StreamStart): boolean {
     const end = range.offset + range.count;
     const s = this.streams.get(start.key);
     if (s) {
       s.readerEnd = Math.max(s.readerEnd, end);
       s.lastPoke = Date.now();
       s.wake();
-      return;
+      return true;
     }
     const sequential = this.lastEnd.get(start.key) === range.offset;
     this.lastEnd.set(start.key, end);
     const failedAt = this.failed.get(start.key);
-    if (failedAt !== undefined && Date.now() - failedAt < FAILED_PAUSE_MS) return;
-    if (!sequential || this.streams.size >= MAX_STREAMS || this.heldBy(start.who) >= MAX_STREAMS_PER_UID) return;
+    if (failedAt !== undefined && Date.now() - failedAt < FAILED_PAUSE_MS) return sequential;
+    if (!sequential || this.streams.size >= MAX_STREAMS || this.heldBy(start.who) >= MAX_STREAMS_PER_UID) {
+      return sequential;
+    }
     if (start.st.size - end > WINDOW_BYTES) this.begin(start, end);
+    return true;
   }
 
   /** Streams started for reads of `who`'s uid (of no process: one share for all such reads). */

@@ -67,6 +67,8 @@ export interface RecallHow {
    * checked after the reply only, and the stream records the file's state when it ends.
    */
   readonly window?: boolean;
+  /** A read that begins where the previous read of the file ended (the recall service fetches deeper ahead). */
+  readonly sequential?: boolean;
 }
 
 export class RecallRunner {
@@ -122,9 +124,10 @@ export class RecallRunner {
     const who = ev.pid > 0 ? accessor() : null;
     const key = inodeKey(st);
     const deadline = Date.now() + this.opts.recallTimeoutMs;
+    let sequential = false;
     if (range !== null) {
       const openWritable = () => this.opts.views.reopen(ev.fd, st, "write");
-      this.ahead.observe(range, { key, st, stub, who, openWritable });
+      sequential = this.ahead.observe(range, { key, st, stub, who, openWritable });
       if (await this.ahead.waitFor(key, ev.fd, range.offset, range.offset + range.count, deadline)) return "populated";
     }
     // From here on nothing else writes these bytes: a stream still running there ends first
@@ -133,7 +136,7 @@ export class RecallRunner {
     if (range !== null && !this.opts.content.needsManifest(stub) && (await this.alreadyThere(ev.fd, st, stub, range))) {
       return "populated";
     }
-    return this.withWritable(ev.fd, st, (rw) => this.recall(rw, st, stub, range, who, { deadline }));
+    return this.withWritable(ev.fd, st, (rw) => this.recall(rw, st, stub, range, who, { deadline, sequential }));
   }
 
   /**
@@ -185,8 +188,9 @@ export class RecallRunner {
   ): Promise<ListenerReason> {
     const deadline = how.deadline ?? Date.now() + this.opts.recallTimeoutMs;
     const window = how.window === true;
+    const sequential = how.sequential === true;
     for (let attempt = 0; ; attempt++) {
-      const reason = await this.recallOnce({ fd, st, stub, range, who, deadline, window });
+      const reason = await this.recallOnce({ fd, st, stub, range, who, deadline, window, sequential });
       // A recall service that is restarting gets the event again, inside the same deadline;
       // bytes refused by the check (punched since) get one more recall.
       const retry =
@@ -202,10 +206,11 @@ export class RecallRunner {
     const { fd, st, stub, range } = a;
     const reply = await this.opts.requests.call("recall", fd, async (requestId) => {
       const call = this.opts.recall.recall(this.request(requestId, a), Math.max(1, a.deadline - Date.now()));
-      // Hash what arrives while the recall runs (the asked range and what the recall service
-      // writes ahead of it): the check after the reply then has little left to do. Not for a
-      // window: other windows are being written beside it, and it is checked after its reply.
-      const early = range === null ? [0, st.size] : [range.offset, range.offset + range.count + CHECK_AHEAD_BYTES];
+      // Hash what arrives while the recall runs (the asked range and the rest of its chunks,
+      // which the recall service writes as they are verified): the check after the reply then
+      // has little left to do. Not for a window: other windows are being written beside it,
+      // and it is checked after its reply.
+      const early = range === null ? [0, st.size] : [range.offset, alignUp(range.offset + range.count, stub.chunkSize)];
       if (!a.window) await this.opts.content.checkWhile(fd, inodeKey(st), stub, early[0], early[1], call);
       return call;
     });
@@ -236,6 +241,7 @@ export class RecallRunner {
       accessor: a.who ?? { pid: 0 },
       wantManifest: this.opts.content.needsManifest(stub),
       rangeOnly: a.window,
+      sequential: a.sequential,
     };
   }
 
@@ -308,10 +314,9 @@ interface Attempt {
   readonly deadline: number;
   /** A read-ahead window (RecallHow.window). */
   readonly window: boolean;
+  /** RecallHow.sequential. */
+  readonly sequential: boolean;
 }
-
-/** Past a ranged recall's end, bytes the recall service may write ahead (and the listener hashes meanwhile). */
-const CHECK_AHEAD_BYTES = 32 * 1024 * 1024;
 
 /** The last block's punch ends past EOF at a multiple of this (of every fs block size in use): punching part of an fs block keeps it allocated. */
 const PUNCH_ALIGN = 1024 * 1024;

@@ -196,10 +196,11 @@ export class RecallHandler {
     const whole = req.mode !== RecallMode.RANGE;
     await forEachLimited(needed, Math.max(1, this.opts.parallelFetches), (n) => this.fetchAndWrite(job, n, whole));
     if (!whole && ranges.length > 0) {
-      // A window of the listener's read-ahead stream (range_only) gets the chunks after it
-      // fetched into memory for the windows to come; a reader's own read, only the next chunk
-      // (its next read, if it reads on; the listener's stream takes over from there).
-      const depth = req.rangeOnly ? this.opts.readaheadChunks : Math.min(1, this.opts.readaheadChunks);
+      // A window of the listener's read-ahead stream (range_only), or a read that follows the
+      // previous one (sequential), gets the chunks after it fetched into memory for what comes
+      // next; any other read only the next chunk (a random 4 KiB read starts no 64 MiB of GETs).
+      const deep = req.rangeOnly || req.sequential;
+      const depth = deep ? this.opts.readaheadChunks : Math.min(1, this.opts.readaheadChunks);
       this.readahead(job, ranges[ranges.length - 1][1], depth);
     }
     return this.reply(job);

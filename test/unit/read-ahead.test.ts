@@ -63,16 +63,28 @@ function harness() {
     for (const w of windows) if (!present.has(w.range.offset / CHUNK)) w.answer("recalled");
     await settled;
   };
-  return { ahead, windows, read, present, end, inFlight: () => open };
+  return { ahead, windows, read, present, end, start, inFlight: () => open };
 }
 
 test("a single read, or reads that do not follow each other, start no stream", () => {
   const h = harness();
-  h.read(0);
-  h.read(10 * MiB);
-  h.read(3 * MiB);
+  assert.equal(h.read(0), false, "a first read follows nothing");
+  assert.equal(h.read(10 * MiB), false);
+  assert.equal(h.read(3 * MiB), false);
   assert.equal(h.ahead.size, 0);
   assert.equal(h.windows.length, 0);
+});
+
+test("a read that follows the previous one is said sequential, with or without a stream", () => {
+  const h = harness();
+  h.read(0);
+  assert.equal(h.read(MiB), true, "the read that starts the stream");
+  assert.equal(h.read(2 * MiB), true, "a read the stream serves");
+  // Past the cap of streams (another file's reads): sequential still, with no stream.
+  const small = { ...h.start, key: "1:3", st: { dev: 1, ino: 3, size: 4 * MiB } as FdStat };
+  h.ahead.observe({ offset: 0, count: MiB }, small);
+  assert.equal(h.ahead.observe({ offset: MiB, count: MiB }, small), true, "too small for a stream, still sequential");
+  assert.equal(h.ahead.observe({ offset: 0, count: MiB }, small), false, "back to the start");
 });
 
 test("two reads that follow each other start windows of whole chunks, in order, three at a time", async () => {

@@ -116,6 +116,7 @@ function request(
     wantManifest?: boolean;
     requestId?: bigint;
     rangeOnly?: boolean;
+    sequential?: boolean;
   },
 ) {
   const st = native.fstat(fd);
@@ -128,6 +129,7 @@ function request(
     ranges: (opts.ranges ?? []).map(([offset, length]) => ({ offset: BigInt(offset), length: BigInt(length) })),
     wantManifest: opts.wantManifest ?? false,
     rangeOnly: opts.rangeOnly ?? false,
+    sequential: opts.sequential ?? false,
   });
 }
 
@@ -183,26 +185,22 @@ describe("recall handler", () => {
     );
   });
 
-  test("a reader's ranged recall fetches one chunk ahead; a read-ahead window, the configured depth", async () => {
-    const s = await setup({ readaheadChunks: 3 });
-    const end = async (fd: number, ranges: Array<[number, number]>, rangeOnly: boolean): Promise<number> => {
-      const before = s.store.gets.length;
-      await s.handler.handle(request(s, fd, { mode: RecallMode.RANGE, ranges, rangeOnly }), never);
-      const gets = s.store.gets.slice(before).filter((g) => g.key === "files/one");
+  test("a random ranged read fetches one chunk ahead; a window or a sequential read, the configured depth", async () => {
+    /** How far the GETs a recall of `ranges` started reach, on a fresh cache. */
+    const reach = async (ranges: Array<[number, number]>, how: { rangeOnly?: boolean; sequential?: boolean }) => {
+      const s = await setup({ readaheadChunks: 3 });
+      const fd = stub(SIZE);
+      await s.handler.handle(request(s, fd, { mode: RecallMode.RANGE, ranges, ...how }), never);
+      const gets = s.store.gets.filter((g) => g.key === "files/one");
       return Math.max(...gets.map((g) => g.offset + g.length));
     };
-    // A reader's own 4 KiB: its chunk and the next one, not three (a random read of a big file
-    // would otherwise cost the store readaheadChunks chunks each time).
-    assert.equal(await end(stub(SIZE), [[10, 4096]], false), 2 * CHUNK);
-    // A window of the listener's stream (range_only): the chunks after it, for the windows to come.
-    const s2 = await setup({ readaheadChunks: 3 });
-    const before = s2.store.gets.length;
-    await s2.handler.handle(
-      request(s2, stub(SIZE), { mode: RecallMode.RANGE, ranges: [[0, CHUNK]], rangeOnly: true }),
-      never,
-    );
-    const gets = s2.store.gets.slice(before).filter((g) => g.key === "files/one");
-    assert.equal(Math.max(...gets.map((g) => g.offset + g.length)), 4 * CHUNK);
+    // A reader's 4 KiB with nothing before it: its chunk and the next one, not three (a random
+    // read of a big file would otherwise cost the store readaheadChunks chunks each time).
+    assert.equal(await reach([[10, 4096]], {}), 2 * CHUNK);
+    // A window of the listener's stream (range_only), or a read that follows the previous one:
+    // the chunks after it, for what comes next.
+    assert.equal(await reach([[0, CHUNK]], { rangeOnly: true }), 4 * CHUNK);
+    assert.equal(await reach([[10, 4096]], { sequential: true }), 4 * CHUNK);
   });
 
   test("a ranged recall writes nothing past its chunk, even with the next chunk verified in memory", async () => {
