@@ -69,7 +69,8 @@ export interface StreamStart {
   readonly stub: StubState;
   /** Opens the writable fd the stream owns (called only when a stream starts). */
   readonly openWritable: () => number;
-  readonly who: AccessorInfo | null;
+  /** Who reads (read from /proc only when a stream may start: not for every read). */
+  readonly who: () => AccessorInfo | null;
 }
 
 interface Stream {
@@ -124,10 +125,9 @@ export class ReadAhead {
     this.lastEnd.set(start.key, end);
     const failedAt = this.failed.get(start.key);
     if (failedAt !== undefined && Date.now() - failedAt < FAILED_PAUSE_MS) return sequential;
-    if (!sequential || this.streams.size >= MAX_STREAMS || this.heldBy(start.who) >= MAX_STREAMS_PER_UID) {
-      return sequential;
-    }
-    if (start.st.size - end > WINDOW_BYTES) this.begin(start, end);
+    if (!sequential || this.streams.size >= MAX_STREAMS || start.st.size - end <= WINDOW_BYTES) return sequential;
+    const who = start.who();
+    if (this.heldBy(who) < MAX_STREAMS_PER_UID) this.begin(start, who, end);
     return true;
   }
 
@@ -156,9 +156,7 @@ export class ReadAhead {
         if (this.streams.get(key) !== s) return false;
         const left = deadline - Date.now();
         if (left <= 0) return false;
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([changed, new Promise<void>((res) => (timer = setTimeout(res, left)))]);
-        clearTimeout(timer);
+        await firstOr([changed], left);
       }
     } finally {
       s.waiters--;
@@ -188,13 +186,7 @@ export class ReadAhead {
       await s.done;
       return true;
     }
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<false>(
-      (res) => (timer = setTimeout(() => res(false), Math.max(0, deadline - Date.now()))),
-    );
-    const settled = await Promise.race([s.done.then(() => true), late]);
-    clearTimeout(timer);
-    return settled;
+    return firstOr([s.done], deadline - Date.now());
   }
 
   /** Shutdown: every stream stops starting windows. */
@@ -210,7 +202,7 @@ export class ReadAhead {
     return this.streams.size;
   }
 
-  private begin(start: StreamStart, from: number): void {
+  private begin(start: StreamStart, who: AccessorInfo | null, from: number): void {
     let rw: number;
     try {
       rw = start.openWritable();
@@ -226,7 +218,7 @@ export class ReadAhead {
       rw,
       st: start.st,
       stub: start.stub,
-      who: start.who,
+      who,
       start: first,
       next: first,
       readerEnd: from,
@@ -289,10 +281,7 @@ export class ReadAhead {
 
   /** Waits for a window to end, a reader to advance, or the idle time to pass. */
   private async pause(s: Stream, inFlight: ReadonlySet<Promise<void>>): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const idle = new Promise<void>((res) => (timer = setTimeout(res, IDLE_MS)));
-    await Promise.race([s.changed, idle, ...inFlight]);
-    clearTimeout(timer);
+    await firstOr([s.changed, ...inFlight], IDLE_MS);
   }
 
   private async window(s: Stream, range: ByteRange): Promise<void> {
@@ -313,5 +302,19 @@ export class ReadAhead {
       s.stopped = true;
     }
     s.wake();
+  }
+}
+
+/**
+ * Waits for the first of `events` (promises that never reject) or for `ms` to pass, the
+ * timer cleared either way: true when an event came first.
+ */
+async function firstOr(events: ReadonlyArray<Promise<unknown>>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((res) => (timer = setTimeout(() => res(false), Math.max(0, ms))));
+  try {
+    return await Promise.race([...events.map((e) => e.then(() => true)), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -121,7 +121,9 @@ export class RecallRunner {
     const classify = this.opts.classify ?? classifyAccess;
     const whole = mode === "whole" || ev.range === null || ev.range.count === 0 || classify(ev.pid) === "modify";
     const range = whole ? null : ev.range;
-    const who = ev.pid > 0 ? accessor() : null;
+    // Who reads is read from /proc only when it is needed: a stream starts, or a recall.
+    let seen: AccessorInfo | null | undefined;
+    const who = () => (seen === undefined ? (seen = ev.pid > 0 ? accessor() : null) : seen);
     const key = inodeKey(st);
     const deadline = Date.now() + this.opts.recallTimeoutMs;
     let sequential = false;
@@ -136,7 +138,7 @@ export class RecallRunner {
     if (range !== null && !this.opts.content.needsManifest(stub) && (await this.alreadyThere(ev.fd, st, stub, range))) {
       return "populated";
     }
-    return this.withWritable(ev.fd, st, (rw) => this.recall(rw, st, stub, range, who, { deadline, sequential }));
+    return this.withWritable(ev.fd, st, (rw) => this.recall(rw, st, stub, range, who(), { deadline, sequential }));
   }
 
   /**

@@ -55,7 +55,7 @@ function harness() {
   });
   const st = { dev: 1, ino: 2, size: SIZE } as FdStat;
   const stub = { chunkSize: CHUNK, size: SIZE } as StubState;
-  const start = { key: "1:2", st, stub, who: null, openWritable: () => openSync("/dev/null", "r") };
+  const start = { key: "1:2", st, stub, who: () => null, openWritable: () => openSync("/dev/null", "r") };
   const read = (offset: number, count = MiB) => ahead.observe({ offset, count }, start);
   /** Settles the stream, answering every window still in flight. */
   const end = async () => {
@@ -193,7 +193,7 @@ test("one uid holds at most half the streams: another user's sequential reader s
     key: `1:${ino}`,
     st: { dev: 1, ino, size: SIZE } as FdStat,
     stub: { chunkSize: CHUNK, size: SIZE } as StubState,
-    who: { pid: 100 + ino, uid, command: "dd", cgroup: "/" },
+    who: () => ({ pid: 100 + ino, uid, command: "dd", cgroup: "/" }),
     openWritable: () => openSync("/dev/null", "r"),
   });
   const sequential = (uid: number, ino: number) => {
