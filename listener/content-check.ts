@@ -14,6 +14,7 @@
 // closes one). Must not own: stub state, verdicts, punching (the dispatcher decides).
 import { read } from "node:fs";
 import { createHash } from "node:crypto";
+import type { Hash } from "node:crypto";
 import { promisify } from "node:util";
 import * as native from "../native/index.js";
 import { ManifestFormatError, checkedByContentHash, decodeManifest } from "../proto/manifest-format.js";
@@ -152,7 +153,7 @@ export class ContentCheck {
         i = j;
       }
     } finally {
-      if (this.spare.length < MAX_SPARE_BUFFERS) this.spare.push(buf);
+      this.giveBack(buf);
     }
     if (bad.length > 0) return { ok: false, why: "mismatch", bad };
     if (hole) return { ok: false, why: "hole", bad };
@@ -196,19 +197,17 @@ export class ContentCheck {
     const manifest = decodeFor(stub, raw);
     if (manifest instanceof ManifestFormatError) return { ok: false, why: manifest.message };
     const whole = createHash("sha256");
-    const buf = Buffer.allocUnsafe(READ_BYTES);
+    const buf = this.takeBuffer();
+    let digests: Buffer[];
+    try {
+      digests = await hashBlocks(fd, 0, stub.size, manifest.blockSize, buf, whole);
+    } finally {
+      this.giveBack(buf);
+    }
     for (let i = 0; i < manifest.blocks.length; i++) {
-      const start = i * manifest.blockSize;
-      const stop = Math.min(stub.size, start + manifest.blockSize);
-      const block = createHash("sha256");
-      for (let pos = start; pos < stop;) {
-        const { bytesRead } = await readAsync(fd, buf, 0, Math.min(buf.length, stop - pos), pos);
-        if (bytesRead <= 0) return { ok: false, why: `the file ends at byte ${pos}` };
-        whole.update(buf.subarray(0, bytesRead));
-        block.update(buf.subarray(0, bytesRead));
-        pos += bytesRead;
-      }
-      if (block.digest("hex") !== manifest.blocks[i]) return { ok: false, why: `block ${i} differs from the manifest` };
+      if (i >= digests.length) return { ok: false, why: `the file ends inside block ${i}` };
+      if (digests[i].toString("hex") !== manifest.blocks[i])
+        return { ok: false, why: `block ${i} differs from the manifest` };
     }
     if (whole.digest("hex") !== stub.contentSha256) return { ok: false, why: "the file's sha256 is not the archive's" };
     this.keep(stub.manifestSha256, manifest);
@@ -217,6 +216,10 @@ export class ContentCheck {
 
   private takeBuffer(): Buffer {
     return this.spare.pop() ?? Buffer.allocUnsafeSlow(READ_BYTES);
+  }
+
+  private giveBack(buf: Buffer): void {
+    if (this.spare.length < MAX_SPARE_BUFFERS) this.spare.push(buf);
   }
 
   /** Forgets what was checked of an inode (its blocks are punched, or it is a new file). */
@@ -287,15 +290,24 @@ async function judge(
 
 /**
  * The sha256 of each `blockSize` block of [start, stop) of `fd` (the last may be shorter),
- * read on the thread pool in pieces of `buf`. A block the file ends inside is left out.
+ * read on the thread pool in pieces of `buf` (each piece also fed to `whole`, when given). A
+ * block the file ends inside is left out.
  */
-async function hashBlocks(fd: number, start: number, stop: number, blockSize: number, buf: Buffer): Promise<Buffer[]> {
+async function hashBlocks(
+  fd: number,
+  start: number,
+  stop: number,
+  blockSize: number,
+  buf: Buffer,
+  whole?: Hash,
+): Promise<Buffer[]> {
   const digests: Buffer[] = [];
   let h = createHash("sha256");
   let blockEnd = Math.min(stop, start + blockSize);
   for (let pos = start; pos < stop;) {
     const { bytesRead } = await readAsync(fd, buf, 0, Math.min(buf.length, stop - pos), pos);
     if (bytesRead <= 0) break;
+    whole?.update(buf.subarray(0, bytesRead));
     for (let at = 0; at < bytesRead;) {
       const take = Math.min(bytesRead - at, blockEnd - (pos + at));
       h.update(buf.subarray(at, at + take));

@@ -147,6 +147,11 @@ test("vouch: the file hashed here must be the archive's content and the manifest
     const r = await new ContentCheck().vouch(fd, stub, manifest);
     assert.ok(!r.ok && /block 8 differs/.test(r.why), JSON.stringify(r));
   });
+  await withFile(data, data.length, async (fd) => {
+    ftruncateSync(fd, CHUNK + 5);
+    const r = await new ContentCheck().vouch(fd, stub, manifest);
+    assert.ok(!r.ok && /ends inside block 4/.test(r.why), JSON.stringify(r));
+  });
 });
 
 test("blocks after a hole are still checked (the hole is jumped over, not the data after it)", async () => {
